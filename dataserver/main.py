@@ -1,0 +1,143 @@
+"""store-dataserver: stores chunks on local disk and serves them over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from dataserver.chunkstore import ChunkStore
+from dataserver.heartbeat import Heartbeater
+from dataserver.service import DataService
+from store._pb import data_pb2_grpc
+from store.durable import write_file_atomic
+from store.errors import InvalidArgument
+from store.log import LEVELS, setup_logging
+from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
+
+log = logging.getLogger("dataserver")
+
+IDENTITY_FILE = "dataserver.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="store-dataserver", description=__doc__)
+    parser.add_argument("--dir", required=True, type=Path, help="directory for chunk files")
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        help="HOST:PORT to serve gRPC on; port 0 picks a free port",
+    )
+    parser.add_argument(
+        "--advertise",
+        default=None,
+        help="HOST:PORT that clients use to reach this server (default: --listen)",
+    )
+    parser.add_argument(
+        "--meta", required=True, help="HOST:PORT of the metaserver to register with"
+    )
+    parser.add_argument(
+        "--id",
+        default=None,
+        help="dataserver id; generated and kept in DIR on first start when omitted",
+    )
+    parser.add_argument(
+        "--domain", default="", help="failure domain label, such as the host or rack name"
+    )
+    parser.add_argument(
+        "--capacity-bytes",
+        type=int,
+        default=0,
+        help="bytes of chunk data to accept at most (0: the whole file system)",
+    )
+    parser.add_argument(
+        "--reserve-bytes",
+        type=int,
+        default=64 << 20,
+        help="free bytes to keep on the file system; writes beyond fail with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--heartbeat-interval-s",
+        type=float,
+        default=1.0,
+        help="seconds between heartbeats to the metaserver",
+    )
+    parser.add_argument(
+        "--rpc-timeout-s",
+        type=float,
+        default=5.0,
+        help="timeout in seconds of each call to the metaserver",
+    )
+    parser.add_argument("--log-level", default="info", choices=LEVELS)
+    return parser.parse_args(argv)
+
+
+def load_identity(directory: Path, wanted_id: str | None) -> str:
+    """Return this dataserver's id, creating DIR/dataserver.json on the first start."""
+    path = directory / IDENTITY_FILE
+    if path.exists():
+        stored = json.loads(path.read_text())["id"]
+        if wanted_id and wanted_id != stored:
+            raise InvalidArgument(
+                f"--id {wanted_id} does not match id {stored} stored in {path}; use the stored "
+                "id or a fresh directory"
+            )
+        return str(stored)
+    dataserver_id = wanted_id or f"ds-{uuid.uuid4().hex[:12]}"
+    record = {"id": dataserver_id, "created_unix_ms": int(time.time() * 1000)}
+    write_file_atomic(path, json.dumps(record).encode() + b"\n")
+    return dataserver_id
+
+
+async def serve(args: argparse.Namespace) -> None:
+    args.dir.mkdir(parents=True, exist_ok=True)
+    dataserver_id = load_identity(args.dir, args.id)
+    store = ChunkStore(args.dir, args.capacity_bytes, args.reserve_bytes)
+    await asyncio.to_thread(store.recover)
+
+    service = DataService(store, dataserver_id, "", args.domain)
+    server, address = await start_grpc_server(
+        args.listen,
+        args.advertise,
+        lambda grpc_server: data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server),
+    )
+    service.address = address
+    write_server_file(args.dir, "dataserver", dataserver_id, address)
+    log.info(
+        "dataserver started id=%s address=%s dir=%s meta=%s",
+        dataserver_id,
+        address,
+        args.dir,
+        args.meta,
+    )
+
+    heartbeater = Heartbeater(
+        args.meta, service.info, args.heartbeat_interval_s, args.rpc_timeout_s
+    )
+    heartbeat_task = asyncio.create_task(heartbeater.run(), name="heartbeat")
+    signal_name = await wait_for_stop_signal()
+    log.info("dataserver stopping id=%s on %s", dataserver_id, signal_name)
+    heartbeat_task.cancel()
+    await server.stop(grace=2.0)
+    await heartbeater.close()
+    service.close()
+    log.info("dataserver stopped id=%s", dataserver_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        asyncio.run(serve(args))
+    except InvalidArgument as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""store-metaserver: the sharded metadata service and cluster map authority."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import rocksdict
+
+from metaserver.catalog import BucketCatalog
+from metaserver.gc import GarbageCollector, GcSettings
+from metaserver.membership import Membership
+from metaserver.rocks import RocksEnv
+from metaserver.service import MetaService, ServiceSettings
+from metaserver.shard import Shard
+from store._pb import common_pb2 as pb
+from store._pb import meta_pb2_grpc
+from store.durable import write_file_atomic
+from store.errors import InvalidArgument
+from store.limits import (
+    DEFAULT_CHUNK_SIZE_BYTES,
+    DEFAULT_INLINE_MAX_BYTES,
+    DEFAULT_SHARD_COUNT,
+    MAX_CHUNK_SIZE_BYTES,
+    MAX_INLINE_MAX_BYTES,
+    MAX_REPLICAS,
+    MIN_CHUNK_SIZE_BYTES,
+)
+from store.log import LEVELS, setup_logging
+from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
+from store.shardmap import format_shard_ranges, parse_shard_ranges
+
+log = logging.getLogger("metaserver")
+
+IDENTITY_FILE = "metaserver.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="store-metaserver", description=__doc__)
+    parser.add_argument("--dir", required=True, type=Path, help="directory for the RocksDB shards")
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        help="HOST:PORT to serve gRPC on; port 0 picks a free port",
+    )
+    parser.add_argument(
+        "--advertise",
+        default=None,
+        help="HOST:PORT that clients use to reach this server (default: --listen)",
+    )
+    parser.add_argument("--id", default=None, help="metaserver id (default: generated and kept)")
+    parser.add_argument(
+        "--shard-count",
+        type=int,
+        default=DEFAULT_SHARD_COUNT,
+        help="total metadata shards in the cluster, fixed when it is created",
+    )
+    parser.add_argument(
+        "--shards", default=None, help="shards this process serves, like 0-7 (default: all)"
+    )
+    parser.add_argument(
+        "--chunk-size-bytes",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE_BYTES,
+        help="default chunk size of new objects",
+    )
+    parser.add_argument(
+        "--inline-max-bytes",
+        type=int,
+        default=DEFAULT_INLINE_MAX_BYTES,
+        help="objects up to this size are stored in the metadata record",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="copies of each chunk on distinct dataservers"
+    )
+    parser.add_argument(
+        "--dataserver-timeout-s",
+        type=float,
+        default=10.0,
+        help="seconds without a heartbeat before a dataserver is marked down",
+    )
+    parser.add_argument(
+        "--gc-interval-s", type=float, default=5.0, help="seconds between garbage collection passes"
+    )
+    parser.add_argument(
+        "--gc-delay-s",
+        type=float,
+        default=60.0,
+        help="seconds replaced or deleted chunks are kept for running readers",
+    )
+    parser.add_argument(
+        "--upload-grace-s",
+        type=float,
+        default=3600.0,
+        help="seconds before an uncommitted upload is abandoned and its chunks deleted",
+    )
+    parser.add_argument("--log-level", default="info", choices=LEVELS)
+    return parser.parse_args(argv)
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Raise InvalidArgument naming the first bad flag, its value and its bound."""
+    checks = [
+        ("--chunk-size-bytes", args.chunk_size_bytes, MIN_CHUNK_SIZE_BYTES, MAX_CHUNK_SIZE_BYTES),
+        (
+            "--inline-max-bytes",
+            args.inline_max_bytes,
+            0,
+            min(MAX_INLINE_MAX_BYTES, args.chunk_size_bytes - 1),
+        ),
+        ("--replicas", args.replicas, 1, MAX_REPLICAS),
+    ]
+    for flag, value, low, high in checks:
+        if not low <= value <= high:
+            raise InvalidArgument(f"{flag} {value} must be between {low} and {high}")
+    for flag, value in (
+        ("--dataserver-timeout-s", args.dataserver_timeout_s),
+        ("--gc-interval-s", args.gc_interval_s),
+        ("--upload-grace-s", args.upload_grace_s),
+    ):
+        if value <= 0:
+            raise InvalidArgument(f"{flag} {value} must be positive")
+    if args.gc_delay_s < 0:
+        raise InvalidArgument(f"--gc-delay-s {args.gc_delay_s} must not be negative")
+
+
+def load_identity(directory: Path, wanted_id: str | None) -> str:
+    path = directory / IDENTITY_FILE
+    if path.exists():
+        stored = str(json.loads(path.read_text())["id"])
+        if wanted_id and wanted_id != stored:
+            raise InvalidArgument(f"--id {wanted_id} does not match id {stored} stored in {path}")
+        return stored
+    server_id = wanted_id or f"ms-{uuid.uuid4().hex[:12]}"
+    record = {"id": server_id, "created_unix_ms": int(time.time() * 1000)}
+    write_file_atomic(path, json.dumps(record).encode() + b"\n")
+    return server_id
+
+
+def cluster_config(system_db: rocksdict.Rdict, args: argparse.Namespace) -> pb.ClusterMap:
+    """Load the cluster's fixed settings, creating them on the first start."""
+    stored = Membership.load_config(system_db)
+    wanted = pb.ClusterMap(
+        shard_count=args.shard_count,
+        chunk_size_bytes=args.chunk_size_bytes,
+        inline_max_bytes=args.inline_max_bytes,
+        replicas=args.replicas,
+    )
+    if stored is None:
+        wanted.cluster_id = uuid.uuid4().hex
+        Membership.store_config(system_db, wanted)
+        log.info("created cluster id=%s shards=%d", wanted.cluster_id, wanted.shard_count)
+        return wanted
+    if stored.shard_count != args.shard_count:
+        raise InvalidArgument(
+            f"--shard-count {args.shard_count} differs from the {stored.shard_count} shards this "
+            f"cluster was created with in {args.dir}; the shard count cannot change"
+        )
+    wanted.cluster_id = stored.cluster_id
+    if wanted != stored:
+        Membership.store_config(system_db, wanted)
+        log.info(
+            "cluster defaults changed chunk_size=%d inline_max=%d replicas=%d",
+            wanted.chunk_size_bytes,
+            wanted.inline_max_bytes,
+            wanted.replicas,
+        )
+    return wanted
+
+
+async def serve(args: argparse.Namespace) -> None:
+    args.dir.mkdir(parents=True, exist_ok=True)
+    server_id = load_identity(args.dir, args.id)
+    env = RocksEnv()
+    system_db = env.open(args.dir / "system")
+    config = cluster_config(system_db, args)
+    shard_numbers = parse_shard_ranges(args.shards or f"0-{args.shard_count - 1}", args.shard_count)
+
+    executor = ThreadPoolExecutor(
+        max_workers=min(len(shard_numbers), 32), thread_name_prefix="shard-write"
+    )
+    shards = {n: Shard(n, args.dir / "shards" / f"{n:04d}", env, executor) for n in shard_numbers}
+    membership = Membership(system_db, config, args.dataserver_timeout_s)
+    catalog = BucketCatalog(system_db)
+    gc_settings = GcSettings(
+        interval_s=args.gc_interval_s, delay_s=args.gc_delay_s, upload_grace_s=args.upload_grace_s
+    )
+    collector = GarbageCollector(list(shards.values()), membership, gc_settings)
+    service = MetaService(
+        server_id,
+        shards,
+        catalog,
+        membership,
+        collector,
+        ServiceSettings(gc_delay_s=args.gc_delay_s, started_unix_ms=int(time.time() * 1000)),
+    )
+
+    server, address = await start_grpc_server(
+        args.listen,
+        args.advertise,
+        lambda grpc_server: meta_pb2_grpc.add_MetaServiceServicer_to_server(service, grpc_server),
+    )
+    service.address = address
+    membership.set_metaservers(
+        [pb.MetaserverInfo(id=server_id, address=address, shards=shard_numbers)]
+    )
+    for shard in shards.values():
+        shard.start()
+    tasks = [
+        asyncio.create_task(collector.run(), name="gc"),
+        asyncio.create_task(watch_dataservers(membership), name="failure-detector"),
+    ]
+    write_server_file(args.dir, "metaserver", server_id, address)
+    log.info(
+        "metaserver started id=%s address=%s dir=%s shards=%s of %d epoch=%d",
+        server_id,
+        address,
+        args.dir,
+        format_shard_ranges(shard_numbers),
+        args.shard_count,
+        membership.epoch,
+    )
+
+    signal_name = await wait_for_stop_signal()
+    log.info("metaserver stopping id=%s on %s", server_id, signal_name)
+    await server.stop(grace=2.0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for shard in shards.values():
+        await shard.stop()
+    await collector.close()
+    executor.shutdown(wait=True)
+    system_db.close()
+    log.info("metaserver stopped id=%s", server_id)
+
+
+async def watch_dataservers(membership: Membership) -> None:
+    """Mark dataservers down when their heartbeats stop."""
+    interval_s = min(1.0, membership.dataserver_timeout_s / 4)
+    while True:
+        await asyncio.sleep(interval_s)
+        membership.check_timeouts()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        validate(args)
+        asyncio.run(serve(args))
+    except InvalidArgument as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Object and upload operations, each run by a shard's writer (see shard.py).
+
+Each function here builds the operation for one request. The operation reads
+the current state through the GroupView, checks its conditions, stages its
+writes and returns its result; when it raises, none of its writes happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+
+from metaserver import keys
+from metaserver.catalog import BucketCatalog
+from metaserver.shard import GroupView, Shard
+from store._pb import common_pb2 as pb
+from store._pb import meta_pb2
+from store.errors import NoSuchKey, NoSuchUpload, PreconditionFailed
+from store.names import display_key
+
+
+def _object_name(bucket: str, key: bytes) -> str:
+    return f"{bucket}/{display_key(key)}"
+
+
+def _load_object(view: GroupView, bucket: str, key: bytes) -> pb.ObjectRecord | None:
+    value = view.get(keys.object_key(bucket, key))
+    return None if value is None else keys.decode_object(value)
+
+
+def _chunk_refs(record: pb.ObjectRecord) -> list[pb.ChunkRef]:
+    return [chunk for stripe in record.layout.stripes for chunk in stripe.chunks]
+
+
+def _queue_garbage(
+    view: GroupView,
+    shard: Shard,
+    chunks: Iterable[pb.ChunkRef],
+    upload_ids: Iterable[str],
+    not_before_unix_ns: int,
+    reason: str,
+) -> None:
+    entry = pb.GcEntry(not_before_unix_ns=not_before_unix_ns, reason=reason)
+    entry.chunks.extend(chunks)
+    entry.upload_ids.extend(upload_ids)
+    if entry.chunks or entry.upload_ids:
+        view.put(keys.gc_key(shard.allocate_gc_sequence()), entry.SerializeToString())
+
+
+def _check_conditions(
+    current: pb.ObjectRecord | None, if_match_etag: str, if_none_match_any: bool, name: str
+) -> None:
+    if if_none_match_any and current is not None:
+        raise PreconditionFailed(f"{name} already exists (If-None-Match: *)")
+    if if_match_etag:
+        if current is None:
+            raise NoSuchKey(f"{name} does not exist (If-Match: {if_match_etag})")
+        if current.etag != if_match_etag:
+            raise PreconditionFailed(
+                f"{name} has ETag {current.etag}, not {if_match_etag} (If-Match)"
+            )
+
+
+def open_upload(
+    shard: Shard,
+    catalog: BucketCatalog,
+    bucket: str,
+    key: bytes,
+    chunk_size_bytes: int,
+    replicas: int,
+    now_unix_ns: int,
+) -> Callable[[GroupView], pb.UploadSession]:
+    def run(view: GroupView) -> pb.UploadSession:
+        catalog.check_writable(bucket)
+        session = pb.UploadSession(
+            upload_id=uuid.uuid4().hex,
+            bucket=bucket,
+            key=key,
+            created_unix_ns=now_unix_ns,
+            chunk_size_bytes=chunk_size_bytes,
+            replicas=replicas,
+        )
+        view.put(keys.upload_key(session.upload_id), session.SerializeToString())
+        return session
+
+    return run
+
+
+def _take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> None:
+    """Check that the upload is open for (bucket, key) and stage its removal."""
+    value = view.get(keys.upload_key(upload_id))
+    name = _object_name(bucket, key)
+    if value is None:
+        raise NoSuchUpload(
+            f"upload {upload_id} for {name} does not exist: it was committed, aborted, or "
+            "expired after the upload grace period; write the object again"
+        )
+    session = pb.UploadSession.FromString(value)
+    if session.bucket != bucket or session.key != key:
+        raise NoSuchUpload(
+            f"upload {upload_id} belongs to {_object_name(session.bucket, session.key)}, not {name}"
+        )
+    view.delete(keys.upload_key(upload_id))
+
+
+def commit_object(
+    shard: Shard,
+    catalog: BucketCatalog,
+    request: meta_pb2.CommitObjectRequest,
+    now_unix_ns: int,
+    gc_delay_ns: int,
+) -> Callable[[GroupView], pb.ObjectRecord]:
+    bucket, key = request.bucket, request.key
+    name = _object_name(bucket, key)
+
+    def run(view: GroupView) -> pb.ObjectRecord:
+        catalog.check_writable(bucket)
+        if request.upload_id:
+            _take_session(view, request.upload_id, bucket, key)
+        current = _load_object(view, bucket, key)
+        _check_conditions(current, request.if_match_etag, request.if_none_match_any, name)
+
+        record = pb.ObjectRecord()
+        record.CopyFrom(request.record)
+        record.version_id = request.upload_id or uuid.uuid4().hex
+        record.modified_unix_ns = now_unix_ns
+        record.created_unix_ns = current.created_unix_ns if current is not None else now_unix_ns
+        view.put(keys.object_key(bucket, key), keys.encode_object(record))
+        if current is not None:
+            _queue_garbage(
+                view,
+                shard,
+                _chunk_refs(current),
+                (),
+                now_unix_ns + gc_delay_ns,
+                f"overwrite of {name} version {current.version_id}",
+            )
+        shard.counters.commits += 1
+        return record
+
+    return run
+
+
+def delete_object(
+    shard: Shard,
+    request: meta_pb2.DeleteObjectRequest,
+    now_unix_ns: int,
+    gc_delay_ns: int,
+) -> Callable[[GroupView], meta_pb2.DeleteObjectResponse]:
+    bucket, key = request.bucket, request.key
+    name = _object_name(bucket, key)
+
+    def run(view: GroupView) -> meta_pb2.DeleteObjectResponse:
+        current = _load_object(view, bucket, key)
+        _check_conditions(current, request.if_match_etag, False, name)
+        if current is None:
+            return meta_pb2.DeleteObjectResponse(existed=False)
+        view.delete(keys.object_key(bucket, key))
+        _queue_garbage(
+            view,
+            shard,
+            _chunk_refs(current),
+            (),
+            now_unix_ns + gc_delay_ns,
+            f"delete of {name} version {current.version_id}",
+        )
+        return meta_pb2.DeleteObjectResponse(existed=True, version_id=current.version_id)
+
+    return run
+
+
+def abort_upload(
+    shard: Shard, request: meta_pb2.AbortUploadRequest, now_unix_ns: int
+) -> Callable[[GroupView], None]:
+    def run(view: GroupView) -> None:
+        _take_session(view, request.upload_id, request.bucket, request.key)
+        _queue_garbage(
+            view,
+            shard,
+            (),
+            [request.upload_id],
+            now_unix_ns,
+            f"abort of upload {request.upload_id}",
+        )
+
+    return run
+
+
+def expire_upload(
+    shard: Shard, upload_id: str, cutoff_unix_ns: int, now_unix_ns: int
+) -> Callable[[GroupView], bool]:
+    """Turn an upload older than the cutoff into garbage; later commits of it fail."""
+
+    def run(view: GroupView) -> bool:
+        value = view.get(keys.upload_key(upload_id))
+        if value is None:
+            return False
+        session = pb.UploadSession.FromString(value)
+        if session.created_unix_ns > cutoff_unix_ns:
+            return False
+        view.delete(keys.upload_key(upload_id))
+        _queue_garbage(
+            view,
+            shard,
+            (),
+            [upload_id],
+            now_unix_ns,
+            f"expiry of upload {upload_id} for {_object_name(session.bucket, session.key)}",
+        )
+        return True
+
+    return run
+
+
+def finish_garbage(sequence: int, remaining: pb.GcEntry | None) -> Callable[[GroupView], None]:
+    """Remove a processed GC entry, or keep only the parts that still failed."""
+
+    def run(view: GroupView) -> None:
+        key = keys.gc_key(sequence)
+        if remaining is None or not (remaining.chunks or remaining.upload_ids):
+            view.delete(key)
+        else:
+            view.put(key, remaining.SerializeToString())
+
+    return run

@@ -1,0 +1,276 @@
+"""One metadata shard: a RocksDB database, its single writer and its readers.
+
+Every mutation of a shard is an operation function run by the shard's writer
+task, one at a time, against a view that includes the effects of the
+operations before it in the same group. The writer collects the effects of
+a whole group into one RocksDB write batch and writes it with the WAL
+synced, then answers every operation of the group: concurrent commits share
+one fsync (group commit), and a check-then-write inside one operation is
+atomic because nothing else writes the shard in between.
+
+Readers use the database directly. A synced write inserts into the memtable
+only after the WAL is on disk, so readers never see an unacknowledged
+record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import rocksdict
+
+from metaserver import keys
+from metaserver.rocks import RocksEnv
+from store._pb import common_pb2 as pb
+from store.errors import InternalError, StoreError
+from store.listing import prefix_successor
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Upper bound on operations merged into one write batch.
+MAX_GROUP_OPERATIONS = 512
+# Upper bound on queued operations per shard; callers wait when it is full.
+MAX_QUEUED_OPERATIONS = 8192
+
+_DELETED = object()
+
+
+class GroupView:
+    """The database as one operation sees it: committed state plus its group's earlier effects."""
+
+    def __init__(self, db: rocksdict.Rdict, overlay: dict[bytes, Any]) -> None:
+        self._db = db
+        self._overlay = overlay
+        self.staged: dict[bytes, Any] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        for layer in (self.staged, self._overlay):
+            if key in layer:
+                value = layer[key]
+                return None if value is _DELETED else value
+        value = self._db.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.staged[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.staged[key] = _DELETED
+
+
+@dataclass(slots=True)
+class Operation:
+    function: Callable[[GroupView], Any]
+    future: asyncio.Future[Any]
+    name: str
+
+
+@dataclass(slots=True)
+class ShardCounters:
+    commits: int = 0
+    sync_writes: int = 0
+    operations: int = 0
+    failed_writes: int = 0
+    group_sizes: list[int] = field(default_factory=list)
+
+
+class Shard:
+    """A metadata shard: reads run inline, writes go through `submit`."""
+
+    def __init__(self, number: int, path: Path, env: RocksEnv, executor: Executor) -> None:
+        self.number = number
+        self.path = path
+        self.db = env.open(path)
+        self._executor = executor
+        self._sync = rocksdict.WriteOptions()
+        self._sync.sync = True
+        self._queue: asyncio.Queue[Operation] = asyncio.Queue(MAX_QUEUED_OPERATIONS)
+        self._writer: asyncio.Task[None] | None = None
+        self.counters = ShardCounters()
+        self.next_gc_sequence = self._last_gc_sequence() + 1
+        # A write error leaves the database state unknown: later writes fail too.
+        self._write_error: Exception | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"shard-{self.number}-writer")
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+        self.db.close()
+
+    def _last_gc_sequence(self) -> int:
+        iterator = self.db.iter()
+        iterator.seek_for_prev(keys.GC_TAG + b"\xff" * 8)
+        if iterator.valid() and iterator.key().startswith(keys.GC_TAG):
+            return keys.gc_sequence(iterator.key())
+        return 0
+
+    # Writes.
+
+    async def submit(self, name: str, function: Callable[[GroupView], T]) -> T:
+        """Run `function` in the shard's writer and return its result once it is durable."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(Operation(function, future, name))
+        return await future
+
+    def allocate_gc_sequence(self) -> int:
+        """Return the next GC entry number; call only from inside an operation."""
+        sequence = self.next_gc_sequence
+        self.next_gc_sequence += 1
+        return sequence
+
+    async def _write_loop(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < MAX_GROUP_OPERATIONS and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            await self._run_group(group)
+
+    async def _run_group(self, group: list[Operation]) -> None:
+        # 1. Run each operation against the group's view; a failed one leaves no trace.
+        overlay: dict[bytes, Any] = {}
+        outcomes: list[tuple[Operation, Any, BaseException | None]] = []
+        for operation in group:
+            view = GroupView(self.db, overlay)
+            try:
+                result = operation.function(view)
+            except StoreError as error:
+                outcomes.append((operation, None, error))
+                continue
+            except Exception as exc:
+                log.exception("[BUG] shard=%d operation=%s raised", self.number, operation.name)
+                outcomes.append((operation, None, InternalError(f"{operation.name}: {exc!r}")))
+                continue
+            overlay.update(view.staged)
+            outcomes.append((operation, result, None))
+
+        # 2. Write every effect in one synced batch.
+        write_error = await self._write(overlay) if overlay else None
+
+        # 3. Answer the callers.
+        self.counters.operations += len(group)
+        for operation, result, failure in outcomes:
+            if operation.future.done():
+                continue
+            if failure is None and write_error is not None:
+                failure = write_error
+            if failure is None:
+                operation.future.set_result(result)
+            else:
+                operation.future.set_exception(failure)
+
+    async def _write(self, overlay: dict[bytes, Any]) -> StoreError | None:
+        if self._write_error is not None:
+            return InternalError(
+                f"shard {self.number} stopped accepting writes after an earlier write error: "
+                f"{self._write_error}; restart the metaserver"
+            )
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in overlay.items():
+            if value is _DELETED:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.db.write, batch, self._sync
+            )
+        except Exception as exc:
+            self._write_error = exc
+            self.counters.failed_writes += 1
+            log.error("shard=%d synced write of %d keys failed: %s", self.number, len(overlay), exc)
+            return InternalError(f"shard {self.number}: metadata write failed: {exc}")
+        self.counters.sync_writes += 1
+        return None
+
+    # Reads.
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.db.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
+    def get_object(self, bucket: str, key: bytes) -> pb.ObjectRecord | None:
+        value = self.get(keys.object_key(bucket, key))
+        return None if value is None else keys.decode_object(value)
+
+    def has_objects(self, bucket: str) -> bool:
+        prefix = keys.bucket_prefix(bucket)
+        iterator = self.db.iter()
+        iterator.seek(prefix)
+        return bool(iterator.valid() and iterator.key().startswith(prefix))
+
+    def scan_objects(self, bucket: str, prefix: bytes, start_key: bytes) -> ShardCursor:
+        """Return a cursor over the bucket's keys that start with `prefix`, from `start_key` on."""
+        return ShardCursor(self.db, keys.bucket_prefix(bucket), prefix, start_key)
+
+    def estimated_keys(self) -> int:
+        return int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
+
+    def disk_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+    def count_prefix(self, prefix: bytes, limit: int) -> int:
+        """Count keys that start with `prefix`, stopping at `limit`."""
+        cursor = ShardCursor(self.db, prefix, b"", b"")
+        count = 0
+        while count < limit and cursor.current() is not None:
+            count += 1
+            cursor.advance()
+        return count
+
+
+class ShardCursor:
+    """A listing cursor over one shard: keys of one scope (such as a bucket) under a prefix.
+
+    Keys come back without the scope, so cursors of every shard compare alike.
+    """
+
+    def __init__(self, db: rocksdict.Rdict, scope: bytes, prefix: bytes, start_key: bytes) -> None:
+        self._scope = scope
+        options = rocksdict.ReadOptions()
+        upper = prefix_successor(scope + prefix)
+        if upper is not None:
+            options.set_iterate_upper_bound(upper)
+        self._iterator = db.iter(options)
+        self._iterator.seek(scope + max(prefix, start_key))
+        self._key: bytes | None = None
+        self._load()
+
+    def _load(self) -> None:
+        if self._iterator.valid():
+            key = self._iterator.key()
+            assert key.startswith(self._scope)
+            self._key = key[len(self._scope) :]
+        else:
+            self._key = None
+
+    def current(self) -> bytes | None:
+        return self._key
+
+    def payload(self) -> bytes:
+        value = self._iterator.value()
+        assert isinstance(value, bytes)
+        return value
+
+    def advance(self) -> None:
+        self._iterator.next()
+        self._load()
+
+    def seek(self, key: bytes) -> None:
+        self._iterator.seek(self._scope + key)
+        self._load()

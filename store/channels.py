@@ -1,0 +1,54 @@
+"""A cache of gRPC channels and stubs, one channel per server address."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+import grpc.aio
+
+from store._pb import data_pb2_grpc, meta_pb2_grpc
+from store.rpc import CHANNEL_OPTIONS
+
+if TYPE_CHECKING:
+    from store._pb.data_pb2_grpc import DataServiceAsyncStub
+    from store._pb.meta_pb2_grpc import MetaServiceAsyncStub
+
+
+class ChannelPool:
+    """Opens each address once and reuses the channel for every call to it."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._data_stubs: dict[str, DataServiceAsyncStub] = {}
+        self._meta_stubs: dict[str, MetaServiceAsyncStub] = {}
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = channel
+        return channel
+
+    def data(self, address: str) -> DataServiceAsyncStub:
+        stub = self._data_stubs.get(address)
+        if stub is None:
+            stub = self._data_stubs[address] = cast(
+                "DataServiceAsyncStub", data_pb2_grpc.DataServiceStub(self.channel(address))
+            )
+        return stub
+
+    def meta(self, address: str) -> MetaServiceAsyncStub:
+        stub = self._meta_stubs.get(address)
+        if stub is None:
+            stub = self._meta_stubs[address] = cast(
+                "MetaServiceAsyncStub", meta_pb2_grpc.MetaServiceStub(self.channel(address))
+            )
+        return stub
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        self._data_stubs.clear()
+        self._meta_stubs.clear()
+        for channel in channels:
+            await channel.close()

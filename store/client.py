@@ -1,0 +1,630 @@
+"""AsyncClient: the asyncio SDK.
+
+    async with store.AsyncClient("127.0.0.1:7000") as client:
+        await client.create_bucket("photos")
+        await client.put("photos", "cat.jpg", data)
+        data = await client.get("photos", "cat.jpg")
+
+Every method takes `timeout_s`, the time the whole call may take; None
+waits as long as each RPC's own timeout allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from store._pb import common_pb2 as pb
+from store._pb import meta_pb2
+from store.checksum import crc32c
+from store.clustermap import ClusterView
+from store.connection import Connection, Deadline
+from store.download import Reader, ReadTarget
+from store.errors import ChecksumMismatch, InvalidArgument, NoSuchUpload, StoreError
+from store.limits import MAX_LIST_KEYS
+from store.listing import (
+    ItemCursor,
+    ListItem,
+    decode_token,
+    encode_token,
+    merge_page,
+    next_start_key,
+)
+from store.names import check_bucket_name, check_user_metadata, display_key, encode_key
+from store.reader import AsyncObjectReader
+from store.sources import PutData, Source, open_path_source, open_source
+from store.types import BucketInfo, ListEntry, ListPage, ObjectInfo
+from store.upload import Upload, UploadResult
+
+log = logging.getLogger(__name__)
+
+Key = str | bytes
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_WINDOW_CHUNKS = 8
+DEFAULT_CHUNK_TIMEOUT_S = 60.0
+
+
+class AsyncClient:
+    """Client of one cluster, reached through any of its metaservers.
+
+    `address` is one "host:port" or several separated by commas. `window_chunks`
+    bounds the chunks one put or get has in flight.
+    """
+
+    def __init__(
+        self,
+        address: str | list[str],
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        window_chunks: int = DEFAULT_WINDOW_CHUNKS,
+        chunk_timeout_s: float = DEFAULT_CHUNK_TIMEOUT_S,
+    ) -> None:
+        addresses = address.split(",") if isinstance(address, str) else list(address)
+        addresses = [a.strip() for a in addresses if a.strip()]
+        if not addresses:
+            raise InvalidArgument("AsyncClient needs at least one metaserver address")
+        if window_chunks < 1:
+            raise InvalidArgument(f"window_chunks {window_chunks} must be at least 1")
+        self.timeout_s = timeout_s
+        self.window_chunks = window_chunks
+        self.chunk_timeout_s = chunk_timeout_s
+        self._connection = Connection(addresses)
+        self._reader = Reader(self._connection, window_chunks, chunk_timeout_s)
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout_s: float | None = None) -> None:
+        """Fetch the cluster map; raises Unavailable when no metaserver answers."""
+        await self._connection.refresh_map(self._deadline(timeout_s, "connect"))
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    def _deadline(self, timeout_s: float | None, what: str) -> Deadline:
+        return Deadline(self.timeout_s if timeout_s is None else timeout_s, what)
+
+    async def cluster_map(self, timeout_s: float | None = None) -> pb.ClusterMap:
+        """Return the current cluster map, fetched fresh."""
+        view = await self._connection.refresh_map(self._deadline(timeout_s, "cluster map"))
+        return view.map
+
+    # Buckets.
+
+    async def create_bucket(
+        self, name: str, *, owner: str = "", timeout_s: float | None = None
+    ) -> BucketInfo:
+        check_bucket_name(name)
+        request = meta_pb2.CreateBucketRequest(name=name, owner=owner)
+        record = await self._connection.meta_call(
+            self._deadline(timeout_s, f"create bucket {name}"),
+            None,
+            lambda stub, _, t: stub.CreateBucket(request, timeout=t),
+            idempotent=False,
+        )
+        return BucketInfo.from_record(record)
+
+    async def delete_bucket(self, name: str, *, timeout_s: float | None = None) -> None:
+        """Delete an empty bucket; raises BucketNotEmpty when it still has objects."""
+        check_bucket_name(name)
+        request = meta_pb2.DeleteBucketRequest(name=name)
+        await self._connection.meta_call(
+            self._deadline(timeout_s, f"delete bucket {name}"),
+            None,
+            lambda stub, _, t: stub.DeleteBucket(request, timeout=t),
+            idempotent=False,
+        )
+
+    async def head_bucket(self, name: str, *, timeout_s: float | None = None) -> BucketInfo:
+        """Return the bucket; raises NoSuchBucket when it does not exist."""
+        check_bucket_name(name)
+        request = meta_pb2.HeadBucketRequest(name=name)
+        record = await self._connection.meta_call(
+            self._deadline(timeout_s, f"head bucket {name}"),
+            None,
+            lambda stub, _, t: stub.HeadBucket(request, timeout=t),
+            idempotent=True,
+        )
+        return BucketInfo.from_record(record)
+
+    async def list_buckets(self, *, timeout_s: float | None = None) -> list[BucketInfo]:
+        reply = await self._connection.meta_call(
+            self._deadline(timeout_s, "list buckets"),
+            None,
+            lambda stub, _, t: stub.ListBuckets(meta_pb2.ListBucketsRequest(), timeout=t),
+            idempotent=True,
+        )
+        return [BucketInfo.from_record(record) for record in reply.buckets]
+
+    # Writes.
+
+    async def put(
+        self,
+        bucket: str,
+        key: Key,
+        data: PutData,
+        *,
+        content_type: str = "",
+        metadata: Mapping[str, str] | None = None,
+        chunk_size_bytes: int = 0,
+        compute_md5: bool = False,
+        if_match: str = "",
+        if_none_match: bool = False,
+        timeout_s: float | None = None,
+    ) -> ObjectInfo:
+        """Store an object from bytes, a binary file object or an (async) iterator of bytes.
+
+        Streams of unknown length are read one chunk at a time. `compute_md5`
+        makes the ETag the MD5 of the content (slower); otherwise large
+        objects get an ETag derived from their chunk checksums. `if_match`
+        and `if_none_match` make the commit conditional (PreconditionFailed).
+        """
+        source = open_source(data)
+        try:
+            return await self._put(
+                bucket,
+                key,
+                source,
+                content_type,
+                metadata,
+                chunk_size_bytes,
+                compute_md5,
+                if_match,
+                if_none_match,
+                timeout_s,
+            )
+        finally:
+            await source.close()
+
+    async def put_file(
+        self,
+        bucket: str,
+        key: Key,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str = "",
+        metadata: Mapping[str, str] | None = None,
+        chunk_size_bytes: int = 0,
+        compute_md5: bool = False,
+        timeout_s: float | None = None,
+    ) -> ObjectInfo:
+        """Store the file at `path` as an object."""
+        source = open_path_source(path)
+        try:
+            return await self._put(
+                bucket,
+                key,
+                source,
+                content_type,
+                metadata,
+                chunk_size_bytes,
+                compute_md5,
+                "",
+                False,
+                timeout_s,
+            )
+        finally:
+            await source.close()
+
+    async def _put(
+        self,
+        bucket: str,
+        key: Key,
+        source: Source,
+        content_type: str,
+        metadata: Mapping[str, str] | None,
+        chunk_size_bytes: int,
+        compute_md5: bool,
+        if_match: str,
+        if_none_match: bool,
+        timeout_s: float | None,
+    ) -> ObjectInfo:
+        check_bucket_name(bucket)
+        raw_key = encode_key(key)
+        user_metadata = check_user_metadata(metadata)
+        name = f"{bucket}/{display_key(raw_key)}"
+        deadline = Deadline(timeout_s, f"put {name}")
+        view = await self._connection.cluster_view(deadline)
+
+        record = pb.ObjectRecord(content_type=content_type)
+        record.user_metadata.update(user_metadata)
+        request = meta_pb2.CommitObjectRequest(
+            bucket=bucket, key=raw_key, if_match_etag=if_match, if_none_match_any=if_none_match
+        )
+
+        # Small objects live in the metadata record: one synced write, no dataserver.
+        inline_max = view.map.inline_max_bytes
+        first_size = chunk_size_bytes or view.map.chunk_size_bytes
+        if source.size_bytes is not None and source.size_bytes <= inline_max:
+            first_size = inline_max + 1
+        first = await source.read_exact(first_size)
+        if len(first) <= inline_max:
+            data = bytes(first)
+            record.is_inline = True
+            record.inline_data = data
+            record.inline_crc32c = crc32c(data)
+            record.size_bytes = len(data)
+            record.etag = hashlib.md5(data).hexdigest()
+            return await self._commit(request, record, deadline)
+
+        session = await self._open_upload(bucket, raw_key, chunk_size_bytes, deadline)
+        request.upload_id = session.upload_id
+        try:
+            result = await self._write_stripes(
+                bucket, raw_key, session, source, first, compute_md5, deadline
+            )
+            record.layout.CopyFrom(result.layout)
+            record.size_bytes = result.size_bytes
+            record.etag = result.etag
+            return await self._commit(request, record, deadline)
+        except BaseException as error:
+            await self._abort_quietly(bucket, raw_key, session.upload_id, error)
+            raise
+
+    async def _open_upload(
+        self, bucket: str, key: bytes, chunk_size_bytes: int, deadline: Deadline
+    ) -> meta_pb2.OpenUploadResponse:
+        view = await self._connection.cluster_view(deadline)
+        shard = self._connection.shard_for(view, bucket, key)
+
+        def call(stub: Any, view: ClusterView, timeout: float | None) -> Any:
+            request = meta_pb2.OpenUploadRequest(
+                bucket=bucket,
+                key=key,
+                shard=shard,
+                epoch=view.epoch,
+                chunk_size_bytes=chunk_size_bytes,
+            )
+            return stub.OpenUpload(request, timeout=timeout)
+
+        response: meta_pb2.OpenUploadResponse = await self._connection.meta_call(
+            deadline, shard, call, idempotent=True
+        )
+        return response
+
+    async def _write_stripes(
+        self,
+        bucket: str,
+        key: bytes,
+        session: meta_pb2.OpenUploadResponse,
+        source: Source,
+        first: bytes | memoryview,
+        compute_md5: bool,
+        deadline: Deadline,
+    ) -> UploadResult:
+        view = await self._connection.cluster_view(deadline)
+        if view.epoch < session.epoch:
+            view = await self._connection.refresh_map(deadline, session.epoch)
+        upload = Upload(
+            self._connection,
+            view,
+            bucket,
+            key,
+            session.upload_id,
+            session.chunk_size_bytes,
+            session.replicas,
+            self.window_chunks,
+            self.chunk_timeout_s,
+            compute_md5,
+        )
+        if len(first) > session.chunk_size_bytes:
+            raise InvalidArgument(
+                f"first read of {len(first)} bytes exceeds the chunk size "
+                f"{session.chunk_size_bytes}"
+            )
+        if len(first) < session.chunk_size_bytes:
+            # The first read was sized before the upload's chunk size was known; top it up.
+            rest = await source.read_exact(session.chunk_size_bytes - len(first))
+            if rest:
+                first = bytes(first) + bytes(rest)
+        return await upload.write(source, first, deadline)
+
+    async def _commit(
+        self, request: meta_pb2.CommitObjectRequest, record: pb.ObjectRecord, deadline: Deadline
+    ) -> ObjectInfo:
+        request.record.CopyFrom(record)
+        view = await self._connection.cluster_view(deadline)
+        shard = self._connection.shard_for(view, request.bucket, request.key)
+        request.shard = shard
+
+        def call(stub: Any, view: ClusterView, timeout: float | None) -> Any:
+            request.epoch = view.epoch
+            return stub.CommitObject(request, timeout=timeout)
+
+        try:
+            committed = await self._connection.meta_call(deadline, shard, call, idempotent=True)
+        except NoSuchUpload:
+            # A retried commit whose first attempt succeeded finds its session gone;
+            # the object then carries the upload id as its version.
+            if request.upload_id:
+                current = await self._stat_record(request.bucket, request.key, False, deadline)
+                if current is not None and current.version_id == request.upload_id:
+                    return ObjectInfo.from_record(request.bucket, request.key, current)
+            raise
+        return ObjectInfo.from_record(request.bucket, request.key, committed)
+
+    async def _abort_quietly(
+        self, bucket: str, key: bytes, upload_id: str, cause: BaseException
+    ) -> None:
+        """Abort a failed upload so its chunks are collected now; errors are only logged."""
+        view = self._connection.view
+        if view is None:
+            return
+        shard = self._connection.shard_for(view, bucket, key)
+        request = meta_pb2.AbortUploadRequest(
+            bucket=bucket, key=key, shard=shard, upload_id=upload_id
+        )
+        try:
+            await self._connection.meta_call(
+                Deadline(5.0, f"abort upload {upload_id}"),
+                shard,
+                lambda stub, _, t: stub.AbortUpload(request, timeout=t),
+                idempotent=True,
+            )
+            log.info(
+                "aborted upload=%s of %s/%s after: %r", upload_id, bucket, display_key(key), cause
+            )
+        except StoreError as error:
+            log.warning(
+                "abort of upload=%s failed (the collector removes it after the grace period): %s",
+                upload_id,
+                error,
+            )
+
+    async def delete(
+        self, bucket: str, key: Key, *, if_match: str = "", timeout_s: float | None = None
+    ) -> bool:
+        """Delete an object; return False when it did not exist."""
+        check_bucket_name(bucket)
+        raw_key = encode_key(key)
+        deadline = self._deadline(timeout_s, f"delete {bucket}/{display_key(raw_key)}")
+        view = await self._connection.cluster_view(deadline)
+        shard = self._connection.shard_for(view, bucket, raw_key)
+        request = meta_pb2.DeleteObjectRequest(
+            bucket=bucket, key=raw_key, shard=shard, if_match_etag=if_match
+        )
+        reply = await self._connection.meta_call(
+            deadline,
+            shard,
+            lambda stub, _, t: stub.DeleteObject(request, timeout=t),
+            idempotent=True,
+        )
+        return bool(reply.existed)
+
+    # Reads.
+
+    async def _stat_record(
+        self, bucket: str, key: bytes, include_inline: bool, deadline: Deadline
+    ) -> pb.ObjectRecord:
+        view = await self._connection.cluster_view(deadline)
+        shard = self._connection.shard_for(view, bucket, key)
+        request = meta_pb2.StatObjectRequest(
+            bucket=bucket, key=key, shard=shard, include_inline=include_inline
+        )
+        record: pb.ObjectRecord = await self._connection.meta_call(
+            deadline, shard, lambda stub, _, t: stub.StatObject(request, timeout=t), idempotent=True
+        )
+        return record
+
+    async def stat(self, bucket: str, key: Key, *, timeout_s: float | None = None) -> ObjectInfo:
+        """Return an object's metadata; raises NoSuchKey or NoSuchBucket."""
+        check_bucket_name(bucket)
+        raw_key = encode_key(key)
+        deadline = self._deadline(timeout_s, f"stat {bucket}/{display_key(raw_key)}")
+        record = await self._stat_record(bucket, raw_key, False, deadline)
+        return ObjectInfo.from_record(bucket, raw_key, record)
+
+    async def _target(self, bucket: str, key: Key, deadline: Deadline) -> ReadTarget:
+        check_bucket_name(bucket)
+        raw_key = encode_key(key)
+        record = await self._stat_record(bucket, raw_key, True, deadline)
+        target = ReadTarget(bucket, raw_key, record)
+        if record.is_inline and crc32c(record.inline_data) != record.inline_crc32c:
+            raise ChecksumMismatch(f"inline data of {target.name()} does not match its CRC32C")
+        return target
+
+    async def get(
+        self,
+        bucket: str,
+        key: Key,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        """Return an object's bytes, or `length` bytes from `offset` (clipped at the end)."""
+        deadline = Deadline(timeout_s, f"get {bucket}/{key!r}")
+        target = await self._target(bucket, key, deadline)
+        start, size = _clip_range(target, offset, length)
+        if target.record.is_inline:
+            return target.record.inline_data[start : start + size]
+        pieces = await self._reader.read_range(target, start, size, deadline)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def get_stream(
+        self,
+        bucket: str,
+        key: Key,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Yield an object's bytes in order, reading ahead a bounded window of chunks."""
+        deadline = Deadline(timeout_s, f"get {bucket}/{key!r}")
+        target = await self._target(bucket, key, deadline)
+        start, size = _clip_range(target, offset, length)
+        if target.record.is_inline:
+            if size:
+                yield target.record.inline_data[start : start + size]
+            return
+        async for piece in self._reader.stream_range(target, start, size, deadline):
+            yield piece
+
+    async def get_file(
+        self, bucket: str, key: Key, path: str | os.PathLike[str], *, timeout_s: float | None = None
+    ) -> ObjectInfo:
+        """Write an object to the file at `path` (replaced only once the whole object arrived)."""
+        deadline = Deadline(timeout_s, f"get {bucket}/{key!r} to {path}")
+        target = await self._target(bucket, key, deadline)
+        final = os.fspath(path)
+        temp = f"{final}.{os.getpid()}.part"
+        file = await asyncio.to_thread(open, temp, "wb")
+        try:
+            if target.record.is_inline:
+                await asyncio.to_thread(file.write, target.record.inline_data)
+            else:
+                size = target.record.size_bytes
+                async for piece in self._reader.stream_range(target, 0, size, deadline):
+                    await asyncio.to_thread(file.write, piece)
+            await asyncio.to_thread(file.close)
+            os.replace(temp, final)
+        except BaseException:
+            file.close()
+            if os.path.exists(temp):
+                os.unlink(temp)
+            raise
+        return ObjectInfo.from_record(target.bucket, target.key, target.record)
+
+    async def open(
+        self, bucket: str, key: Key, *, timeout_s: float | None = None
+    ) -> AsyncObjectReader:
+        """Open an object for reading with seek(); sequential reads prefetch ahead."""
+        deadline = self._deadline(timeout_s, f"open {bucket}/{key!r}")
+        target = await self._target(bucket, key, deadline)
+        return AsyncObjectReader(self._reader, target, self.timeout_s)
+
+    # Listing.
+
+    async def list(
+        self,
+        bucket: str,
+        *,
+        prefix: Key = "",
+        delimiter: Key = "",
+        start_after: Key = "",
+        max_keys: int = MAX_LIST_KEYS,
+        page_token: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ListPage:
+        """Return one page of keys in byte order, with common prefixes when `delimiter` is set."""
+        check_bucket_name(bucket)
+        if not 0 <= max_keys <= MAX_LIST_KEYS:
+            raise InvalidArgument(f"max_keys {max_keys} must be between 0 and {MAX_LIST_KEYS}")
+        raw_prefix = _raw(prefix)
+        raw_delimiter = _raw(delimiter)
+        if page_token:
+            start_key = decode_token(page_token)
+        elif start_after:
+            start_key = _raw(start_after) + b"\x00"
+        else:
+            start_key = b""
+        deadline = self._deadline(timeout_s, f"list {bucket}")
+        if max_keys == 0:
+            await self.head_bucket(bucket, timeout_s=deadline.remaining_s())
+            return ListPage()
+
+        view = await self._connection.cluster_view(deadline)
+        request = meta_pb2.ListObjectsRequest(
+            bucket=bucket,
+            prefix=raw_prefix,
+            delimiter=raw_delimiter,
+            start_key=start_key,
+            max_keys=max_keys,
+        )
+        replies = [
+            await self._connection.meta_call(
+                deadline, None, _list_call(self._connection, address, request), idempotent=True
+            )
+            for address in view.metaserver_addresses
+        ]
+        return _merge_replies(replies, raw_prefix, raw_delimiter, max_keys)
+
+    async def iter_pages(
+        self,
+        bucket: str,
+        *,
+        prefix: Key = "",
+        delimiter: Key = "",
+        start_after: Key = "",
+        max_keys: int = MAX_LIST_KEYS,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[ListPage]:
+        """Yield every page of a listing; `timeout_s` applies to each page."""
+        token: str | None = None
+        while True:
+            page = await self.list(
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                start_after=start_after,
+                max_keys=max_keys,
+                page_token=token,
+                timeout_s=timeout_s,
+            )
+            yield page
+            if not page.truncated or page.next_token is None:
+                return
+            token = page.next_token
+
+
+def _raw(value: Key) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _clip_range(target: ReadTarget, offset: int, length: int | None) -> tuple[int, int]:
+    size = target.record.size_bytes
+    if offset < 0 or (length is not None and length < 0):
+        raise InvalidArgument(f"invalid range offset={offset} length={length} for {target.name()}")
+    if offset > size:
+        raise InvalidArgument(f"offset {offset} is past the end of {target.name()} ({size} bytes)")
+    end = size if length is None else min(size, offset + length)
+    return offset, end - offset
+
+
+def _merge_replies(
+    replies: list[meta_pb2.ListObjectsResponse], prefix: bytes, delimiter: bytes, max_keys: int
+) -> ListPage:
+    cursors = []
+    any_truncated = False
+    for reply in replies:
+        items = [ListItem(entry.key, False, entry) for entry in reply.entries]
+        items += [ListItem(common, True) for common in reply.common_prefixes]
+        items.sort(key=lambda item: item.key)
+        cursors.append(ItemCursor(items))
+        any_truncated = any_truncated or reply.truncated
+    merged, more = merge_page(cursors, prefix, delimiter, max_keys)
+    truncated = more or any_truncated
+    page = ListPage(
+        entries=[ListEntry.from_proto(item.payload) for item in merged if not item.is_prefix],
+        common_prefixes=[
+            item.key.decode("utf-8", "surrogateescape") for item in merged if item.is_prefix
+        ],
+        truncated=truncated,
+    )
+    if truncated and merged:
+        start = next_start_key(merged[-1])
+        if start is None:
+            return ListPage(page.entries, page.common_prefixes, False, None)
+        return ListPage(page.entries, page.common_prefixes, True, encode_token(start))
+    return page
+
+
+def _list_call(
+    connection: Connection, address: str, request: meta_pb2.ListObjectsRequest
+) -> Callable[[Any, ClusterView, float | None], Awaitable[meta_pb2.ListObjectsResponse]]:
+    """Build a ListObjects call on one metaserver; each serves its own shards' keys."""
+
+    def call(_stub: Any, _view: ClusterView, timeout: float | None) -> Awaitable[Any]:
+        return connection.meta_stub(address).ListObjects(request, timeout=timeout)
+
+    return call

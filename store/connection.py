@@ -1,0 +1,161 @@
+"""The SDK's connection to a cluster: channels, the cached cluster map, and metadata calls.
+
+Metadata calls go to the metaserver that serves the key's shard. A call that
+fails with StaleEpoch refreshes the map and is retried; a call that fails
+with Unavailable is retried with backoff when it is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import grpc
+
+from store._pb import common_pb2 as pb
+from store._pb import meta_pb2
+from store.channels import ChannelPool
+from store.clustermap import ClusterView
+from store.errors import StaleEpoch, StoreError, Timeout, Unavailable
+from store.rpc import error_from_rpc
+from store.shardmap import shard_of
+
+if TYPE_CHECKING:
+    from store._pb.meta_pb2_grpc import MetaServiceAsyncStub
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Bounded retries of one metadata call.
+MAX_META_ATTEMPTS = 6
+RETRY_BACKOFF_S_MAX = 1.0
+# A refresh of the map is skipped when the cached map is younger than this.
+MAP_REFRESH_MIN_INTERVAL_S = 0.05
+
+
+class Deadline:
+    """The time left for one SDK call; every RPC inside it gets the remainder."""
+
+    def __init__(self, timeout_s: float | None, what: str) -> None:
+        self.what = what
+        self.timeout_s = timeout_s
+        self._end = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def remaining_s(self, cap_s: float | None = None) -> float | None:
+        if self._end is None:
+            return cap_s
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise Timeout(f"{self.what} timed out after {self.timeout_s}s")
+        return left if cap_s is None else min(left, cap_s)
+
+
+class Connection:
+    def __init__(self, addresses: list[str]) -> None:
+        assert addresses
+        self.seed_addresses = addresses
+        self.channels = ChannelPool()
+        self.view: ClusterView | None = None
+        self._refreshed_at = 0.0
+        self._refresh_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.channels.close()
+
+    def meta_stub(self, address: str) -> MetaServiceAsyncStub:
+        return self.channels.meta(address)
+
+    async def cluster_view(self, deadline: Deadline) -> ClusterView:
+        if self.view is None:
+            await self.refresh_map(deadline)
+        assert self.view is not None
+        return self.view
+
+    async def refresh_map(self, deadline: Deadline, min_epoch: int = 0) -> ClusterView:
+        """Fetch the cluster map from any reachable metaserver."""
+        async with self._refresh_lock:
+            view = self.view
+            fresh = time.monotonic() - self._refreshed_at < MAP_REFRESH_MIN_INTERVAL_S
+            if view is not None and fresh and view.epoch >= min_epoch:
+                return view
+            addresses = list(
+                dict.fromkeys((view.metaserver_addresses if view else []) + self.seed_addresses)
+            )
+            errors: list[str] = []
+            for address in addresses:
+                try:
+                    cluster_map: pb.ClusterMap = await self.meta_stub(address).GetClusterMap(
+                        meta_pb2.GetClusterMapRequest(), timeout=deadline.remaining_s(5.0)
+                    )
+                except grpc.RpcError as exc:
+                    errors.append(str(error_from_rpc(exc, f"metaserver {address}")))
+                    continue
+                if view is None or cluster_map.epoch >= view.epoch:
+                    if view is not None and cluster_map.epoch != view.epoch:
+                        log.info(
+                            "cluster map refreshed epoch=%d->%d", view.epoch, cluster_map.epoch
+                        )
+                    self.view = ClusterView(cluster_map)
+                self._refreshed_at = time.monotonic()
+                assert self.view is not None
+                return self.view
+            raise Unavailable(f"cannot fetch the cluster map: {'; '.join(errors)}")
+
+    def shard_for(self, view: ClusterView, bucket: str, key: bytes) -> int:
+        return shard_of(bucket, key, view.shard_count)
+
+    async def any_meta_address(self, deadline: Deadline) -> str:
+        view = await self.cluster_view(deadline)
+        return view.metaserver_addresses[0] if view.metaserver_addresses else self.seed_addresses[0]
+
+    async def meta_call(
+        self,
+        deadline: Deadline,
+        shard: int | None,
+        call: Callable[[MetaServiceAsyncStub, ClusterView, float | None], Awaitable[T]],
+        idempotent: bool,
+    ) -> T:
+        """Run a metadata call on the shard's metaserver (any metaserver when shard is None).
+
+        `call` gets the stub, the cluster view and the timeout for this attempt.
+        """
+        backoff_s = 0.05
+        for attempt in range(1, MAX_META_ATTEMPTS + 1):
+            view = await self.cluster_view(deadline)
+            if shard is None:
+                address = (
+                    view.metaserver_addresses[0]
+                    if view.metaserver_addresses
+                    else (self.seed_addresses[0])
+                )
+            else:
+                address = view.metaserver_for_shard(shard)
+            try:
+                return await call(self.meta_stub(address), view, deadline.remaining_s())
+            except grpc.RpcError as exc:
+                error: StoreError = error_from_rpc(exc, f"metaserver {address}")
+            last = attempt == MAX_META_ATTEMPTS
+            if isinstance(error, StaleEpoch) and not last:
+                await self.refresh_map(deadline, getattr(error, "server_epoch", 0) or 0)
+                continue
+            retry = isinstance(error, Unavailable) and not isinstance(error, Timeout)
+            if retry and idempotent and not last:
+                log.info(
+                    "retrying metadata call in %.2fs (attempt %d): %s", backoff_s, attempt, error
+                )
+                await asyncio.sleep(min(backoff_s, deadline.remaining_s() or backoff_s))
+                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_S_MAX)
+                await self._try_refresh(deadline)
+                continue
+            raise error
+        raise AssertionError("unreachable")
+
+    async def _try_refresh(self, deadline: Deadline) -> None:
+        try:
+            await self.refresh_map(deadline)
+        except Unavailable:
+            pass

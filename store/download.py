@@ -1,0 +1,191 @@
+"""The read path: verified chunk reads, run in parallel in a bounded window.
+
+A stripe is read from the first of its copies that answers; a copy that is
+down, missing or corrupt is skipped and the next one tried. Every byte
+passes a CRC32C check before it is returned: per 64 KiB block as it
+arrives, and, for a whole-chunk read, against the chunk's CRC32C in the
+layout too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from store._pb import common_pb2 as pb
+from store._pb import data_pb2
+from store.checksum import crc32c, verify_blocks
+from store.clustermap import ClusterView
+from store.connection import Connection, Deadline
+from store.errors import ChecksumMismatch, InternalError, NotFound, StoreError, Unavailable
+from store.layout import StripeSlice, stripes_for_range
+from store.names import display_key
+from store.rpc import error_from_rpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ReadTarget:
+    """What a read needs to know about the object."""
+
+    bucket: str
+    key: bytes
+    record: pb.ObjectRecord
+
+    def name(self) -> str:
+        return f"{self.bucket}/{display_key(self.key)}"
+
+
+class Reader:
+    def __init__(self, connection: Connection, window: int, chunk_timeout_s: float) -> None:
+        assert window > 0
+        self.connection = connection
+        self.window = window
+        self.chunk_timeout_s = chunk_timeout_s
+        self.bad_chunks: list[tuple[bytes, str, str]] = []
+
+    async def read_slice(
+        self, target: ReadTarget, piece: StripeSlice, deadline: Deadline
+    ) -> list[bytes]:
+        """Return the bytes of one stripe slice, trying each copy in turn."""
+        view = await self.connection.cluster_view(deadline)
+        copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
+        errors: list[StoreError] = []
+        for chunk in copies:
+            try:
+                return await self._read_chunk(view, target, piece, chunk, deadline)
+            except (Unavailable, NotFound, ChecksumMismatch) as error:
+                if isinstance(error, ChecksumMismatch):
+                    self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
+                log.warning(
+                    "chunk read failed object=%s stripe=%d: %s",
+                    target.name(),
+                    piece.stripe_index,
+                    error,
+                )
+                errors.append(error)
+        raise _read_failure(target, piece, errors)
+
+    async def _read_chunk(
+        self,
+        view: ClusterView,
+        target: ReadTarget,
+        piece: StripeSlice,
+        chunk: pb.ChunkRef,
+        deadline: Deadline,
+    ) -> list[bytes]:
+        address = view.dataserver_address(chunk.target)
+        where = (
+            f"chunk {chunk.chunk_id.hex()} (stripe {piece.stripe_index}) of {target.name()} on "
+            f"dataserver {chunk.target} at {address}"
+        )
+        request = data_pb2.ReadChunkRequest(
+            chunk_id=chunk.chunk_id,
+            offset_bytes=piece.start_bytes,
+            length_bytes=piece.end_bytes - piece.start_bytes,
+            dataserver_id=chunk.target,
+        )
+        pieces: list[bytes] = []
+        whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
+        running_crc = 0
+        expected_offset: int | None = None
+        try:
+            stream = self.connection.channels.data(address).ReadChunk(
+                request, timeout=deadline.remaining_s(self.chunk_timeout_s)
+            )
+            async for message in stream:
+                if message.chunk_length_bytes != chunk.length_bytes:
+                    raise ChecksumMismatch(
+                        f"{where}: stored length {message.chunk_length_bytes} differs from the "
+                        f"layout's {chunk.length_bytes}"
+                    )
+                if expected_offset is not None and message.offset_bytes != expected_offset:
+                    raise InternalError(
+                        f"{where}: reply at offset {message.offset_bytes}, "
+                        f"expected {expected_offset}"
+                    )
+                expected_offset = message.offset_bytes + len(message.data)
+                verify_blocks(message.data, message.block_crc32c, message.block_size_bytes, where)
+                if whole_chunk:
+                    running_crc = crc32c(message.data, running_crc)
+                pieces.append(_trim(message, piece.start_bytes, piece.end_bytes))
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, f"reading {where}") from None
+
+        received = sum(len(p) for p in pieces)
+        if received != piece.end_bytes - piece.start_bytes:
+            raise ChecksumMismatch(
+                f"{where}: received {received} bytes, expected "
+                f"{piece.end_bytes - piece.start_bytes}"
+            )
+        if whole_chunk and running_crc != chunk.crc32c:
+            raise ChecksumMismatch(
+                f"{where}: CRC32C {running_crc:#010x} differs from the layout's "
+                f"{chunk.crc32c:#010x}"
+            )
+        return pieces
+
+    async def read_range(
+        self, target: ReadTarget, offset_bytes: int, length_bytes: int, deadline: Deadline
+    ) -> list[bytes]:
+        """Return the pieces of [offset, offset + length), reading `window` stripes at once."""
+        slices = stripes_for_range(target.record.layout, offset_bytes, length_bytes)
+        slots = asyncio.Semaphore(self.window)
+
+        async def bounded(piece: StripeSlice) -> list[bytes]:
+            async with slots:
+                return await self.read_slice(target, piece, deadline)
+
+        tasks = [asyncio.ensure_future(bounded(piece)) for piece in slices]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return [part for parts in results for part in parts]
+
+    async def stream_range(
+        self, target: ReadTarget, offset_bytes: int, length_bytes: int, deadline: Deadline
+    ) -> AsyncIterator[bytes]:
+        """Yield the bytes of a range in order, with up to `window` stripes read ahead."""
+        slices = deque(stripes_for_range(target.record.layout, offset_bytes, length_bytes))
+        pending: deque[asyncio.Task[list[bytes]]] = deque()
+        try:
+            while slices or pending:
+                while slices and len(pending) < self.window:
+                    pending.append(
+                        asyncio.create_task(self.read_slice(target, slices.popleft(), deadline))
+                    )
+                for part in await pending.popleft():
+                    yield part
+        finally:
+            for task in pending:
+                task.cancel()
+
+
+def _trim(message: data_pb2.ReadChunkResponse, start: int, end: int) -> bytes:
+    data = message.data
+    low = max(start - message.offset_bytes, 0)
+    high = min(end - message.offset_bytes, len(data))
+    if low == 0 and high == len(data):
+        return data
+    return data[low:high]
+
+
+def _read_failure(
+    target: ReadTarget, piece: StripeSlice, errors: Sequence[StoreError]
+) -> StoreError:
+    details = "; ".join(str(error) for error in errors) or "the stripe has no copies"
+    message = f"cannot read stripe {piece.stripe_index} of {target.name()}: {details}"
+    if any(isinstance(error, ChecksumMismatch) for error in errors):
+        return ChecksumMismatch(message)
+    if errors and all(isinstance(error, NotFound) for error in errors):
+        return NotFound(message)
+    return Unavailable(message)

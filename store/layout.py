@@ -1,0 +1,102 @@
+"""Object layouts: chunk ids, stripe arithmetic and layout validation."""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from dataclasses import dataclass
+
+from store._pb import common_pb2 as pb
+from store.errors import InvalidArgument
+
+UPLOAD_ID_BYTES = 16
+# upload id, stripe index (u32), position within the stripe (u16).
+CHUNK_ID_BYTES = UPLOAD_ID_BYTES + 6
+_CHUNK_SUFFIX = struct.Struct(">IH")
+
+
+def chunk_id(upload_id: str, stripe_index: int, position: int = 0) -> bytes:
+    """Return a chunk id; it starts with the upload id, so an upload's chunks share a prefix."""
+    raw = bytes.fromhex(upload_id)
+    assert len(raw) == UPLOAD_ID_BYTES, upload_id
+    return raw + _CHUNK_SUFFIX.pack(stripe_index, position)
+
+
+def split_chunk_id(chunk: bytes) -> tuple[str, int, int]:
+    """Return (upload id, stripe index, position) of a chunk id."""
+    if len(chunk) != CHUNK_ID_BYTES:
+        raise InvalidArgument(f"chunk id {chunk.hex()} is {len(chunk)} bytes, not {CHUNK_ID_BYTES}")
+    stripe_index, position = _CHUNK_SUFFIX.unpack(chunk[UPLOAD_ID_BYTES:])
+    return chunk[:UPLOAD_ID_BYTES].hex(), stripe_index, position
+
+
+def check_upload_id(upload_id: str) -> str:
+    """Return the upload id, or raise InvalidArgument unless it is 32 hex digits."""
+    try:
+        valid = len(bytes.fromhex(upload_id)) == UPLOAD_ID_BYTES
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidArgument(f"invalid upload id {upload_id!r}: expected 32 hex digits")
+    return upload_id
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSlice:
+    """The part of one stripe that a byte range of the object covers."""
+
+    stripe_index: int
+    stripe: pb.Stripe
+    # Offsets within the stripe.
+    start_bytes: int
+    end_bytes: int
+
+
+def stripes_for_range(layout: pb.Layout, offset_bytes: int, length_bytes: int) -> list[StripeSlice]:
+    """Return the stripes covering [offset, offset + length) in object order."""
+    if length_bytes <= 0:
+        return []
+    starts = [stripe.offset_bytes for stripe in layout.stripes]
+    end_bytes = offset_bytes + length_bytes
+    first = max(bisect.bisect_right(starts, offset_bytes) - 1, 0)
+    slices: list[StripeSlice] = []
+    for index in range(first, len(layout.stripes)):
+        stripe = layout.stripes[index]
+        if stripe.offset_bytes >= end_bytes:
+            break
+        start = max(offset_bytes - stripe.offset_bytes, 0)
+        end = min(end_bytes - stripe.offset_bytes, stripe.length_bytes)
+        if end > start:
+            slices.append(StripeSlice(index, stripe, start, end))
+    return slices
+
+
+def check_layout(layout: pb.Layout, size_bytes: int, upload_id: str) -> None:
+    """Raise InvalidArgument unless the layout covers `size_bytes` with this upload's chunks."""
+    offset = 0
+    for index, stripe in enumerate(layout.stripes):
+        if stripe.offset_bytes != offset:
+            raise InvalidArgument(
+                f"layout stripe {index} starts at {stripe.offset_bytes}, expected {offset}"
+            )
+        if stripe.length_bytes == 0:
+            raise InvalidArgument(f"layout stripe {index} is empty")
+        if len(stripe.chunks) != max(layout.replicas, 1):
+            raise InvalidArgument(
+                f"layout stripe {index} has {len(stripe.chunks)} chunks, expected "
+                f"{layout.replicas} replicas"
+            )
+        for chunk in stripe.chunks:
+            owner, _, _ = split_chunk_id(chunk.chunk_id)
+            if owner != upload_id:
+                raise InvalidArgument(
+                    f"layout stripe {index} names chunk {chunk.chunk_id.hex()} of another upload"
+                )
+            if chunk.length_bytes != stripe.length_bytes:
+                raise InvalidArgument(
+                    f"layout stripe {index} chunk length {chunk.length_bytes} != stripe length "
+                    f"{stripe.length_bytes}"
+                )
+        offset += stripe.length_bytes
+    if offset != size_bytes:
+        raise InvalidArgument(f"layout covers {offset} bytes but the object size is {size_bytes}")

@@ -1,0 +1,110 @@
+"""AsyncObjectReader: a seekable reader of one object version.
+
+Sequential reads fetch whole stripes and keep up to `window` stripes in
+flight ahead of the position, so a reader streaming a large object keeps
+every dataserver busy. A read that does not continue where the previous one
+ended is treated as random access and fetches only the blocks it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+from store.connection import Deadline
+from store.download import Reader, ReadTarget
+from store.errors import InvalidArgument
+from store.layout import StripeSlice, stripes_for_range
+
+
+class AsyncObjectReader:
+    def __init__(self, reader: Reader, target: ReadTarget, timeout_s: float | None) -> None:
+        self._reader = reader
+        self._target = target
+        self._timeout_s = timeout_s
+        self.size_bytes = target.record.size_bytes
+        self._position = 0
+        # End of the previous read; a read starting here counts as sequential.
+        self._sequential_from = 0
+        self._stripes = list(target.record.layout.stripes)
+        self._prefetched: dict[int, asyncio.Task[bytes]] = {}
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self._target.name()
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self.size_bytes + offset
+        else:
+            raise InvalidArgument(f"invalid whence {whence}")
+        if position < 0:
+            raise InvalidArgument(f"cannot seek to negative position {position} in {self.name}")
+        self._position = position
+        return position
+
+    async def read(self, size: int = -1) -> bytes:
+        """Read up to `size` bytes (all remaining when negative) from the current position."""
+        if self.closed:
+            raise ValueError(f"read of closed object reader {self.name}")
+        end = self.size_bytes if size < 0 else min(self.size_bytes, self._position + size)
+        if end <= self._position:
+            return b""
+        start = self._position
+        if self._target.record.is_inline:
+            data = self._target.record.inline_data[start:end]
+        elif start == self._sequential_from:
+            data = await self._read_sequential(start, end)
+        else:
+            deadline = Deadline(self._timeout_s, f"read {self.name}")
+            data = b"".join(
+                await self._reader.read_range(self._target, start, end - start, deadline)
+            )
+        assert len(data) == end - start
+        self._position = end
+        self._sequential_from = end
+        return data
+
+    async def _read_sequential(self, start: int, end: int) -> bytes:
+        parts: list[bytes] = []
+        for piece in stripes_for_range(self._target.record.layout, start, end - start):
+            self._prefetch_from(piece.stripe_index)
+            stripe_data = await self._prefetched[piece.stripe_index]
+            parts.append(stripe_data[piece.start_bytes : piece.end_bytes])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _prefetch_from(self, first: int) -> None:
+        # Drop stripes behind the position, then keep `window` stripes in flight from it.
+        for index in [i for i in self._prefetched if i < first]:
+            self._prefetched.pop(index).cancel()
+        last = min(first + self._reader.window, len(self._stripes))
+        for index in range(first, last):
+            if index not in self._prefetched:
+                self._prefetched[index] = asyncio.ensure_future(self._fetch_stripe(index))
+
+    async def _fetch_stripe(self, index: int) -> bytes:
+        stripe = self._stripes[index]
+        piece = StripeSlice(index, stripe, 0, stripe.length_bytes)
+        deadline = Deadline(self._timeout_s, f"read {self.name}")
+        parts = await self._reader.read_slice(self._target, piece, deadline)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def close(self) -> None:
+        self.closed = True
+        for task in self._prefetched.values():
+            task.cancel()
+        self._prefetched.clear()
+
+    async def __aenter__(self) -> AsyncObjectReader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

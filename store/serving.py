@@ -1,0 +1,82 @@
+"""Process plumbing shared by the metaserver and the dataserver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc.aio
+
+from store.durable import write_file_atomic
+from store.errors import InvalidArgument
+from store.rpc import SERVER_OPTIONS
+
+log = logging.getLogger(__name__)
+
+SERVER_FILE = "server.json"
+_WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", ""}
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Split "host:port" (or "[v6]:port"), raising InvalidArgument with the expected form."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise InvalidArgument(
+            f"invalid address {address!r}; expected HOST:PORT, like 127.0.0.1:7000"
+        )
+    return host, int(port_text)
+
+
+async def start_grpc_server(
+    listen: str, advertise: str | None, register: Callable[[grpc.aio.Server], None]
+) -> tuple[grpc.aio.Server, str]:
+    """Start a gRPC server on `listen` (port 0 picks one); return it and its public address."""
+    host, _ = split_address(listen)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    register(server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise InvalidArgument(f"cannot listen on {listen}: {exc}; is the port in use?") from None
+    if port == 0:
+        raise InvalidArgument(f"cannot listen on {listen}; is the port in use?")
+    await server.start()
+    if advertise:
+        split_address(advertise)
+        return server, advertise
+    if host in _WILDCARD_HOSTS:
+        host = socket.gethostname()
+    return server, f"{host}:{port}"
+
+
+def write_server_file(directory: Path, role: str, server_id: str, address: str) -> None:
+    """Record role, id, address and pid in DIR/server.json for storectl and scripts."""
+    record = {
+        "role": role,
+        "id": server_id,
+        "address": address,
+        "pid": os.getpid(),
+        "started_unix_ms": int(time.time() * 1000),
+    }
+    write_file_atomic(directory / SERVER_FILE, json.dumps(record, indent=2).encode() + b"\n")
+
+
+async def wait_for_stop_signal() -> str:
+    """Wait for SIGTERM or SIGINT and return its name."""
+    loop = asyncio.get_running_loop()
+    stopped: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(signum: int) -> None:
+        if not stopped.done():
+            stopped.set_result(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return await stopped

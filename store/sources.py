@@ -1,0 +1,142 @@
+"""Inputs of a put, read in pieces: bytes, files, and streams of unknown length."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from store.errors import InvalidArgument
+
+PutData = bytes | bytearray | memoryview | BinaryIO | Iterable[bytes] | AsyncIterable[bytes]
+
+
+class Source(Protocol):
+    # Total bytes when known in advance, else None.
+    size_bytes: int | None
+
+    async def read_exact(self, size_bytes: int) -> bytes | memoryview:
+        """Return the next `size_bytes` bytes, fewer only at the end of the input."""
+
+    async def close(self) -> None: ...
+
+
+class BufferSource:
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+        self.size_bytes: int | None = len(self._view)
+        self._offset = 0
+
+    async def read_exact(self, size_bytes: int) -> memoryview:
+        piece = self._view[self._offset : self._offset + size_bytes]
+        self._offset += len(piece)
+        return piece
+
+    async def close(self) -> None:
+        return None
+
+
+class FileSource:
+    """A binary file object, read in a worker thread so the event loop stays free."""
+
+    def __init__(self, file: BinaryIO, close_file: bool) -> None:
+        self._file = file
+        self._close_file = close_file
+        self.size_bytes = _remaining_bytes(file)
+
+    def _read(self, size_bytes: int) -> bytes:
+        parts: list[bytes] = []
+        wanted = size_bytes
+        while wanted > 0:
+            piece = self._file.read(wanted)
+            if not piece:
+                break
+            parts.append(piece)
+            wanted -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_exact(self, size_bytes: int) -> bytes:
+        return await asyncio.to_thread(self._read, size_bytes)
+
+    async def close(self) -> None:
+        if self._close_file:
+            await asyncio.to_thread(self._file.close)
+
+
+class IterableSource:
+    """An iterator or async iterator of byte strings of any sizes."""
+
+    def __init__(self, pieces: Iterable[bytes] | AsyncIterable[bytes]) -> None:
+        self.size_bytes: int | None = None
+        self._async: AsyncIterator[bytes] | None = None
+        self._sync: Iterator[bytes] | None = None
+        if isinstance(pieces, AsyncIterable):
+            self._async = aiter(pieces)
+        else:
+            self._sync = iter(pieces)
+        self._buffer = bytearray()
+        self._done = False
+
+    async def _next_piece(self) -> bytes | None:
+        if self._async is not None:
+            return await anext(self._async, None)
+        assert self._sync is not None
+        return await asyncio.to_thread(next, self._sync, None)
+
+    async def read_exact(self, size_bytes: int) -> bytes:
+        while len(self._buffer) < size_bytes and not self._done:
+            piece = await self._next_piece()
+            if piece is None:
+                self._done = True
+                break
+            if not isinstance(piece, bytes | bytearray | memoryview):
+                raise InvalidArgument(f"a put stream must yield bytes, got {type(piece).__name__}")
+            self._buffer += piece
+        result = bytes(self._buffer[:size_bytes])
+        del self._buffer[:size_bytes]
+        return result
+
+    async def close(self) -> None:
+        if self._async is not None and hasattr(self._async, "aclose"):
+            await self._async.aclose()
+
+
+def _remaining_bytes(file: BinaryIO) -> int | None:
+    try:
+        if not file.seekable():
+            return None
+        position = file.tell()
+        end = file.seek(0, io.SEEK_END)
+        file.seek(position)
+        return end - position
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def open_source(data: PutData) -> Source:
+    """Wrap any supported put input in a Source."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return BufferSource(data)
+    if isinstance(data, str | os.PathLike):
+        raise InvalidArgument(
+            f"put() takes bytes, a binary file or an iterator of bytes, not "
+            f"{type(data).__name__}; use put_file() to upload the file at a path"
+        )
+    if hasattr(data, "read"):
+        return FileSource(data, close_file=False)  # type: ignore[arg-type]
+    if isinstance(data, Iterable | AsyncIterable):
+        return IterableSource(data)  # type: ignore[arg-type]
+    raise InvalidArgument(
+        f"cannot put a {type(data).__name__}; pass bytes, a binary file or an iterator of bytes"
+    )
+
+
+def open_path_source(path: str | os.PathLike[str]) -> Source:
+    """Open the file at `path` for a put."""
+    try:
+        return FileSource(Path(path).open("rb"), close_file=True)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from None

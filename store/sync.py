@@ -1,0 +1,346 @@
+"""Client: the blocking SDK, a thin layer over AsyncClient.
+
+The client owns an event loop in a background thread; each method submits
+the matching AsyncClient coroutine there and waits for it. A Client may be
+shared by many threads: their calls run concurrently on that loop.
+
+    client = store.Client("127.0.0.1:7000")
+    client.create_bucket("photos")
+    client.put("photos", "cat.jpg", b"...")
+    with client.open("photos", "cat.jpg") as f:
+        f.seek(1024)
+        header = f.read(512)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import os
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from typing import Any, TypeVar
+
+from store._pb import common_pb2 as pb
+from store.client import (
+    DEFAULT_CHUNK_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_WINDOW_CHUNKS,
+    AsyncClient,
+    Key,
+)
+from store.limits import MAX_LIST_KEYS
+from store.reader import AsyncObjectReader
+from store.sources import PutData
+from store.types import BucketInfo, ListPage, ObjectInfo
+
+T = TypeVar("T")
+
+
+async def _next(iterator: AsyncIterator[T]) -> T:
+    return await anext(iterator)
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="store-client-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a Client method was called from its own event loop thread")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+        """Drive an async iterator on the loop, yielding its items to the calling thread."""
+        try:
+            while True:
+                try:
+                    yield self.run(_next(iterator))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if hasattr(iterator, "aclose"):
+                self.run(iterator.aclose())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class Client:
+    """Blocking client of one cluster; see AsyncClient for the meaning of each argument."""
+
+    def __init__(
+        self,
+        address: str | list[str],
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        window_chunks: int = DEFAULT_WINDOW_CHUNKS,
+        chunk_timeout_s: float = DEFAULT_CHUNK_TIMEOUT_S,
+        connect: bool = True,
+    ) -> None:
+        self._loop = _LoopThread()
+        try:
+            self._async = self._loop.run(
+                self._make(address, timeout_s, window_chunks, chunk_timeout_s)
+            )
+            if connect:
+                self._loop.run(self._async.connect())
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    @staticmethod
+    async def _make(
+        address: str | list[str],
+        timeout_s: float | None,
+        window_chunks: int,
+        chunk_timeout_s: float,
+    ) -> AsyncClient:
+        # grpc.aio objects must be created on the loop that uses them.
+        return AsyncClient(
+            address,
+            timeout_s=timeout_s,
+            window_chunks=window_chunks,
+            chunk_timeout_s=chunk_timeout_s,
+        )
+
+    def close(self) -> None:
+        self._loop.run(self._async.close())
+        self._loop.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def async_client(self) -> AsyncClient:
+        return self._async
+
+    def cluster_map(self, *, timeout_s: float | None = None) -> pb.ClusterMap:
+        return self._loop.run(self._async.cluster_map(timeout_s))
+
+    # Buckets.
+
+    def create_bucket(
+        self, name: str, *, owner: str = "", timeout_s: float | None = None
+    ) -> BucketInfo:
+        return self._loop.run(self._async.create_bucket(name, owner=owner, timeout_s=timeout_s))
+
+    def delete_bucket(self, name: str, *, timeout_s: float | None = None) -> None:
+        self._loop.run(self._async.delete_bucket(name, timeout_s=timeout_s))
+
+    def head_bucket(self, name: str, *, timeout_s: float | None = None) -> BucketInfo:
+        return self._loop.run(self._async.head_bucket(name, timeout_s=timeout_s))
+
+    def list_buckets(self, *, timeout_s: float | None = None) -> list[BucketInfo]:
+        return self._loop.run(self._async.list_buckets(timeout_s=timeout_s))
+
+    # Objects.
+
+    def put(
+        self,
+        bucket: str,
+        key: Key,
+        data: PutData,
+        *,
+        content_type: str = "",
+        metadata: Mapping[str, str] | None = None,
+        chunk_size_bytes: int = 0,
+        compute_md5: bool = False,
+        if_match: str = "",
+        if_none_match: bool = False,
+        timeout_s: float | None = None,
+    ) -> ObjectInfo:
+        """Store an object from bytes, a binary file object or an iterator of bytes."""
+        return self._loop.run(
+            self._async.put(
+                bucket,
+                key,
+                data,
+                content_type=content_type,
+                metadata=metadata,
+                chunk_size_bytes=chunk_size_bytes,
+                compute_md5=compute_md5,
+                if_match=if_match,
+                if_none_match=if_none_match,
+                timeout_s=timeout_s,
+            )
+        )
+
+    def put_file(
+        self,
+        bucket: str,
+        key: Key,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str = "",
+        metadata: Mapping[str, str] | None = None,
+        chunk_size_bytes: int = 0,
+        compute_md5: bool = False,
+        timeout_s: float | None = None,
+    ) -> ObjectInfo:
+        return self._loop.run(
+            self._async.put_file(
+                bucket,
+                key,
+                path,
+                content_type=content_type,
+                metadata=metadata,
+                chunk_size_bytes=chunk_size_bytes,
+                compute_md5=compute_md5,
+                timeout_s=timeout_s,
+            )
+        )
+
+    def get(
+        self,
+        bucket: str,
+        key: Key,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        return self._loop.run(
+            self._async.get(bucket, key, offset=offset, length=length, timeout_s=timeout_s)
+        )
+
+    def get_stream(
+        self,
+        bucket: str,
+        key: Key,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Iterator[bytes]:
+        return self._loop.iterate(
+            self._async.get_stream(bucket, key, offset=offset, length=length, timeout_s=timeout_s)
+        )
+
+    def get_file(
+        self, bucket: str, key: Key, path: str | os.PathLike[str], *, timeout_s: float | None = None
+    ) -> ObjectInfo:
+        return self._loop.run(self._async.get_file(bucket, key, path, timeout_s=timeout_s))
+
+    def open(self, bucket: str, key: Key, *, timeout_s: float | None = None) -> ObjectFile:
+        reader = self._loop.run(self._async.open(bucket, key, timeout_s=timeout_s))
+        return ObjectFile(self._loop, reader)
+
+    def stat(self, bucket: str, key: Key, *, timeout_s: float | None = None) -> ObjectInfo:
+        return self._loop.run(self._async.stat(bucket, key, timeout_s=timeout_s))
+
+    def delete(
+        self, bucket: str, key: Key, *, if_match: str = "", timeout_s: float | None = None
+    ) -> bool:
+        return self._loop.run(
+            self._async.delete(bucket, key, if_match=if_match, timeout_s=timeout_s)
+        )
+
+    def list(
+        self,
+        bucket: str,
+        *,
+        prefix: Key = "",
+        delimiter: Key = "",
+        start_after: Key = "",
+        max_keys: int = MAX_LIST_KEYS,
+        page_token: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ListPage:
+        return self._loop.run(
+            self._async.list(
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                start_after=start_after,
+                max_keys=max_keys,
+                page_token=page_token,
+                timeout_s=timeout_s,
+            )
+        )
+
+    def iter_pages(
+        self,
+        bucket: str,
+        *,
+        prefix: Key = "",
+        delimiter: Key = "",
+        start_after: Key = "",
+        max_keys: int = MAX_LIST_KEYS,
+        timeout_s: float | None = None,
+    ) -> Iterator[ListPage]:
+        return self._loop.iterate(
+            self._async.iter_pages(
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                start_after=start_after,
+                max_keys=max_keys,
+                timeout_s=timeout_s,
+            )
+        )
+
+
+class ObjectFile(io.RawIOBase):
+    """A read-only, seekable binary file over one object version."""
+
+    def __init__(self, loop: _LoopThread, reader: AsyncObjectReader) -> None:
+        super().__init__()
+        self._loop = loop
+        self._reader = reader
+        self.name = reader.name
+        self.size_bytes = reader.size_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._reader.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        return self._reader.seek(offset, whence)
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._checkClosed()
+        return self._loop.run(self._reader.read(-1 if size is None else size))
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._loop.run(self._reader.close())
+            except (RuntimeError, concurrent.futures.CancelledError):
+                pass
+        super().close()
