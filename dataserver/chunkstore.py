@@ -68,95 +68,37 @@ class Usage:
     chunk_count: int
 
 
-class ChunkWriter:
-    """One chunk being received: data goes to a temp file, checksummed as it arrives."""
+class Checksummer:
+    """CRC32C of a chunk and of each of its blocks, fed piece by piece."""
 
-    def __init__(self, store: ChunkStore, header: pb.ChunkFileHeader) -> None:
-        self._store = store
-        self.header = header
-        self.length_bytes = header.length_bytes
-        self.block_size_bytes = header.block_size_bytes
-        block_count = (self.length_bytes + self.block_size_bytes - 1) // self.block_size_bytes
-        # Size the header with placeholder block CRCs: fixed32 fields have a fixed width,
-        # so the real header written at the end has exactly this length.
-        header.block_crc32c.extend([0] * block_count)
-        _, self._data_offset = encode_prefix_and_header(header)
-        del header.block_crc32c[:]
-        self._block_crcs: list[int] = []
+    def __init__(self, block_size_bytes: int) -> None:
+        assert block_size_bytes > 0
+        self.block_size_bytes = block_size_bytes
+        self.crc = 0
+        self.block_crcs: list[int] = []
         self._block_crc = 0
         self._block_filled = 0
-        self._crc = 0
-        self.received_bytes = 0
-        self.temp_path = store.tmp_dir / f"{header.chunk_id.hex()}.{uuid.uuid4().hex}"
-        self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
-    def write(self, data: bytes) -> None:
-        """Append data; raises InvalidArgument past the declared length, DiskFull on ENOSPC."""
-        if self.received_bytes + len(data) > self.length_bytes:
-            raise InvalidArgument(
-                f"chunk {self.header.chunk_id.hex()}: received more than the declared "
-                f"{self.length_bytes} bytes"
-            )
-        self._pwrite(data, self._data_offset + self.received_bytes)
-        self._update_checksums(memoryview(data))
-        self.received_bytes += len(data)
-
-    def _update_checksums(self, view: memoryview) -> None:
-        self._crc = crc32c(view, self._crc)
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        self.crc = crc32c(view, self.crc)
         while view:
-            room = self.block_size_bytes - self._block_filled
-            piece = view[:room]
+            piece = view[: self.block_size_bytes - self._block_filled]
             self._block_crc = crc32c(piece, self._block_crc)
             self._block_filled += len(piece)
             view = view[len(piece) :]
             if self._block_filled == self.block_size_bytes:
-                self._block_crcs.append(self._block_crc)
+                self.block_crcs.append(self._block_crc)
                 self._block_crc = 0
                 self._block_filled = 0
 
-    def _pwrite(self, data: bytes | memoryview, offset: int) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view = view[written:]
-                offset += written
-        except OSError as exc:
-            raise self._store.os_error(exc, self.header.chunk_id, self.length_bytes) from exc
-
-    def finish(self) -> Path:
-        """Verify length and CRC32C, write the header, fsync and publish the file."""
-        chunk_hex = self.header.chunk_id.hex()
-        if self.received_bytes != self.length_bytes:
-            raise InvalidArgument(
-                f"chunk {chunk_hex}: received {self.received_bytes} bytes, header declared "
-                f"{self.length_bytes}"
-            )
-        if self._crc != self.header.crc32c:
-            raise ChecksumMismatch(
-                f"chunk {chunk_hex}: data has CRC32C {self._crc:#010x} but the writer sent "
-                f"{self.header.crc32c:#010x}; the data was corrupted in transit, retry the write"
-            )
+    def finish(self) -> list[int]:
+        """Return the block CRCs, including the final short block."""
         if self._block_filled:
-            self._block_crcs.append(self._block_crc)
-        self.header.block_crc32c.extend(self._block_crcs)
-        head, offset = encode_prefix_and_header(self.header)
-        assert offset == self._data_offset, (offset, self._data_offset)
-        self._pwrite(head, 0)
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise self._store.os_error(exc, self.header.chunk_id, self.length_bytes) from exc
-        os.close(self._fd)
-        self._fd = -1
-        return self._store.publish(self.temp_path, self.header, offset + self.length_bytes)
-
-    def abort(self) -> None:
-        """Remove the temp file; safe to call more than once."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        self.temp_path.unlink(missing_ok=True)
+            self.block_crcs.append(self._block_crc)
+            self._block_crc = 0
+            self._block_filled = 0
+        return self.block_crcs
 
 
 @dataclass(slots=True)
@@ -226,8 +168,57 @@ class ChunkStore:
             free = min(free, max(self._capacity_limit_bytes - used, 0))
         return Usage(capacity, free, used, count)
 
-    def begin_write(self, header: pb.ChunkFileHeader) -> ChunkWriter:
-        """Check the header and the free space, and open a writer for the chunk."""
+    def write_chunk(self, header: pb.ChunkFileHeader, parts: list[bytes]) -> Path:
+        """Verify and durably store one chunk whose data arrived as `parts`.
+
+        1. Check the header, the received length and the free space.
+        2. Compute the CRC32C of the data and of each block; the data must match
+           the writer's CRC32C.
+        3. Write prefix, header and data to a temp file, fsync it, rename it into
+           place and fsync the directory.
+        """
+        chunk_hex = header.chunk_id.hex()
+        self._check_header(header)
+        received = sum(len(part) for part in parts)
+        if received != header.length_bytes:
+            raise InvalidArgument(
+                f"chunk {chunk_hex}: received {received} bytes, header declared "
+                f"{header.length_bytes}"
+            )
+        free = self.usage().free_bytes
+        if free < header.length_bytes + DATA_ALIGN_BYTES:
+            raise DiskFull(
+                f"no space for chunk {chunk_hex} of {header.length_bytes} bytes: {free} bytes "
+                f"free under {self.root} (reserve {self.reserve_bytes} bytes); free disk space "
+                "or add dataservers"
+            )
+
+        checksummer = Checksummer(CHECKSUM_BLOCK_BYTES)
+        for part in parts:
+            checksummer.update(part)
+        if checksummer.crc != header.crc32c:
+            raise ChecksumMismatch(
+                f"chunk {chunk_hex}: data has CRC32C {checksummer.crc:#010x} but the writer "
+                f"sent {header.crc32c:#010x}; the data was corrupted in transit, retry the write"
+            )
+        header.block_size_bytes = CHECKSUM_BLOCK_BYTES
+        del header.block_crc32c[:]
+        header.block_crc32c.extend(checksummer.finish())
+
+        head, data_offset = encode_prefix_and_header(header)
+        padding = bytes(data_offset - len(head))
+        temp = self.tmp_dir / f"{chunk_hex}.{uuid.uuid4().hex}"
+        try:
+            self._write_file(temp, [head, padding, *parts], data_offset + received)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self.os_error(exc, header.chunk_id, header.length_bytes) from exc
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return self.publish(temp, header, data_offset + received)
+
+    def _check_header(self, header: pb.ChunkFileHeader) -> None:
         self.path_for(header.chunk_id)
         if not 0 < header.length_bytes <= MAX_CHUNK_SIZE_BYTES:
             raise InvalidArgument(
@@ -239,19 +230,22 @@ class ChunkStore:
             raise InvalidArgument(
                 f"chunk {header.chunk_id.hex()} does not belong to upload {header.upload_id}"
             )
-        header.block_size_bytes = CHECKSUM_BLOCK_BYTES
-        del header.block_crc32c[:]
-        free = self.usage().free_bytes
-        if free < header.length_bytes + DATA_ALIGN_BYTES:
-            raise DiskFull(
-                f"no space for chunk {header.chunk_id.hex()} of {header.length_bytes} bytes: "
-                f"{free} bytes free under {self.root} (reserve {self.reserve_bytes} bytes); "
-                "free disk space or add dataservers"
-            )
+
+    @staticmethod
+    def _write_file(path: Path, buffers: list[bytes], total_bytes: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            return ChunkWriter(self, header)
-        except OSError as exc:
-            raise self.os_error(exc, header.chunk_id, header.length_bytes) from exc
+            written = os.pwritev(fd, buffers, 0)
+            if written != total_bytes:
+                # Short writes are rare (signals, quotas); finish with plain writes.
+                remaining = b"".join(buffers)[written:]
+                while remaining:
+                    count = os.pwrite(fd, remaining, written)
+                    remaining = remaining[count:]
+                    written += count
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def os_error(self, exc: OSError, chunk_id: bytes, length_bytes: int) -> Exception:
         """Translate an OSError from a chunk write into a store error."""
@@ -310,15 +304,22 @@ class ChunkStore:
             )
         return header, data_offset
 
-    def read_blocks(self, chunk: OpenChunk, offset_bytes: int, length_bytes: int) -> bytes:
-        """Read [offset, offset + length) of the chunk's data."""
-        data = os.pread(chunk.fd, length_bytes, chunk.data_offset + offset_bytes)
-        if len(data) != length_bytes:
-            raise ChecksumMismatch(
-                f"chunk {chunk.header.chunk_id.hex()}: file truncated, read {len(data)} of "
-                f"{length_bytes} bytes at offset {offset_bytes}"
-            )
-        return data
+    def read_pieces(
+        self, chunk: OpenChunk, offset_bytes: int, length_bytes: int, piece_bytes: int
+    ) -> list[bytes]:
+        """Read [offset, offset + length) of the chunk's data in pieces of `piece_bytes`."""
+        pieces = []
+        end = offset_bytes + length_bytes
+        for start in range(offset_bytes, end, piece_bytes):
+            size = min(piece_bytes, end - start)
+            data = os.pread(chunk.fd, size, chunk.data_offset + start)
+            if len(data) != size:
+                raise ChecksumMismatch(
+                    f"chunk {chunk.header.chunk_id.hex()}: file truncated, read {len(data)} of "
+                    f"{size} bytes at offset {start}"
+                )
+            pieces.append(data)
+        return pieces
 
     def delete(self, chunk_id: bytes) -> bool:
         """Delete one chunk; return False when it did not exist."""

@@ -11,9 +11,12 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc.aio
+
 from dataserver.chunkstore import ChunkStore
 from dataserver.heartbeat import Heartbeater
 from dataserver.service import DataService
+from store import datapath
 from store._pb import data_pb2_grpc
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
@@ -101,11 +104,12 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.to_thread(store.recover)
 
     service = DataService(store, dataserver_id, "", args.domain)
-    server, address = await start_grpc_server(
-        args.listen,
-        args.advertise,
-        lambda grpc_server: data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server),
-    )
+
+    def register(grpc_server: grpc.aio.Server) -> None:
+        data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server)
+        datapath.register(grpc_server, service.write, service.read)
+
+    server, address = await start_grpc_server(args.listen, args.advertise, register)
     service.address = address
     write_server_file(args.dir, "dataserver", dataserver_id, address)
     log.info(

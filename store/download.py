@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2
@@ -91,39 +92,56 @@ class Reader:
             length_bytes=piece.end_bytes - piece.start_bytes,
             dataserver_id=chunk.target,
         )
-        pieces: list[bytes] = []
-        whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
-        running_crc = 0
-        expected_offset: int | None = None
         try:
-            stream = self.connection.channels.data(address).ReadChunk(
-                request, timeout=deadline.remaining_s(self.chunk_timeout_s)
-            )
-            async for message in stream:
-                if message.chunk_length_bytes != chunk.length_bytes:
-                    raise ChecksumMismatch(
-                        f"{where}: stored length {message.chunk_length_bytes} differs from the "
-                        f"layout's {chunk.length_bytes}"
-                    )
-                if expected_offset is not None and message.offset_bytes != expected_offset:
-                    raise InternalError(
-                        f"{where}: reply at offset {message.offset_bytes}, "
-                        f"expected {expected_offset}"
-                    )
-                expected_offset = message.offset_bytes + len(message.data)
-                verify_blocks(message.data, message.block_crc32c, message.block_size_bytes, where)
-                if whole_chunk:
-                    running_crc = crc32c(message.data, running_crc)
-                pieces.append(_trim(message, piece.start_bytes, piece.end_bytes))
+            pieces = await self._receive(address, request, piece, chunk, where, deadline)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, f"reading {where}") from None
-
         received = sum(len(p) for p in pieces)
         if received != piece.end_bytes - piece.start_bytes:
             raise ChecksumMismatch(
                 f"{where}: received {received} bytes, expected "
                 f"{piece.end_bytes - piece.start_bytes}"
             )
+        return pieces
+
+    async def _receive(
+        self,
+        address: str,
+        request: data_pb2.ReadChunkRequest,
+        piece: StripeSlice,
+        chunk: pb.ChunkRef,
+        where: str,
+        deadline: Deadline,
+    ) -> list[bytes]:
+        """Receive one ChunkStream/Read reply, verifying every block as it arrives."""
+        call = self.connection.channels.chunk_reader(address)(
+            request, timeout=deadline.remaining_s(self.chunk_timeout_s)
+        )
+        header: data_pb2.ReadChunkHeader | None = None
+        pieces: list[bytes] = []
+        whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
+        running_crc = 0
+        position = end = 0
+        async for message in call:
+            if header is None:
+                header = _parse_read_header(message, chunk, where)
+                position = header.offset_bytes
+                end = header.offset_bytes + header.length_bytes
+                continue
+            block = header.block_size_bytes
+            if position % block or position + len(message) > end:
+                raise InternalError(f"{where}: misaligned data at offset {position}")
+            first_block = (position - header.offset_bytes) // block
+            block_count = (len(message) + block - 1) // block
+            verify_blocks(
+                message, header.block_crc32c[first_block : first_block + block_count], block, where
+            )
+            if whole_chunk:
+                running_crc = crc32c(message, running_crc)
+            pieces.append(_trim(message, position, piece.start_bytes, piece.end_bytes))
+            position += len(message)
+        if header is None:
+            raise InternalError(f"{where}: the reply carried no header")
         if whole_chunk and running_crc != chunk.crc32c:
             raise ChecksumMismatch(
                 f"{where}: CRC32C {running_crc:#010x} differs from the layout's "
@@ -170,10 +188,25 @@ class Reader:
                 task.cancel()
 
 
-def _trim(message: data_pb2.ReadChunkResponse, start: int, end: int) -> bytes:
-    data = message.data
-    low = max(start - message.offset_bytes, 0)
-    high = min(end - message.offset_bytes, len(data))
+def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_pb2.ReadChunkHeader:
+    try:
+        header = data_pb2.ReadChunkHeader.FromString(message)
+    except DecodeError:
+        raise InternalError(f"{where}: the reply's first message is not a header") from None
+    if header.chunk_length_bytes != chunk.length_bytes:
+        raise ChecksumMismatch(
+            f"{where}: stored length {header.chunk_length_bytes} differs from the layout's "
+            f"{chunk.length_bytes}"
+        )
+    if header.block_size_bytes == 0:
+        raise InternalError(f"{where}: the reply's header has block size 0")
+    return header
+
+
+def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:
+    """Return the part of `data` (which starts at `offset`) inside [start, end)."""
+    low = max(start - offset, 0)
+    high = min(end - offset, len(data))
     if low == 0 and high == len(data):
         return data
     return data[low:high]
