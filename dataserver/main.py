@@ -21,6 +21,7 @@ from store._pb import data_pb2_grpc
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
 from store.log import LEVELS, setup_logging
+from store.memory import tune_malloc
 from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
 
 log = logging.getLogger("dataserver")
@@ -136,6 +137,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    tune_malloc()
     try:
         asyncio.run(serve(args))
     except InvalidArgument as exc:

@@ -34,6 +34,7 @@ from store.limits import (
     MIN_CHUNK_SIZE_BYTES,
 )
 from store.log import LEVELS, setup_logging
+from store.memory import tune_malloc
 from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
 from store.shardmap import format_shard_ranges, parse_shard_ranges
 
@@ -253,6 +254,7 @@ async def watch_dataservers(membership: Membership) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    tune_malloc()
     try:
         validate(args)
         asyncio.run(serve(args))
