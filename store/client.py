@@ -5,8 +5,10 @@
         await client.put("photos", "cat.jpg", data)
         data = await client.get("photos", "cat.jpg")
 
-Every method takes `timeout_s`, the time the whole call may take; None
-waits as long as each RPC's own timeout allows.
+Every method takes `timeout_s`, the time the whole call may take. Metadata
+calls default to the client's `timeout_s`. Data calls (put, get and their
+variants) default to no overall limit, since their duration grows with the
+object, but each chunk transfer still fails after `chunk_timeout_s`.
 """
 
 from __future__ import annotations
