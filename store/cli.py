@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +228,8 @@ def run(argv: list[str] | None = None) -> int:
     setup_logging("info" if args.verbose else "warning")
     try:
         status: int = args.handler(args)
+        # Flush here so that a closed pipe raises inside this try, not at exit.
+        sys.stdout.flush()
         return status
     except cli_objects.UsageError as error:
         command_parser: argparse.ArgumentParser = args.parser
@@ -240,6 +243,12 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader closed the pipe, as `head` does. The "Note on SIGPIPE" in Python's signal
+        # docs advises pointing stdout at devnull so that the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def main() -> None:

@@ -192,8 +192,8 @@ def _print_started(cluster: LocalCluster, directory: Path) -> None:
         for p in cluster.metaservers + cluster.dataservers
     ]
     print(
-        f"cluster started in {directory}: {len(cluster.metaservers)} metaserver, "
-        f"{len(cluster.dataservers)} dataservers, {cluster.shards} shards"
+        f"cluster started in {directory}: {_count(len(cluster.metaservers), 'metaserver')}, "
+        f"{_count(len(cluster.dataservers), 'dataserver')}, {_count(cluster.shards, 'shard')}"
     )
     print(format_table(["ROLE", "NAME", "ID", "ADDRESS", "PID"], rows))
     print(f"metaserver address: {cluster.meta_address}")
@@ -211,6 +211,10 @@ def _catch_stop_signals() -> threading.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     return stop_requested
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _run_foreground(cluster: LocalCluster, stop_requested: threading.Event) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import mimetypes
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,16 +140,9 @@ def get(args: argparse.Namespace) -> int:
 
 def _get_to_stdout(client: Client, bucket: str, key: str, timeout_s: float | None) -> int:
     output = sys.stdout.buffer
-    try:
-        for piece in client.get_stream(bucket, key, timeout_s=timeout_s):
-            output.write(piece)
-        output.flush()
-    except BrokenPipeError:
-        # The reader closed the pipe, as `head` does. Python's signal docs advise pointing
-        # stdout at devnull so that the flush at exit does not raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+    for piece in client.get_stream(bucket, key, timeout_s=timeout_s):
+        output.write(piece)
+    output.flush()
     return 0
 
 

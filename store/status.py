@@ -36,7 +36,10 @@ def fetch_cluster_map(addresses: list[str], timeout_s: float) -> pb.ClusterMap:
                 return cluster_map
             except grpc.RpcError as exc:
                 problems.append(str(error_from_rpc(exc, f"metaserver {address}")))
-    raise Unavailable(f"cannot fetch the cluster map: {'; '.join(problems)}")
+    raise Unavailable(
+        f"cannot fetch the cluster map: {'; '.join(problems)}. Check that the cluster runs, "
+        "or start one with `storectl cluster up`"
+    )
 
 
 def fetch_metaserver_status(address: str, timeout_s: float) -> meta_pb2.MetaserverStatus:
