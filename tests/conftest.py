@@ -108,3 +108,29 @@ def bucket(client: store.Client) -> str:
     name = new_bucket_name("test")
     client.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def _two_meta_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("two-meta-cluster"),
+        dataservers=2,
+        shards=SHARD_COUNT,
+        metaservers=2,
+        meta_args=BASE_META_ARGS,
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def two_meta_client(
+    request: pytest.FixtureRequest, _two_meta_cluster: LocalCluster
+) -> Iterator[store.Client]:
+    """A blocking client of a shared cluster whose 16 shards are split over 2 metaservers."""
+    _record_cluster(request.node, _two_meta_cluster)
+    with store.Client(_two_meta_cluster.meta_address) as client:
+        yield client

@@ -98,6 +98,12 @@ def test_flipped_data_byte(cluster_factory: ClusterFactory, tmp_path: Path) -> N
         )
         assert received == data[: len(received)], "get_stream returned wrong bytes before failing"
 
+        buffer = bytearray(SIZE)
+        with pytest.raises(store.ChecksumMismatch):
+            client.get_into("corrupt", "obj", buffer)
+        with pytest.raises(store.ChecksumMismatch):
+            client.get_into("corrupt", "obj", bytearray(100), offset=BAD_OBJECT_OFFSET - 50)
+
         with client.open("corrupt", "obj") as file:
             file.seek(BAD_OBJECT_OFFSET - 10)
             with pytest.raises(store.ChecksumMismatch):

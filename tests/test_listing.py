@@ -121,13 +121,8 @@ def queries(draw: st.DrawFn, keys: list[str]) -> Query:
     return Query(prefix, delimiter, start_after, max_keys)
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(keys=st.lists(key_strategy, max_size=25, unique=True), data=st.data())
-def test_list_matches_model(client: store.Client, keys: list[str], data: st.DataObject) -> None:
+def check_listing(client: store.Client, keys: list[str], data: st.DataObject) -> None:
+    """Store `keys` in a new bucket and compare three drawn queries with the model."""
     bucket = new_bucket_name("list")
     client.create_bucket(bucket)
     for key in keys:
@@ -135,6 +130,27 @@ def test_list_matches_model(client: store.Client, keys: list[str], data: st.Data
 
     for _ in range(3):
         check_query(client, bucket, keys, data.draw(queries(keys)))
+
+
+LISTING_SETTINGS = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@settings(LISTING_SETTINGS, max_examples=40)
+@given(keys=st.lists(key_strategy, max_size=25, unique=True), data=st.data())
+def test_list_matches_model(client: store.Client, keys: list[str], data: st.DataObject) -> None:
+    check_listing(client, keys, data)
+
+
+@settings(LISTING_SETTINGS, max_examples=15)
+@given(keys=st.lists(key_strategy, max_size=25, unique=True), data=st.data())
+def test_list_two_metaservers(
+    two_meta_client: store.Client, keys: list[str], data: st.DataObject
+) -> None:
+    """The SDK merges the pages of two metaservers, each serving 8 of the 16 shards."""
+    check_listing(two_meta_client, keys, data)
 
 
 def test_list_many_keys(client: store.Client, bucket: str) -> None:

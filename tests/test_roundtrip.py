@@ -95,6 +95,18 @@ def check_object(client: store.Client, bucket: str, key: str, data: bytes, tmp_p
         f"get_stream of {key} at offset={offset} length={CHUNK} returned different bytes"
     )
 
+    buffer = bytearray(size + 10)
+    count = client.get_into(bucket, key, buffer)
+    assert count == size, f"get_into of {key} copied {count} bytes, expected {size}"
+    assert buffer[:size] == data, f"get_into of {key} copied other bytes"
+    assert buffer[size:] == bytes(10), f"get_into of {key} wrote past the object's end"
+
+    offset = min(CHUNK - 7, size)
+    window = memoryview(bytearray(100))
+    count = client.get_into(bucket, key, window, offset=offset)
+    assert count == min(100, size - offset), f"get_into at offset={offset} copied {count} bytes"
+    assert window[:count] == data[offset : offset + count], f"get_into at offset={offset}"
+
     path = tmp_path / f"{key.replace('/', '_')}.out"
     file_info = client.get_file(bucket, key, path)
     assert file_info.size_bytes == size, f"get_file of {key} reports {file_info.size_bytes} bytes"
@@ -299,6 +311,11 @@ async def _async_round_trip(address: str, bucket: str) -> None:
                 assert part == expected_range(data, offset, length), (
                     f"async get of {key} at offset={offset} length={length} returned other bytes"
                 )
+
+            buffer = bytearray(size)
+            count = await client.get_into(bucket, key, buffer)
+            assert count == size, f"async get_into of {key} copied {count} bytes"
+            assert buffer == data, f"async get_into of {key} copied other bytes"
 
             streamed = b"".join([piece async for piece in client.get_stream(bucket, key)])
             assert streamed == data, f"async get_stream of {key} returned other bytes"
