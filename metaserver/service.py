@@ -340,12 +340,15 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         shard = self._shard(request.bucket, request.key, request.shard)
         await self._check_record(request)
         await self._ensure_bucket(request.bucket)
-        return await shard.submit(
+        record = await shard.submit(
             "commit_object",
             objects.commit_object(
                 shard, self.buckets, request, time.time_ns(), int(self.settings.gc_delay_s * 1e9)
             ),
         )
+        # The caller has the bytes; the reply carries only the metadata.
+        record.ClearField("inline_data")
+        return record
 
     async def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
         record = request.record

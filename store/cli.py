@@ -98,6 +98,13 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         f"{cli_cluster.DEFAULT_SHARDS})",
     )
     up.add_argument(
+        "--metaservers",
+        type=positive_int,
+        default=None,
+        help="metaserver processes sharing the shards; the first is the primary (default: as "
+        "many as last ran in DIR, else 1)",
+    )
+    up.add_argument(
         "--detach",
         action="store_true",
         help="exit once every server responds and leave the cluster running",

@@ -108,6 +108,7 @@ def cluster_up(args: argparse.Namespace) -> int:
             directory,
             dataservers=_pick(args.dataservers, previous, "dataservers", DEFAULT_DATASERVERS),
             shards=_pick(args.shards, previous, "shards", DEFAULT_SHARDS),
+            metaservers=_pick(args.metaservers, previous, "metaservers", 1),
             log_level=args.log_level,
         )
         if args.detach:
@@ -142,6 +143,8 @@ def _pick(requested: int | None, previous: LocalCluster | None, setting: str, de
         return default
     if setting == "shards":
         return previous.shards
+    if setting == "metaservers":
+        return len(previous.metaservers)
     return len(previous.dataservers)
 
 

@@ -30,6 +30,8 @@ from store.rpc import error_from_rpc
 
 log = logging.getLogger(__name__)
 
+MAX_BAD_CHUNKS = 1000
+
 
 @dataclass(slots=True)
 class ReadTarget:
@@ -49,7 +51,8 @@ class Reader:
         self.connection = connection
         self.window = window
         self.chunk_timeout_s = chunk_timeout_s
-        self.bad_chunks: list[tuple[bytes, str, str]] = []
+        # The most recent corrupt chunks seen: (chunk id, dataserver id, error).
+        self.bad_chunks: deque[tuple[bytes, str, str]] = deque(maxlen=MAX_BAD_CHUNKS)
 
     async def read_slice(
         self,
