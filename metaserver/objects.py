@@ -18,6 +18,9 @@ from store._pb import meta_pb2
 from store.errors import NoSuchKey, NoSuchUpload, PreconditionFailed
 from store.names import display_key
 
+# Extra deletion passes for an abandoned upload's chunks (see GcEntry.repeats).
+UPLOAD_DELETE_REPEATS = 1
+
 
 def _object_name(bucket: str, key: bytes) -> str:
     return f"{bucket}/{display_key(key)}"
@@ -41,6 +44,8 @@ def _queue_garbage(
     reason: str,
 ) -> None:
     entry = pb.GcEntry(not_before_unix_ns=not_before_unix_ns, reason=reason)
+    if upload_ids:
+        entry.repeats = UPLOAD_DELETE_REPEATS
     entry.chunks.extend(chunks)
     entry.upload_ids.extend(upload_ids)
     if entry.chunks or entry.upload_ids:

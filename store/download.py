@@ -67,21 +67,36 @@ class Reader:
         arrive and the returned list is empty.
         """
         view = await self.connection.cluster_view(deadline)
-        copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
         errors: list[StoreError] = []
-        for chunk in copies:
-            try:
-                return await self._read_chunk(view, target, piece, chunk, deadline, out)
-            except (Unavailable, NotFound, ChecksumMismatch) as error:
-                if isinstance(error, ChecksumMismatch):
-                    self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
-                log.warning(
-                    "chunk read failed object=%s stripe=%d: %s",
-                    target.name(),
-                    piece.stripe_index,
-                    error,
-                )
-                errors.append(error)
+        attempt = 0
+        # A stripe whose copies were all unreachable is retried while the map shows one of
+        # their dataservers up: a restarted dataserver needs a moment before clients reconnect.
+        while True:
+            attempt += 1
+            copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
+            errors = []
+            for chunk in copies:
+                try:
+                    return await self._read_chunk(
+                        view, target, piece, chunk, deadline, out, wait_for_ready=attempt > 1
+                    )
+                except (Unavailable, NotFound, ChecksumMismatch) as error:
+                    if isinstance(error, ChecksumMismatch):
+                        self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
+                    log.warning(
+                        "chunk read failed object=%s stripe=%d attempt=%d: %s",
+                        target.name(),
+                        piece.stripe_index,
+                        attempt,
+                        error,
+                    )
+                    errors.append(error)
+            retry = await self.connection.should_retry(
+                errors, [chunk.target for chunk in copies], attempt, deadline
+            )
+            if not retry:
+                break
+            view = await self.connection.cluster_view(deadline)
         raise _read_failure(target, piece, errors)
 
     async def _read_chunk(
@@ -92,6 +107,7 @@ class Reader:
         chunk: pb.ChunkRef,
         deadline: Deadline,
         out: memoryview | None,
+        wait_for_ready: bool,
     ) -> list[bytes]:
         address = view.dataserver_address(chunk.target)
         where = (
@@ -105,7 +121,9 @@ class Reader:
             dataserver_id=chunk.target,
         )
         call = self.connection.channels.chunk_reader(address)(
-            request, timeout=deadline.remaining_s(self.chunk_timeout_s)
+            request,
+            timeout=deadline.remaining_s(self.chunk_timeout_s),
+            wait_for_ready=wait_for_ready,
         )
         receiver = _Receiver(piece, chunk, where, out)
         try:

@@ -204,7 +204,8 @@ def small_disk_cluster(
     permitted, the dataserver runs on the normal disk with --capacity-bytes
     16 MiB instead, and the second value is "capacity".
     """
-    cluster = cluster_factory(dataservers=1, meta_args=["--gc-interval-s", "0.2"])
+    meta_args = ["--gc-interval-s", "0.2", "--upload-settle-s", "1"]
+    cluster = cluster_factory(dataservers=1, meta_args=meta_args)
     directory = cluster.root / "data-1"
     directory.mkdir()
     mount = subprocess.run(

@@ -34,6 +34,8 @@ META_ARGS = [
     "0.2",
     "--upload-grace-s",
     str(UPLOAD_GRACE_S),
+    "--upload-settle-s",
+    "1",
     "--dataserver-timeout-s",
     "2",
 ]
