@@ -401,7 +401,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
         shard = self._shard(request.bucket, request.key, request.shard)
-        record = shard.get_object(request.bucket, request.key)
+        record = await shard.get_object(request.bucket, request.key)
         if record is None:
             await self._ensure_bucket(request.bucket)
             self.buckets.get(request.bucket)

@@ -8,9 +8,17 @@ synced, then answers every operation of the group: concurrent commits share
 one fsync (group commit), and a check-then-write inside one operation is
 atomic because nothing else writes the shard in between.
 
-Readers use the database directly. A synced write inserts into the memtable
-only after the WAL is on disk, so readers never see an unacknowledged
-record.
+The batch is written without sync and the WAL is then synced with
+FlushWAL(sync=true) in a worker thread: rocksdict holds the GIL through a
+synced Write, which would serialize every shard's fsync and stall the event
+loop, but releases it in FlushWAL. (Measured with 8 databases: 3,000 to
+3,900 synced writes/s whatever the thread count, against 10,000/s with
+FlushWAL from 8 threads.)
+
+Readers use the database directly. Between the unsynced write and the end of
+the WAL sync a record is in the memtable but not yet durable, so point reads
+of a key in that state wait for the sync (`wait_durable`) and never return
+an unacknowledged record.
 """
 
 from __future__ import annotations
@@ -91,8 +99,8 @@ class Shard:
         self.path = path
         self.db = env.open(path)
         self._executor = executor
-        self._sync = rocksdict.WriteOptions()
-        self._sync.sync = True
+        # Object keys written by the group whose WAL sync is in flight.
+        self._unsynced: dict[bytes, asyncio.Future[None]] = {}
         self._queue: asyncio.Queue[Operation] = asyncio.Queue(MAX_QUEUED_OPERATIONS)
         self._writer: asyncio.Task[None] | None = None
         self.counters = ShardCounters()
@@ -158,7 +166,7 @@ class Shard:
             overlay.update(view.staged)
             outcomes.append((operation, result, None))
 
-        # 2. Write every effect in one synced batch.
+        # 2. Write every effect in one batch and sync the WAL.
         write_error = await self._write(overlay) if overlay else None
 
         # 3. Answer the callers.
@@ -185,17 +193,36 @@ class Shard:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        synced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in overlay:
+            self._unsynced[key] = synced
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.db.write, batch, self._sync
-            )
+            self.db.write(batch)
+            await self._sync_wal()
         except Exception as exc:
             self._write_error = exc
             self.counters.failed_writes += 1
-            log.error("shard=%d synced write of %d keys failed: %s", self.number, len(overlay), exc)
+            log.error("shard=%d write of %d keys failed: %s", self.number, len(overlay), exc)
             return InternalError(f"shard {self.number}: metadata write failed: {exc}")
+        finally:
+            for key in overlay:
+                if self._unsynced.get(key) is synced:
+                    del self._unsynced[key]
+            synced.set_result(None)
         self.counters.sync_writes += 1
         return None
+
+    async def _sync_wal(self) -> None:
+        if self._executor is None:
+            self.db.flush_wal(True)
+            return
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.db.flush_wal, True)
+
+    async def wait_durable(self, key: bytes) -> None:
+        """Wait until a key written by the group in flight is durable (at once otherwise)."""
+        synced = self._unsynced.get(key)
+        if synced is not None:
+            await asyncio.shield(synced)
 
     # Reads.
 
@@ -204,8 +231,11 @@ class Shard:
         assert value is None or isinstance(value, bytes)
         return value
 
-    def get_object(self, bucket: str, key: bytes) -> pb.ObjectRecord | None:
-        value = self.get(keys.object_key(bucket, key))
+    async def get_object(self, bucket: str, key: bytes) -> pb.ObjectRecord | None:
+        """Return the durable record of an object, or None."""
+        full_key = keys.object_key(bucket, key)
+        await self.wait_durable(full_key)
+        value = self.get(full_key)
         return None if value is None else keys.decode_object(value)
 
     def has_objects(self, bucket: str) -> bool:
