@@ -438,15 +438,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
             for shard in self.shards.values()
         ]
         items, truncated = merge_page(cursors, request.prefix, request.delimiter, max_keys)
-        response = meta_pb2.ListObjectsResponse(truncated=truncated)
-        for item in items:
-            if item.is_prefix:
-                response.common_prefixes.append(item.key)
-            else:
-                entry = response.entries.add()
-                entry.MergeFromString(keys.decode_summary(item.payload))
-                entry.key = item.key
-        return response
+        return meta_pb2.ListObjectsResponse.FromString(keys.encode_listing(items, truncated))
 
     # Operations.
 

@@ -279,30 +279,24 @@ class ShardCursor:
         if upper is not None:
             self._options.set_iterate_upper_bound(upper)
         self._iterator = db.iter(self._options)
+        self._scope_length = len(scope)
         self._iterator.seek(scope + max(prefix, start_key))
-        self._key: bytes | None = None
-        self._load()
-
-    def _load(self) -> None:
-        if self._iterator.valid():
-            key = self._iterator.key()
-            assert key.startswith(self._scope)
-            self._key = key[len(self._scope) :]
-        else:
-            self._key = None
+        self._key = self._iterator.key()[self._scope_length :] if self._iterator.valid() else None
 
     def current(self) -> bytes | None:
         return self._key
 
     def payload(self) -> bytes:
-        value = self._iterator.value()
-        assert isinstance(value, bytes)
+        value: bytes = self._iterator.value()
         return value
 
-    def advance(self) -> None:
-        self._iterator.next()
-        self._load()
+    def advance(self) -> bytes | None:
+        iterator = self._iterator
+        iterator.next()
+        self._key = iterator.key()[self._scope_length :] if iterator.valid() else None
+        return self._key
 
     def seek(self, key: bytes) -> None:
-        self._iterator.seek(self._scope + key)
-        self._load()
+        iterator = self._iterator
+        iterator.seek(self._scope + key)
+        self._key = iterator.key()[self._scope_length :] if iterator.valid() else None

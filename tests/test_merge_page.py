@@ -54,9 +54,10 @@ class CountingCursor:
     def payload(self) -> bytes:
         return b"payload of " + self.keys[self.index]
 
-    def advance(self) -> None:
+    def advance(self) -> bytes | None:
         self.index += 1
         self.visited += 1
+        return self.current()
 
     def seek(self, key: bytes) -> None:
         self.index = max(self.index, bisect.bisect_left(self.keys, key))
