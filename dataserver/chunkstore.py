@@ -403,7 +403,7 @@ class ChunkStore:
         header = pb.ChunkFileHeader.FromString(body)
         if header.chunk_id != chunk_id:
             raise ChecksumMismatch(
-                f"chunk file {chunk_id.hex()} holds chunk {header.chunk_id.hex()}"
+                f"chunk file {chunk_id.hex()} contains chunk {header.chunk_id.hex()}"
             )
         return header, data_offset
 

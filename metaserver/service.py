@@ -1,6 +1,6 @@
 """The MetaService gRPC servicer.
 
-A metaserver is either the primary, which holds the bucket catalog and the
+A metaserver is either the primary, which keeps the bucket catalog and the
 cluster map (Membership), or a secondary, which follows the primary through a
 PrimaryLink. Both serve the object operations of their own shards.
 """
@@ -47,7 +47,7 @@ PEER_TIMEOUT_S = 10.0
 
 
 class ClusterState(Protocol):
-    """What the service reads about the cluster: Membership or PrimaryLink."""
+    """The cluster state the service reads: Membership or PrimaryLink."""
 
     @property
     def epoch(self) -> int: ...
@@ -365,7 +365,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
                 )
             if len(record.inline_data) != record.size_bytes:
                 raise InvalidArgument(
-                    f"{name}: inline data is {len(record.inline_data)} bytes, size says "
+                    f"{name}: inline data is {len(record.inline_data)} bytes, the record's size is "
                     f"{record.size_bytes}"
                 )
             if crc32c(record.inline_data) != record.inline_crc32c:

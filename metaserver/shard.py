@@ -4,7 +4,7 @@ Every mutation of a shard is an operation function run by the shard's writer
 task, one at a time, against a view that includes the effects of the
 operations before it in the same group. The writer collects the effects of
 a whole group into one RocksDB write batch and writes it with the WAL
-synced, then answers every operation of the group: concurrent commits share
+synced, then completes the future of every operation in the group: concurrent commits share
 one fsync (group commit), and a check-then-write inside one operation is
 atomic because nothing else writes the shard in between.
 
@@ -52,7 +52,7 @@ _DELETED = object()
 
 
 class GroupView:
-    """The database as one operation sees it: committed state plus its group's earlier effects."""
+    """The state visible to one operation: committed data plus its group's earlier effects."""
 
     def __init__(self, db: rocksdict.Rdict, overlay: dict[bytes, Any]) -> None:
         self._db = db
@@ -169,7 +169,7 @@ class Shard:
         # 2. Write every effect in one batch and sync the WAL.
         write_error = await self._write(overlay) if overlay else None
 
-        # 3. Answer the callers.
+        # 3. Complete the callers' futures.
         self.counters.operations += len(group)
         for operation, result, failure in outcomes:
             if operation.future.done():

@@ -92,7 +92,7 @@ class AsyncClient:
         await self.close()
 
     async def connect(self, timeout_s: float | None = None) -> None:
-        """Fetch the cluster map; raises Unavailable when no metaserver answers."""
+        """Fetch the cluster map; raises Unavailable when no metaserver responds."""
         await self._connection.refresh_map(self._deadline(timeout_s, "connect"))
 
     async def close(self) -> None:

@@ -1,6 +1,6 @@
 """The read path: verified chunk reads, run in parallel in a bounded window.
 
-A stripe is read from the first of its copies that answers; a copy that is
+A stripe is read from the first of its copies that responds; a copy that is
 down, missing or corrupt is skipped and the next one tried. Every byte
 passes a CRC32C check before it is returned: per 64 KiB block as it
 arrives, and, for a whole-chunk read, against the chunk's CRC32C in the
@@ -35,7 +35,7 @@ MAX_BAD_CHUNKS = 1000
 
 @dataclass(slots=True)
 class ReadTarget:
-    """What a read needs to know about the object."""
+    """The object a read targets: bucket, key and record."""
 
     bucket: str
     key: bytes
