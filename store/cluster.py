@@ -269,7 +269,7 @@ class LocalCluster:
     # Lifecycle.
 
     def start(self, detach: bool = False, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Start every process and wait until all of them respond and every dataserver registered."""
+        """Start every process; wait until all respond and every dataserver registered."""
         self.root.mkdir(parents=True, exist_ok=True)
         deadline_s = time.monotonic() + timeout_s
         try:

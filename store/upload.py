@@ -95,7 +95,7 @@ class Upload:
         if self._md5 is not None:
             etag = self._md5.hexdigest()
         else:
-            # Not an MD5 of the content: the "-N" suffix marks it so for S3 clients, as for multipart.
+            # Not an MD5 of the content; the "-N" suffix says so to S3 clients, as for multipart.
             etag = f"{hashlib.md5(crcs).hexdigest()}-{len(layout.stripes)}"
         return UploadResult(layout, offset, etag)
 
