@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2
-from store.checksum import crc32c, verify_blocks
+from store.checksum import verify_blocks
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
 from store.errors import ChecksumMismatch, InternalError, NotFound, StoreError, Unavailable
@@ -210,8 +210,6 @@ class _Receiver:
         self.out = out
         self.pieces: list[bytes] = []
         self.header: data_pb2.ReadChunkHeader | None = None
-        self.whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
-        self.running_crc = 0
         self.position = 0
         self.end = 0
         self.received_bytes = 0
@@ -229,8 +227,6 @@ class _Receiver:
         block_count = (len(message) + block - 1) // block
         crcs = self.header.block_crc32c[first_block : first_block + block_count]
         verify_blocks(message, crcs, block, self.where)
-        if self.whole_chunk:
-            self.running_crc = crc32c(message, self.running_crc)
         kept = _trim(message, self.position, self.piece.start_bytes, self.piece.end_bytes)
         if self.out is None:
             self.pieces.append(kept)
@@ -247,11 +243,6 @@ class _Receiver:
             raise ChecksumMismatch(
                 f"{self.where}: received {self.received_bytes} bytes, expected {expected}"
             )
-        if self.whole_chunk and self.running_crc != self.chunk.crc32c:
-            raise ChecksumMismatch(
-                f"{self.where}: CRC32C {self.running_crc:#010x} differs from the layout's "
-                f"{self.chunk.crc32c:#010x}"
-            )
 
 
 def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_pb2.ReadChunkHeader:
@@ -263,6 +254,11 @@ def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_p
         raise ChecksumMismatch(
             f"{where}: stored length {header.chunk_length_bytes} differs from the layout's "
             f"{chunk.length_bytes}"
+        )
+    if header.chunk_crc32c != chunk.crc32c:
+        raise ChecksumMismatch(
+            f"{where}: stored chunk CRC32C {header.chunk_crc32c:#010x} differs from the "
+            f"layout's {chunk.crc32c:#010x}; the file holds other data"
         )
     if header.block_size_bytes == 0:
         raise InternalError(f"{where}: the reply's header has block size 0")
