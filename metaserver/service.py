@@ -7,6 +7,7 @@ PrimaryLink. Both serve the object operations of their own shards.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from store.errors import (
     InvalidArgument,
     NoSuchKey,
     StaleEpoch,
+    StoreError,
     Unavailable,
 )
 from store.layout import check_layout, check_upload_id
@@ -337,18 +339,49 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
     async def CommitObject(
         self, request: meta_pb2.CommitObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
+        record = await (await self._enqueue_commit(request))
+        # The caller has the bytes; the reply carries only the metadata.
+        record.ClearField("inline_data")
+        return record
+
+    @unary_handler
+    async def CommitObjects(
+        self, request: meta_pb2.CommitObjectsRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.CommitObjectsResponse:
+        # Queue every commit first so each shard's writer sees the whole batch at once.
+        pending: list[asyncio.Future[pb.ObjectRecord] | StoreError] = []
+        for commit in request.commits:
+            try:
+                pending.append(await self._enqueue_commit(commit))
+            except StoreError as error:
+                pending.append(error)
+        response = meta_pb2.CommitObjectsResponse()
+        for item in pending:
+            result = response.results.add()
+            try:
+                if isinstance(item, StoreError):
+                    raise item
+                record = await item
+            except StoreError as error:
+                _set_error(result, error)
+                continue
+            record.ClearField("inline_data")
+            result.record.CopyFrom(record)
+        return response
+
+    async def _enqueue_commit(
+        self, request: meta_pb2.CommitObjectRequest
+    ) -> asyncio.Future[pb.ObjectRecord]:
+        """Check a commit and queue it in its shard's writer."""
         shard = self._shard(request.bucket, request.key, request.shard)
         await self._check_record(request)
         await self._ensure_bucket(request.bucket)
-        record = await shard.submit(
+        return shard.enqueue(
             "commit_object",
             objects.commit_object(
                 shard, self.buckets, request, time.time_ns(), int(self.settings.gc_delay_s * 1e9)
             ),
         )
-        # The caller has the bytes; the reply carries only the metadata.
-        record.ClearField("inline_data")
-        return record
 
     async def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
         record = request.record
@@ -400,6 +433,22 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
     async def StatObject(
         self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
+        return await self._stat(request)
+
+    @unary_handler
+    async def StatObjects(
+        self, request: meta_pb2.StatObjectsRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.StatObjectsResponse:
+        response = meta_pb2.StatObjectsResponse()
+        for stat in request.stats:
+            result = response.results.add()
+            try:
+                result.record.CopyFrom(await self._stat(stat))
+            except StoreError as error:
+                _set_error(result, error)
+        return response
+
+    async def _stat(self, request: meta_pb2.StatObjectRequest) -> pb.ObjectRecord:
         shard = self._shard(request.bucket, request.key, request.shard)
         record = await shard.get_object(request.bucket, request.key)
         if record is None:
@@ -465,6 +514,12 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
                 sync_writes=shard.counters.sync_writes,
             )
         return status
+
+
+def _set_error(result: meta_pb2.RecordResult, error: StoreError) -> None:
+    result.error_code = error.code
+    result.error_message = str(error)
+    result.server_epoch = getattr(error, "server_epoch", 0) or 0
 
 
 async def _shards_have_objects(shards: dict[int, Shard], bucket: str) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import rocksdict
 from metaserver import keys
 from metaserver.rocks import RocksEnv
 from store._pb import common_pb2 as pb
-from store.errors import InternalError, StoreError
+from store.errors import InternalError, ResourceExhausted, StoreError
 from store.listing import prefix_successor
 
 log = logging.getLogger(__name__)
@@ -94,14 +95,16 @@ class ShardCounters:
 class Shard:
     """A metadata shard: reads run inline, writes go through `submit`."""
 
-    def __init__(self, number: int, path: Path, env: RocksEnv, executor: Executor) -> None:
+    def __init__(self, number: int, path: Path, env: RocksEnv, executor: Executor | None) -> None:
         self.number = number
         self.path = path
         self.db = env.open(path)
         self._executor = executor
         # Object keys written by the group whose WAL sync is in flight.
         self._unsynced: dict[bytes, asyncio.Future[None]] = {}
-        self._queue: asyncio.Queue[Operation] = asyncio.Queue(MAX_QUEUED_OPERATIONS)
+        self._queue: deque[Operation] = deque()
+        # Set by enqueue when the writer waits for work.
+        self._wakeup: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.counters = ShardCounters()
         self.next_gc_sequence = self._last_gc_sequence() + 1
@@ -131,9 +134,20 @@ class Shard:
 
     async def submit(self, name: str, function: Callable[[GroupView], T]) -> T:
         """Run `function` in the shard's writer and return its result once it is durable."""
+        return await self.enqueue(name, function)
+
+    def enqueue(self, name: str, function: Callable[[GroupView], T]) -> asyncio.Future[T]:
+        """Queue `function` for the writer; the future completes once its effects are durable."""
+        if len(self._queue) >= MAX_QUEUED_OPERATIONS:
+            raise ResourceExhausted(
+                f"shard {self.number} has {len(self._queue)} operations queued; retry later or "
+                "spread the load over more metaservers"
+            )
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(Operation(function, future, name))
-        return await future
+        self._queue.append(Operation(function, future, name))
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        return future
 
     def allocate_gc_sequence(self) -> int:
         """Return the next GC entry number; call only from inside an operation."""
@@ -142,10 +156,15 @@ class Shard:
         return sequence
 
     async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            group = [await self._queue.get()]
-            while len(group) < MAX_GROUP_OPERATIONS and not self._queue.empty():
-                group.append(self._queue.get_nowait())
+            if not self._queue:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+            group = [self._queue.popleft()]
+            while self._queue and len(group) < MAX_GROUP_OPERATIONS:
+                group.append(self._queue.popleft())
             await self._run_group(group)
 
     async def _run_group(self, group: list[Operation]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
+from store.batching import commit_batcher, stat_batcher
 from store.checksum import crc32c
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
@@ -83,6 +84,8 @@ class AsyncClient:
         self.chunk_timeout_s = chunk_timeout_s
         self._connection = Connection(addresses)
         self._reader = Reader(self._connection, window_chunks, chunk_timeout_s)
+        self._commits = commit_batcher(self._connection.channels)
+        self._stats = stat_batcher(self._connection.channels)
 
     async def __aenter__(self) -> AsyncClient:
         await self.connect()
@@ -346,10 +349,16 @@ class AsyncClient:
 
         def call(stub: Any, view: ClusterView, timeout: float | None) -> Any:
             request.epoch = view.epoch
-            return stub.CommitObject(request, timeout=timeout)
+            address = view.metaserver_for_shard(shard)
+            return self._commits.call(address, request, timeout)
 
+        # A conditional commit is not repeated after an unknown outcome: its retry could
+        # fail the condition that its own first attempt made false.
+        conditional = bool(request.if_match_etag or request.if_none_match_any)
         try:
-            committed = await self._connection.meta_call(deadline, shard, call, idempotent=True)
+            committed = await self._connection.meta_call(
+                deadline, shard, call, idempotent=not conditional
+            )
         except NoSuchUpload:
             # A retried commit whose first attempt succeeded finds its session gone;
             # the object then carries the upload id as its version.
@@ -418,8 +427,12 @@ class AsyncClient:
         request = meta_pb2.StatObjectRequest(
             bucket=bucket, key=key, shard=shard, include_inline=include_inline
         )
+
+        def call(stub: Any, view: ClusterView, timeout: float | None) -> Any:
+            return self._stats.call(view.metaserver_for_shard(shard), request, timeout)
+
         record: pb.ObjectRecord = await self._connection.meta_call(
-            deadline, shard, lambda stub, _, t: stub.StatObject(request, timeout=t), idempotent=True
+            deadline, shard, call, idempotent=True
         )
         return record
 

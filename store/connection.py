@@ -133,6 +133,9 @@ class Connection:
                 return await call(self.meta_stub(address), view, deadline.remaining_s())
             except grpc.RpcError as exc:
                 error: StoreError = error_from_rpc(exc, f"metaserver {address}")
+            except (StaleEpoch, Unavailable) as exc:
+                # Raised already translated, by calls that do not go through a stub directly.
+                error = exc
             last = attempt == MAX_META_ATTEMPTS
             if isinstance(error, StaleEpoch) and not last:
                 await self.refresh_map(deadline, getattr(error, "server_epoch", 0) or 0)

@@ -456,6 +456,82 @@ class CommitObjectRequest(_message.Message):
 Global___CommitObjectRequest: _TypeAlias = CommitObjectRequest  # noqa: Y015
 
 @_typing.final
+class CommitObjectsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commits(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommitObjectRequest]: ...
+    def __init__(
+        self,
+        *,
+        commits: _abc.Iterable[Global___CommitObjectRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commits", b"commits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitObjectsRequest: _TypeAlias = CommitObjectsRequest  # noqa: Y015
+
+@_typing.final
+class RecordResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    SERVER_EPOCH_FIELD_NUMBER: _builtins.int
+    error_code: _builtins.str
+    """Set on failure: the store-error code, the message, and for StaleEpoch
+    the metaserver's epoch.
+    """
+    error_message: _builtins.str
+    server_epoch: _builtins.int
+    @_builtins.property
+    def record(self) -> _common_pb2.ObjectRecord:
+        """Set on success. Commit results leave the inline data out."""
+
+    def __init__(
+        self,
+        *,
+        record: _common_pb2.ObjectRecord | None = ...,
+        error_code: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+        server_epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "record", b"record", "server_epoch", b"server_epoch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordResult: _TypeAlias = RecordResult  # noqa: Y015
+
+@_typing.final
+class CommitObjectsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordResult]:
+        """One result per commit, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitObjectsResponse: _TypeAlias = CommitObjectsResponse  # noqa: Y015
+
+@_typing.final
 class AbortUploadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -526,6 +602,48 @@ class StatObjectRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatObjectRequest: _TypeAlias = StatObjectRequest  # noqa: Y015
+
+@_typing.final
+class StatObjectsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatObjectRequest]: ...
+    def __init__(
+        self,
+        *,
+        stats: _abc.Iterable[Global___StatObjectRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatObjectsRequest: _TypeAlias = StatObjectsRequest  # noqa: Y015
+
+@_typing.final
+class StatObjectsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordResult]:
+        """One result per stat, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___RecordResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatObjectsResponse: _TypeAlias = StatObjectsResponse  # noqa: Y015
 
 @_typing.final
 class DeleteObjectRequest(_message.Message):

@@ -91,6 +91,11 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.CommitObjectRequest.SerializeToString,
                 response_deserializer=common__pb2.ObjectRecord.FromString,
                 _registered_method=True)
+        self.CommitObjects = channel.unary_unary(
+                '/store.v1.MetaService/CommitObjects',
+                request_serializer=meta__pb2.CommitObjectsRequest.SerializeToString,
+                response_deserializer=meta__pb2.CommitObjectsResponse.FromString,
+                _registered_method=True)
         self.AbortUpload = channel.unary_unary(
                 '/store.v1.MetaService/AbortUpload',
                 request_serializer=meta__pb2.AbortUploadRequest.SerializeToString,
@@ -100,6 +105,11 @@ class MetaServiceStub:
                 '/store.v1.MetaService/StatObject',
                 request_serializer=meta__pb2.StatObjectRequest.SerializeToString,
                 response_deserializer=common__pb2.ObjectRecord.FromString,
+                _registered_method=True)
+        self.StatObjects = channel.unary_unary(
+                '/store.v1.MetaService/StatObjects',
+                request_serializer=meta__pb2.StatObjectsRequest.SerializeToString,
+                response_deserializer=meta__pb2.StatObjectsResponse.FromString,
                 _registered_method=True)
         self.DeleteObject = channel.unary_unary(
                 '/store.v1.MetaService/DeleteObject',
@@ -198,6 +208,15 @@ class MetaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitObjects(self, request, context):
+        """Several independent commits in one call: the SDK coalesces commits that
+        are waiting for the same metaserver, so concurrent writers share the
+        per-call cost. Each result succeeds or fails on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AbortUpload(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -206,6 +225,13 @@ class MetaServiceServicer:
 
     def StatObject(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StatObjects(self, request, context):
+        """Several stats in one call, coalesced by the SDK like CommitObjects.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -287,6 +313,11 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     request_deserializer=meta__pb2.CommitObjectRequest.FromString,
                     response_serializer=common__pb2.ObjectRecord.SerializeToString,
             ),
+            'CommitObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitObjects,
+                    request_deserializer=meta__pb2.CommitObjectsRequest.FromString,
+                    response_serializer=meta__pb2.CommitObjectsResponse.SerializeToString,
+            ),
             'AbortUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortUpload,
                     request_deserializer=meta__pb2.AbortUploadRequest.FromString,
@@ -296,6 +327,11 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.StatObject,
                     request_deserializer=meta__pb2.StatObjectRequest.FromString,
                     response_serializer=common__pb2.ObjectRecord.SerializeToString,
+            ),
+            'StatObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatObjects,
+                    request_deserializer=meta__pb2.StatObjectsRequest.FromString,
+                    response_serializer=meta__pb2.StatObjectsResponse.SerializeToString,
             ),
             'DeleteObject': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteObject,
@@ -621,6 +657,33 @@ class MetaService:
             _registered_method=True)
 
     @staticmethod
+    def CommitObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/CommitObjects',
+            meta__pb2.CommitObjectsRequest.SerializeToString,
+            meta__pb2.CommitObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AbortUpload(request,
             target,
             options=(),
@@ -664,6 +727,33 @@ class MetaService:
             '/store.v1.MetaService/StatObject',
             meta__pb2.StatObjectRequest.SerializeToString,
             common__pb2.ObjectRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/StatObjects',
+            meta__pb2.StatObjectsRequest.SerializeToString,
+            meta__pb2.StatObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

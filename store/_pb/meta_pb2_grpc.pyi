@@ -58,8 +58,15 @@ class MetaServiceStub:
     trailing metadata key "store-epoch".
     """
     CommitObject: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CommitObjectRequest, _common_pb2.ObjectRecord]
+    CommitObjects: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CommitObjectsRequest, _meta_pb2.CommitObjectsResponse]
+    """Several independent commits in one call: the SDK coalesces commits that
+    are waiting for the same metaserver, so concurrent writers share the
+    per-call cost. Each result succeeds or fails on its own.
+    """
     AbortUpload: _grpc.UnaryUnaryMultiCallable[_meta_pb2.AbortUploadRequest, _meta_pb2.AbortUploadResponse]
     StatObject: _grpc.UnaryUnaryMultiCallable[_meta_pb2.StatObjectRequest, _common_pb2.ObjectRecord]
+    StatObjects: _grpc.UnaryUnaryMultiCallable[_meta_pb2.StatObjectsRequest, _meta_pb2.StatObjectsResponse]
+    """Several stats in one call, coalesced by the SDK like CommitObjects."""
     DeleteObject: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteObjectRequest, _meta_pb2.DeleteObjectResponse]
     ListObjects: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListObjectsRequest, _meta_pb2.ListObjectsResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]
@@ -93,8 +100,15 @@ class MetaServiceAsyncStub(MetaServiceStub):
     trailing metadata key "store-epoch".
     """
     CommitObject: _aio.UnaryUnaryMultiCallable[_meta_pb2.CommitObjectRequest, _common_pb2.ObjectRecord]  # type: ignore[assignment]
+    CommitObjects: _aio.UnaryUnaryMultiCallable[_meta_pb2.CommitObjectsRequest, _meta_pb2.CommitObjectsResponse]  # type: ignore[assignment]
+    """Several independent commits in one call: the SDK coalesces commits that
+    are waiting for the same metaserver, so concurrent writers share the
+    per-call cost. Each result succeeds or fails on its own.
+    """
     AbortUpload: _aio.UnaryUnaryMultiCallable[_meta_pb2.AbortUploadRequest, _meta_pb2.AbortUploadResponse]  # type: ignore[assignment]
     StatObject: _aio.UnaryUnaryMultiCallable[_meta_pb2.StatObjectRequest, _common_pb2.ObjectRecord]  # type: ignore[assignment]
+    StatObjects: _aio.UnaryUnaryMultiCallable[_meta_pb2.StatObjectsRequest, _meta_pb2.StatObjectsResponse]  # type: ignore[assignment]
+    """Several stats in one call, coalesced by the SDK like CommitObjects."""
     DeleteObject: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteObjectRequest, _meta_pb2.DeleteObjectResponse]  # type: ignore[assignment]
     ListObjects: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListObjectsRequest, _meta_pb2.ListObjectsResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]  # type: ignore[assignment]
@@ -193,6 +207,17 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_common_pb2.ObjectRecord, _abc.Awaitable[_common_pb2.ObjectRecord]]: ...
 
     @_abc_1.abstractmethod
+    def CommitObjects(
+        self,
+        request: _meta_pb2.CommitObjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.CommitObjectsResponse, _abc.Awaitable[_meta_pb2.CommitObjectsResponse]]:
+        """Several independent commits in one call: the SDK coalesces commits that
+        are waiting for the same metaserver, so concurrent writers share the
+        per-call cost. Each result succeeds or fails on its own.
+        """
+
+    @_abc_1.abstractmethod
     def AbortUpload(
         self,
         request: _meta_pb2.AbortUploadRequest,
@@ -205,6 +230,14 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meta_pb2.StatObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.ObjectRecord, _abc.Awaitable[_common_pb2.ObjectRecord]]: ...
+
+    @_abc_1.abstractmethod
+    def StatObjects(
+        self,
+        request: _meta_pb2.StatObjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.StatObjectsResponse, _abc.Awaitable[_meta_pb2.StatObjectsResponse]]:
+        """Several stats in one call, coalesced by the SDK like CommitObjects."""
 
     @_abc_1.abstractmethod
     def DeleteObject(
