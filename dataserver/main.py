@@ -11,13 +11,17 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc.aio
+
 from dataserver.chunkstore import ChunkStore
 from dataserver.heartbeat import Heartbeater
 from dataserver.service import DataService
+from store import datapath
 from store._pb import data_pb2_grpc
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
 from store.log import LEVELS, setup_logging
+from store.memory import tune_malloc
 from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
 
 log = logging.getLogger("dataserver")
@@ -101,11 +105,12 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.to_thread(store.recover)
 
     service = DataService(store, dataserver_id, "", args.domain)
-    server, address = await start_grpc_server(
-        args.listen,
-        args.advertise,
-        lambda grpc_server: data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server),
-    )
+
+    def register(grpc_server: grpc.aio.Server) -> None:
+        data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server)
+        datapath.register(grpc_server, service.write, service.read)
+
+    server, address = await start_grpc_server(args.listen, args.advertise, register)
     service.address = address
     write_server_file(args.dir, "dataserver", dataserver_id, address)
     log.info(
@@ -132,6 +137,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    tune_malloc()
     try:
         asyncio.run(serve(args))
     except InvalidArgument as exc:

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import grpc.aio
+from google.protobuf.message import DecodeError
 
-from dataserver.chunkstore import ChunkStore, ChunkWriter
+from dataserver.chunkstore import ChunkStore
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2, data_pb2_grpc
 from store.errors import InvalidArgument, StoreError
@@ -19,6 +20,9 @@ from store.limits import MESSAGE_BYTES
 from store.rpc import stream_handler, unary_handler
 
 log = logging.getLogger(__name__)
+
+# Data read from disk per worker-thread call; bounds the memory of one read stream.
+READ_BATCH_BYTES = 8 * MESSAGE_BYTES
 
 T = TypeVar("T")
 
@@ -46,87 +50,103 @@ class DataService(data_pb2_grpc.DataServiceServicer):
             )
 
     @unary_handler
-    async def WriteChunk(
-        self,
-        request_iterator: AsyncIterator[data_pb2.WriteChunkRequest],
-        context: grpc.aio.ServicerContext,
+    async def write(
+        self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> data_pb2.WriteChunkResponse:
-        writer: ChunkWriter | None = None
+        """ChunkStream/Write: a WriteChunkHeader, then raw data messages."""
+        header: pb.ChunkFileHeader | None = None
+        parts: list[bytes] = []
+        received_bytes = 0
+        async for message in messages:
+            if header is None:
+                header = self._parse_write_header(message)
+                continue
+            received_bytes += len(message)
+            if received_bytes > header.length_bytes:
+                raise InvalidArgument(
+                    f"chunk {header.chunk_id.hex()}: received more than the declared "
+                    f"{header.length_bytes} bytes"
+                )
+            parts.append(message)
+        if header is None:
+            raise InvalidArgument("ChunkStream/Write carried no header")
         try:
-            async for message in request_iterator:
-                if writer is None:
-                    writer = await self._begin(message)
-                if message.data:
-                    await self._run(writer.write, message.data)
-            if writer is None:
-                raise InvalidArgument("WriteChunk stream carried no header")
-            await self._run(writer.finish)
-        except BaseException as exc:
-            if writer is not None:
-                writer.abort()
-                if isinstance(exc, StoreError):
-                    log.warning(
-                        "chunk write failed chunk=%s upload=%s: %s",
-                        writer.header.chunk_id.hex(),
-                        writer.header.upload_id,
-                        exc,
-                    )
-                else:
-                    log.info(
-                        "chunk write abandoned chunk=%s: %r", writer.header.chunk_id.hex(), exc
-                    )
+            await self._run(self.store.write_chunk, header, parts)
+        except StoreError as error:
+            log.warning(
+                "chunk write failed chunk=%s upload=%s: %s",
+                header.chunk_id.hex(),
+                header.upload_id,
+                error,
+            )
             raise
         self.chunks_written += 1
         return data_pb2.WriteChunkResponse(
-            dataserver_id=self.dataserver_id, length_bytes=writer.length_bytes
+            dataserver_id=self.dataserver_id, length_bytes=header.length_bytes
         )
 
-    async def _begin(self, message: data_pb2.WriteChunkRequest) -> ChunkWriter:
-        if not message.HasField("header"):
-            raise InvalidArgument("the first WriteChunk message must carry the chunk header")
-        self._check_target(message.dataserver_id)
-        header = pb.ChunkFileHeader()
-        header.CopyFrom(message.header)
+    def _parse_write_header(self, message: bytes) -> pb.ChunkFileHeader:
+        try:
+            request = data_pb2.WriteChunkHeader.FromString(message)
+        except DecodeError:
+            raise InvalidArgument("the first ChunkStream/Write message is not a header") from None
+        self._check_target(request.dataserver_id)
+        header = request.chunk
         header.created_unix_ns = time.time_ns()
-        return await self._run(self.store.begin_write, header)
+        return header
 
     @stream_handler
-    async def ReadChunk(
+    async def read(
         self, request: data_pb2.ReadChunkRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[data_pb2.ReadChunkResponse]:
+    ) -> AsyncIterator[bytes]:
+        """ChunkStream/Read: a ReadChunkHeader, then raw data of whole blocks."""
         self._check_target(request.dataserver_id)
         chunk = await self._run(self.store.open_chunk, request.chunk_id)
         try:
-            header = chunk.header
-            length = header.length_bytes
-            start = request.offset_bytes
-            if start > length:
-                raise InvalidArgument(
-                    f"chunk {request.chunk_id.hex()}: offset {start} is past its end "
-                    f"({length} bytes)"
-                )
-            end = length if request.length_bytes == 0 else min(start + request.length_bytes, length)
-            block = header.block_size_bytes
-            position = start // block * block
-            aligned_end = min((end + block - 1) // block * block, length)
-            # Messages hold whole blocks so the reader can verify each one.
+            start, end = self._aligned_range(request, chunk.header)
+            block = chunk.header.block_size_bytes
+            first_block = start // block
+            block_count = (end - start + block - 1) // block
+            reply = data_pb2.ReadChunkHeader(
+                offset_bytes=start,
+                length_bytes=end - start,
+                block_size_bytes=block,
+                block_crc32c=chunk.header.block_crc32c[first_block : first_block + block_count],
+                chunk_length_bytes=chunk.header.length_bytes,
+            )
+            yield reply.SerializeToString()
             message_bytes = max(MESSAGE_BYTES // block, 1) * block
-            while position < aligned_end:
-                size = min(message_bytes, aligned_end - position)
-                data = await self._run(self.store.read_blocks, chunk, position, size)
-                first_block = position // block
-                block_count = (size + block - 1) // block
-                yield data_pb2.ReadChunkResponse(
-                    offset_bytes=position,
-                    data=data,
-                    block_size_bytes=block,
-                    block_crc32c=header.block_crc32c[first_block : first_block + block_count],
-                    chunk_length_bytes=length,
+            for batch_start in range(start, end, READ_BATCH_BYTES):
+                batch_end = min(batch_start + READ_BATCH_BYTES, end)
+                pieces = await self._run(
+                    self.store.read_pieces,
+                    chunk,
+                    batch_start,
+                    batch_end - batch_start,
+                    message_bytes,
                 )
-                position += size
+                for piece in pieces:
+                    yield piece
         finally:
             chunk.close()
         self.chunks_read += 1
+
+    @staticmethod
+    def _aligned_range(
+        request: data_pb2.ReadChunkRequest, header: pb.ChunkFileHeader
+    ) -> tuple[int, int]:
+        """Return the block-aligned [start, end) covering the requested range."""
+        length = header.length_bytes
+        start = request.offset_bytes
+        if start > length:
+            raise InvalidArgument(
+                f"chunk {request.chunk_id.hex()}: offset {start} is past its end ({length} bytes)"
+            )
+        end = length if request.length_bytes == 0 else min(start + request.length_bytes, length)
+        block = header.block_size_bytes
+        aligned_start = start // block * block
+        aligned_end = min((end + block - 1) // block * block, length)
+        return aligned_start, aligned_end
 
     @unary_handler
     async def DeleteChunks(

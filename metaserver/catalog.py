@@ -1,4 +1,13 @@
-"""The bucket catalog, kept in the metaserver's system database and mirrored in memory."""
+"""Buckets: the catalog on the primary metaserver and its mirror on secondaries.
+
+The primary keeps every bucket in its system database. Secondaries keep an
+in-memory copy that the primary link refreshes, and ask the primary directly
+for a bucket they do not know yet, so a bucket is usable on every shard as
+soon as its creation returns.
+
+While a bucket is being deleted it is fenced on every metaserver: new
+uploads and commits to it fail, so the emptiness check cannot race a write.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +23,44 @@ from store.names import check_bucket_name
 log = logging.getLogger(__name__)
 
 _BUCKET_TAG = b"B"
+_VERSION_KEY = b"V"
 
 
-class BucketCatalog:
-    """Buckets by name. A bucket being deleted rejects new uploads and commits."""
+class Buckets:
+    """Bucket lookups and fences shared by the catalog and the mirror."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, pb.BucketRecord] = {}
+        # Bumped on every create and delete, so followers know when to refresh.
+        self.version = 0
+        self.fenced: set[str] = set()
+
+    def get(self, name: str) -> pb.BucketRecord:
+        record = self.buckets.get(name)
+        if record is None:
+            raise NoSuchBucket(f"bucket {name!r} does not exist; create it first")
+        return record
+
+    def check_writable(self, name: str) -> None:
+        """Raise unless new objects may be written to the bucket."""
+        self.get(name)
+        if name in self.fenced:
+            raise Unavailable(f"bucket {name!r} is being deleted; retry if the delete fails")
+
+    def sorted_records(self) -> list[pb.BucketRecord]:
+        return [self.buckets[name] for name in sorted(self.buckets)]
+
+
+class BucketCatalog(Buckets):
+    """The authoritative catalog, on the primary metaserver."""
 
     def __init__(self, db: rocksdict.Rdict) -> None:
+        super().__init__()
         self._db = db
         self._sync = rocksdict.WriteOptions()
         self._sync.sync = True
-        self.buckets: dict[str, pb.BucketRecord] = {}
-        self.deleting: set[str] = set()
+        stored_version = db.get(_VERSION_KEY)
+        self.version = int.from_bytes(stored_version, "big") if stored_version else 0
         iterator = db.iter()
         iterator.seek(_BUCKET_TAG)
         while iterator.valid() and iterator.key().startswith(_BUCKET_TAG):
@@ -42,26 +78,14 @@ class BucketCatalog:
         log.info("bucket created bucket=%s owner=%s", name, owner or "-")
         return record
 
-    def get(self, name: str) -> pb.BucketRecord:
-        record = self.buckets.get(name)
-        if record is None:
-            raise NoSuchBucket(f"bucket {name!r} does not exist; create it first")
-        return record
-
-    def check_writable(self, name: str) -> None:
-        """Raise unless new objects may be written to the bucket."""
-        self.get(name)
-        if name in self.deleting:
-            raise Unavailable(f"bucket {name!r} is being deleted; retry if the delete fails")
-
     def begin_delete(self, name: str) -> None:
         self.get(name)
-        if name in self.deleting:
+        if name in self.fenced:
             raise Unavailable(f"bucket {name!r} is already being deleted")
-        self.deleting.add(name)
+        self.fenced.add(name)
 
     def finish_delete(self, name: str, deleted: bool) -> None:
-        self.deleting.discard(name)
+        self.fenced.discard(name)
         if deleted:
             self._write(name, None)
             del self.buckets[name]
@@ -74,4 +98,26 @@ class BucketCatalog:
             batch.delete(key)
         else:
             batch.put(key, record.SerializeToString())
+        batch.put(_VERSION_KEY, (self.version + 1).to_bytes(8, "big"))
         self._db.write(batch, self._sync)
+        self.version += 1
+
+
+class BucketMirror(Buckets):
+    """A secondary metaserver's copy of the primary's catalog."""
+
+    def replace_all(self, records: list[pb.BucketRecord], version: int) -> None:
+        self.buckets = {record.name: record for record in records}
+        self.version = version
+
+    def learn(self, record: pb.BucketRecord) -> None:
+        """Add a bucket the primary just confirmed."""
+        self.buckets[record.name] = record
+
+    def fence(self, name: str) -> None:
+        self.fenced.add(name)
+
+    def release(self, name: str, deleted: bool) -> None:
+        self.fenced.discard(name)
+        if deleted:
+            self.buckets.pop(name, None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from metaserver import keys, objects
+from metaserver.follower import PrimaryLink
 from metaserver.membership import Membership
 from metaserver.shard import Shard, ShardCursor
 from store._pb import common_pb2 as pb
@@ -50,7 +51,9 @@ class GcCounters:
 
 
 class GarbageCollector:
-    def __init__(self, shards: list[Shard], membership: Membership, settings: GcSettings) -> None:
+    def __init__(
+        self, shards: list[Shard], membership: Membership | PrimaryLink, settings: GcSettings
+    ) -> None:
         self.shards = shards
         self.membership = membership
         self.settings = settings

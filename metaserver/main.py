@@ -14,7 +14,8 @@ from pathlib import Path
 
 import rocksdict
 
-from metaserver.catalog import BucketCatalog
+from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
+from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector, GcSettings
 from metaserver.membership import Membership
 from metaserver.rocks import RocksEnv
@@ -34,6 +35,7 @@ from store.limits import (
     MIN_CHUNK_SIZE_BYTES,
 )
 from store.log import LEVELS, setup_logging
+from store.memory import tune_malloc
 from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
 from store.shardmap import format_shard_ranges, parse_shard_ranges
 
@@ -64,6 +66,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--shards", default=None, help="shards this process serves, like 0-7 (default: all)"
+    )
+    parser.add_argument(
+        "--primary",
+        default=None,
+        help="HOST:PORT of the primary metaserver; makes this process a secondary that serves "
+        "--shards and follows the primary's bucket catalog and cluster map",
+    )
+    parser.add_argument(
+        "--primary-heartbeat-s",
+        type=float,
+        default=1.0,
+        help="seconds between a secondary's heartbeats to the primary",
     )
     parser.add_argument(
         "--chunk-size-bytes",
@@ -180,52 +194,61 @@ async def serve(args: argparse.Namespace) -> None:
     server_id = load_identity(args.dir, args.id)
     env = RocksEnv()
     system_db = env.open(args.dir / "system")
-    config = cluster_config(system_db, args)
     shard_numbers = parse_shard_ranges(args.shards or f"0-{args.shard_count - 1}", args.shard_count)
-
     executor = ThreadPoolExecutor(
         max_workers=min(len(shard_numbers), 32), thread_name_prefix="shard-write"
     )
     shards = {n: Shard(n, args.dir / "shards" / f"{n:04d}", env, executor) for n in shard_numbers}
-    membership = Membership(system_db, config, args.dataserver_timeout_s)
-    catalog = BucketCatalog(system_db)
+    info = pb.MetaserverInfo(id=server_id, shards=shard_numbers, primary=args.primary is None)
+
+    buckets: Buckets
+    cluster: Membership | PrimaryLink
+    if args.primary is None:
+        buckets = BucketCatalog(system_db)
+        cluster = Membership(system_db, cluster_config(system_db, args), args.dataserver_timeout_s)
+    else:
+        buckets = BucketMirror()
+        cluster = PrimaryLink(args.primary, info, buckets, args.primary_heartbeat_s, 5.0)
+
     gc_settings = GcSettings(
         interval_s=args.gc_interval_s, delay_s=args.gc_delay_s, upload_grace_s=args.upload_grace_s
     )
-    collector = GarbageCollector(list(shards.values()), membership, gc_settings)
+    collector = GarbageCollector(list(shards.values()), cluster, gc_settings)
     service = MetaService(
         server_id,
         shards,
-        catalog,
-        membership,
+        buckets,
+        cluster,
         collector,
         ServiceSettings(gc_delay_s=args.gc_delay_s, started_unix_ms=int(time.time() * 1000)),
     )
-
     server, address = await start_grpc_server(
         args.listen,
         args.advertise,
         lambda grpc_server: meta_pb2_grpc.add_MetaServiceServicer_to_server(service, grpc_server),
     )
-    service.address = address
-    membership.set_metaservers(
-        [pb.MetaserverInfo(id=server_id, address=address, shards=shard_numbers)]
-    )
+    service.address = info.address = address
+
+    tasks = [asyncio.create_task(collector.run(), name="gc")]
+    if isinstance(cluster, Membership):
+        cluster.register_metaserver(info)
+        tasks.append(asyncio.create_task(watch_dataservers(cluster), name="failure-detector"))
+    else:
+        await cluster.register(deadline_s=60.0)
+        check_follower_config(cluster.config, args)
+        tasks.append(asyncio.create_task(cluster.run(), name="primary-link"))
     for shard in shards.values():
         shard.start()
-    tasks = [
-        asyncio.create_task(collector.run(), name="gc"),
-        asyncio.create_task(watch_dataservers(membership), name="failure-detector"),
-    ]
     write_server_file(args.dir, "metaserver", server_id, address)
     log.info(
-        "metaserver started id=%s address=%s dir=%s shards=%s of %d epoch=%d",
+        "metaserver started id=%s address=%s dir=%s shards=%s of %d role=%s epoch=%d",
         server_id,
         address,
         args.dir,
         format_shard_ranges(shard_numbers),
         args.shard_count,
-        membership.epoch,
+        "primary" if info.primary else f"secondary of {args.primary}",
+        cluster.epoch,
     )
 
     signal_name = await wait_for_stop_signal()
@@ -237,9 +260,20 @@ async def serve(args: argparse.Namespace) -> None:
     for shard in shards.values():
         await shard.stop()
     await collector.close()
+    await service.close()
+    if isinstance(cluster, PrimaryLink):
+        await cluster.close()
     executor.shutdown(wait=True)
     system_db.close()
     log.info("metaserver stopped id=%s", server_id)
+
+
+def check_follower_config(config: pb.ClusterMap, args: argparse.Namespace) -> None:
+    """Raise InvalidArgument when a secondary's flags disagree with the primary's cluster."""
+    if config.shard_count != args.shard_count:
+        raise InvalidArgument(
+            f"--shard-count {args.shard_count} differs from the primary's {config.shard_count}"
+        )
 
 
 async def watch_dataservers(membership: Membership) -> None:
@@ -253,6 +287,7 @@ async def watch_dataservers(membership: Membership) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    tune_malloc()
     try:
         validate(args)
         asyncio.run(serve(args))

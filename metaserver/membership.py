@@ -16,12 +16,15 @@ from collections.abc import Callable
 import rocksdict
 
 from store._pb import common_pb2 as pb
+from store.errors import InvalidArgument
+from store.shardmap import format_shard_ranges
 
 log = logging.getLogger(__name__)
 
 _EPOCH_KEY = b"E"
 _CONFIG_KEY = b"C"
 _DATASERVER_TAG = b"D"
+_METASERVER_TAG = b"M"
 
 
 class Membership:
@@ -43,22 +46,36 @@ class Membership:
         self._clock = clock
         stored_epoch = db.get(_EPOCH_KEY)
         self.epoch = int.from_bytes(stored_epoch, "big") if stored_epoch else 0
-        self.metaservers: list[pb.MetaserverInfo] = []
+        self.metaservers: dict[str, pb.MetaserverInfo] = {}
         self.dataservers: dict[str, pb.DataserverInfo] = {}
         self._last_seen_s: dict[str, float] = {}
-        self._load_dataservers()
+        self._load()
 
-    def _load_dataservers(self) -> None:
-        iterator = self._db.iter()
-        iterator.seek(_DATASERVER_TAG)
+    def _load(self) -> None:
         now_s = self._clock()
-        while iterator.valid() and iterator.key().startswith(_DATASERVER_TAG):
-            info = pb.DataserverInfo.FromString(iterator.value())
+        for value in self._scan(_DATASERVER_TAG):
+            info = pb.DataserverInfo.FromString(value)
             self.dataservers[info.id] = info
             # A restarted metaserver gives every known dataserver a full timeout to check in.
             self._last_seen_s[info.id] = now_s
+        for value in self._scan(_METASERVER_TAG):
+            metaserver = pb.MetaserverInfo.FromString(value)
+            self.metaservers[metaserver.id] = metaserver
+        log.info(
+            "loaded %d dataservers and %d metaservers, epoch=%d",
+            len(self.dataservers),
+            len(self.metaservers),
+            self.epoch,
+        )
+
+    def _scan(self, tag: bytes) -> list[bytes]:
+        values = []
+        iterator = self._db.iter()
+        iterator.seek(tag)
+        while iterator.valid() and iterator.key().startswith(tag):
+            values.append(iterator.value())
             iterator.next()
-        log.info("loaded %d dataservers, epoch=%d", len(self.dataservers), self.epoch)
+        return values
 
     @staticmethod
     def load_config(db: rocksdict.Rdict) -> pb.ClusterMap | None:
@@ -73,27 +90,56 @@ class Membership:
         batch.put(_CONFIG_KEY, config.SerializeToString())
         db.write(batch, options)
 
-    def _persist(self, changed: list[pb.DataserverInfo], bump_epoch: bool) -> None:
+    def _persist(
+        self,
+        changed: list[pb.DataserverInfo],
+        bump_epoch: bool,
+        metaservers: list[pb.MetaserverInfo] | None = None,
+    ) -> None:
         batch = rocksdict.WriteBatch(raw_mode=True)
         for info in changed:
             batch.put(_DATASERVER_TAG + info.id.encode(), info.SerializeToString())
+        for metaserver in metaservers or ():
+            batch.put(_METASERVER_TAG + metaserver.id.encode(), metaserver.SerializeToString())
         if bump_epoch:
             self.epoch += 1
             batch.put(_EPOCH_KEY, self.epoch.to_bytes(8, "big"))
         self._db.write(batch, self._sync)
 
-    def set_metaservers(self, metaservers: list[pb.MetaserverInfo]) -> None:
-        """Set the metaservers and their shards; bumps the epoch when they changed."""
-        if [m.SerializeToString() for m in metaservers] == [
-            m.SerializeToString() for m in self.metaservers
-        ]:
+    def register_metaserver(self, info: pb.MetaserverInfo) -> None:
+        """Record a metaserver and its shards; bumps the epoch when routing changed.
+
+        Raises InvalidArgument when another metaserver already serves one of its shards.
+        """
+        for other in self.metaservers.values():
+            overlap = set(other.shards) & set(info.shards)
+            if other.id != info.id and overlap:
+                raise InvalidArgument(
+                    f"metaserver {info.id} at {info.address} claims shards "
+                    f"{format_shard_ranges(sorted(overlap))} already served by metaserver "
+                    f"{other.id} at {other.address}; give each metaserver distinct --shards"
+                )
+        known = self.metaservers.get(info.id)
+        record = pb.MetaserverInfo()
+        record.CopyFrom(info)
+        record.last_heartbeat_unix_ms = int(time.time() * 1000)
+        self.metaservers[info.id] = record
+        changed = (
+            known is None
+            or known.address != info.address
+            or list(known.shards) != list(info.shards)
+            or known.primary != info.primary
+        )
+        if not changed:
             return
-        self.metaservers = metaservers
-        self._persist([], bump_epoch=True)
+        self._persist([], bump_epoch=True, metaservers=[record])
         log.info(
-            "metaservers changed epoch=%d metaservers=%s",
+            "metaserver registered id=%s address=%s shards=%s primary=%s epoch=%d",
+            info.id,
+            info.address,
+            format_shard_ranges(list(info.shards)),
+            info.primary,
             self.epoch,
-            ",".join(f"{m.id}@{m.address}" for m in metaservers),
         )
 
     def register(self, info: pb.DataserverInfo) -> None:
@@ -170,7 +216,9 @@ class Membership:
         cluster_map = pb.ClusterMap()
         cluster_map.CopyFrom(self.config)
         cluster_map.epoch = self.epoch
-        cluster_map.metaservers.extend(self.metaservers)
+        cluster_map.metaservers.extend(
+            self.metaservers[metaserver_id] for metaserver_id in sorted(self.metaservers)
+        )
         cluster_map.dataservers.extend(
             self.dataservers[dataserver_id] for dataserver_id in sorted(self.dataservers)
         )

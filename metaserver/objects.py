@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from metaserver import keys
-from metaserver.catalog import BucketCatalog
+from metaserver.catalog import Buckets
 from metaserver.shard import GroupView, Shard
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
@@ -63,7 +63,7 @@ def _check_conditions(
 
 def open_upload(
     shard: Shard,
-    catalog: BucketCatalog,
+    catalog: Buckets,
     bucket: str,
     key: bytes,
     chunk_size_bytes: int,
@@ -105,7 +105,7 @@ def _take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> N
 
 def commit_object(
     shard: Shard,
-    catalog: BucketCatalog,
+    catalog: Buckets,
     request: meta_pb2.CommitObjectRequest,
     now_unix_ns: int,
     gc_delay_ns: int,

@@ -1,28 +1,63 @@
-"""The MetaService gRPC servicer."""
+"""The MetaService gRPC servicer.
+
+A metaserver is either the primary, which holds the bucket catalog and the
+cluster map (Membership), or a secondary, which follows the primary through a
+PrimaryLink. Both serve the object operations of their own shards.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+import grpc
 import grpc.aio
 
 from metaserver import keys, objects
-from metaserver.catalog import BucketCatalog
+from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
+from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector
 from metaserver.membership import Membership
 from metaserver.shard import GroupView, Shard
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2, meta_pb2_grpc
+from store.channels import ChannelPool
 from store.checksum import crc32c
-from store.errors import BucketNotEmpty, InvalidArgument, NoSuchKey, StaleEpoch
+from store.errors import (
+    BucketNotEmpty,
+    InvalidArgument,
+    NoSuchKey,
+    StaleEpoch,
+    Unavailable,
+)
 from store.layout import check_layout, check_upload_id
 from store.limits import MAX_CHUNK_SIZE_BYTES, MAX_LIST_KEYS, MIN_CHUNK_SIZE_BYTES
 from store.listing import merge_page
 from store.names import check_bucket_name, check_user_metadata, display_key, encode_key
-from store.rpc import unary_handler
+from store.rpc import error_from_rpc, unary_handler
 from store.shardmap import shard_of
+
+log = logging.getLogger(__name__)
+
+# Timeout of calls between metaservers.
+PEER_TIMEOUT_S = 10.0
+
+
+class ClusterState(Protocol):
+    """What the service reads about the cluster: Membership or PrimaryLink."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def config(self) -> pb.ClusterMap: ...
+
+    dataservers: dict[str, pb.DataserverInfo]
+
+    def cluster_map(self) -> pb.ClusterMap: ...
 
 
 @dataclass(slots=True)
@@ -36,18 +71,48 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self,
         server_id: str,
         shards: dict[int, Shard],
-        catalog: BucketCatalog,
-        membership: Membership,
+        buckets: Buckets,
+        cluster: ClusterState,
         collector: GarbageCollector,
         settings: ServiceSettings,
     ) -> None:
         self.server_id = server_id
         self.address = ""
         self.shards = shards
-        self.catalog = catalog
-        self.membership = membership
+        self.buckets = buckets
+        self.cluster = cluster
         self.collector = collector
         self.settings = settings
+        self._peers = ChannelPool()
+
+    @property
+    def membership(self) -> Membership:
+        """The cluster map authority; raises on a secondary."""
+        if not isinstance(self.cluster, Membership):
+            link = self.cluster
+            assert isinstance(link, PrimaryLink)
+            raise InvalidArgument(
+                f"metaserver {self.server_id} is a secondary; send this request to the primary "
+                f"metaserver at {link.primary_address}"
+            )
+        return self.cluster
+
+    async def _ensure_bucket(self, name: str) -> None:
+        if isinstance(self.cluster, PrimaryLink):
+            await self.cluster.ensure_bucket(name)
+
+    async def _forward(self, what: str, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run a bucket call on the primary (from a secondary) and return its reply."""
+        assert isinstance(self.cluster, PrimaryLink)
+        try:
+            return await call(self.cluster.primary())
+        except grpc.RpcError as exc:
+            raise error_from_rpc(
+                exc, f"{what} via primary {self.cluster.primary_address}"
+            ) from None
+
+    async def close(self) -> None:
+        await self._peers.close()
 
     # Helpers.
 
@@ -55,7 +120,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         """Return the local shard for (bucket, key), checking the caller's routing."""
         check_bucket_name(bucket)
         encode_key(key)
-        expected = shard_of(bucket, key, self.membership.config.shard_count)
+        expected = shard_of(bucket, key, self.cluster.config.shard_count)
         if shard_number != expected:
             raise InvalidArgument(
                 f"{bucket}/{display_key(key)} belongs to shard {expected}, request named "
@@ -65,19 +130,22 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         if shard is None:
             error = StaleEpoch(
                 f"metaserver {self.server_id} does not serve shard {expected} at epoch "
-                f"{self.membership.epoch}; refresh the cluster map"
+                f"{self.cluster.epoch}; refresh the cluster map"
             )
-            error.server_epoch = self.membership.epoch  # type: ignore[attr-defined]
+            error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
             raise error
         return shard
 
-    def _check_epoch(self, epoch: int) -> None:
-        if epoch < self.membership.epoch:
+    async def _check_epoch(self, epoch: int) -> None:
+        if epoch > self.cluster.epoch and isinstance(self.cluster, PrimaryLink):
+            # The client saw a newer map than this secondary: catch up with the primary.
+            await self.cluster.sync_once()
+        if epoch < self.cluster.epoch:
             error = StaleEpoch(
                 f"cluster map epoch {epoch} is older than the metaserver's "
-                f"{self.membership.epoch}; refresh the cluster map"
+                f"{self.cluster.epoch}; refresh the cluster map"
             )
-            error.server_epoch = self.membership.epoch  # type: ignore[attr-defined]
+            error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
             raise error
 
     # Cluster map and membership.
@@ -86,7 +154,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
     async def GetClusterMap(
         self, request: meta_pb2.GetClusterMapRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClusterMap:
-        return self.membership.cluster_map()
+        return self.cluster.cluster_map()
 
     @unary_handler
     async def RegisterDataserver(
@@ -96,7 +164,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
             raise InvalidArgument("RegisterDataserver needs the dataserver's id and address")
         self.membership.register(request.info)
         return meta_pb2.RegisterDataserverResponse(
-            epoch=self.membership.epoch, cluster_id=self.membership.config.cluster_id
+            epoch=self.cluster.epoch, cluster_id=self.cluster.config.cluster_id
         )
 
     @unary_handler
@@ -104,7 +172,41 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.HeartbeatResponse:
         known = self.membership.heartbeat(request.info)
-        return meta_pb2.HeartbeatResponse(epoch=self.membership.epoch, known=known)
+        return meta_pb2.HeartbeatResponse(epoch=self.cluster.epoch, known=known)
+
+    @unary_handler
+    async def RegisterMetaserver(
+        self, request: meta_pb2.RegisterMetaserverRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.RegisterMetaserverResponse:
+        membership = self.membership
+        if not request.info.id or not request.info.address or request.info.primary:
+            raise InvalidArgument("RegisterMetaserver needs a secondary's id, address and shards")
+        membership.register_metaserver(request.info)
+        catalog = self.buckets
+        reply = meta_pb2.RegisterMetaserverResponse(
+            epoch=membership.epoch, bucket_version=catalog.version
+        )
+        if request.known_epoch < membership.epoch:
+            reply.map.CopyFrom(membership.cluster_map())
+        if request.known_bucket_version != catalog.version:
+            reply.buckets_changed = True
+            reply.buckets.extend(catalog.sorted_records())
+        return reply
+
+    @unary_handler
+    async def FenceBucket(
+        self, request: meta_pb2.FenceBucketRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.FenceBucketResponse:
+        mirror = self.buckets
+        if not isinstance(mirror, BucketMirror):
+            raise InvalidArgument("FenceBucket is sent by the primary to secondaries only")
+        if request.release:
+            mirror.release(request.name, request.deleted)
+            return meta_pb2.FenceBucketResponse()
+        mirror.fence(request.name)
+        return meta_pb2.FenceBucketResponse(
+            has_objects=await _shards_have_objects(self.shards, request.name)
+        )
 
     # Buckets.
 
@@ -112,38 +214,89 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
     async def CreateBucket(
         self, request: meta_pb2.CreateBucketRequest, context: grpc.aio.ServicerContext
     ) -> pb.BucketRecord:
-        return self.catalog.create(request.name, request.owner)
+        if isinstance(self.buckets, BucketCatalog):
+            return self.buckets.create(request.name, request.owner)
+        record = await self._forward(
+            "create bucket", lambda stub: stub.CreateBucket(request, timeout=PEER_TIMEOUT_S)
+        )
+        assert isinstance(self.buckets, BucketMirror)
+        self.buckets.learn(record)
+        return record
 
     @unary_handler
     async def DeleteBucket(
         self, request: meta_pb2.DeleteBucketRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.DeleteBucketResponse:
+        catalog = self.buckets
+        if not isinstance(catalog, BucketCatalog):
+            return await self._forward(
+                "delete bucket", lambda stub: stub.DeleteBucket(request, timeout=PEER_TIMEOUT_S)
+            )
         name = request.name
-        self.catalog.begin_delete(name)
+        catalog.begin_delete(name)
         deleted = False
         try:
-            # Each check runs in the shard's writer, after every commit that was already
-            # admitted; commits admitted later see the bucket as being deleted.
-            for shard in self.shards.values():
-                if await shard.submit("bucket_empty_check", _has_objects_check(shard, name)):
-                    raise BucketNotEmpty(f"bucket {name!r} is not empty; delete its objects first")
+            # Each check runs in a shard's writer after every commit already admitted;
+            # commits admitted later see the fence.
+            if await _shards_have_objects(self.shards, name) or await self._peers_have_objects(
+                name
+            ):
+                raise BucketNotEmpty(f"bucket {name!r} is not empty; delete its objects first")
             deleted = True
         finally:
-            self.catalog.finish_delete(name, deleted)
+            catalog.finish_delete(name, deleted)
+            await self._release_peers(name, deleted)
         return meta_pb2.DeleteBucketResponse()
+
+    def _secondaries(self) -> list[pb.MetaserverInfo]:
+        return [m for m in self.membership.metaservers.values() if m.id != self.server_id]
+
+    async def _peers_have_objects(self, name: str) -> bool:
+        request = meta_pb2.FenceBucketRequest(name=name)
+        for peer in self._secondaries():
+            try:
+                reply = await self._peers.meta(peer.address).FenceBucket(
+                    request, timeout=PEER_TIMEOUT_S
+                )
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, f"metaserver {peer.id} at {peer.address}")
+                raise Unavailable(
+                    f"cannot delete bucket {name!r} while a metaserver is unreachable: {error}"
+                ) from None
+            if reply.has_objects:
+                return True
+        return False
+
+    async def _release_peers(self, name: str, deleted: bool) -> None:
+        request = meta_pb2.FenceBucketRequest(name=name, release=True, deleted=deleted)
+        for peer in self._secondaries():
+            try:
+                await self._peers.meta(peer.address).FenceBucket(request, timeout=PEER_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                # The peer's mirror catches up at its next heartbeat to the primary.
+                log.warning(
+                    "releasing bucket fence bucket=%s on metaserver=%s failed: %s",
+                    name,
+                    peer.id,
+                    error_from_rpc(exc, peer.address),
+                )
 
     @unary_handler
     async def HeadBucket(
         self, request: meta_pb2.HeadBucketRequest, context: grpc.aio.ServicerContext
     ) -> pb.BucketRecord:
-        return self.catalog.get(request.name)
+        await self._ensure_bucket(request.name)
+        return self.buckets.get(request.name)
 
     @unary_handler
     async def ListBuckets(
         self, request: meta_pb2.ListBucketsRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ListBucketsResponse:
-        names = sorted(self.catalog.buckets)
-        return meta_pb2.ListBucketsResponse(buckets=[self.catalog.buckets[n] for n in names])
+        if not isinstance(self.buckets, BucketCatalog):
+            return await self._forward(
+                "list buckets", lambda stub: stub.ListBuckets(request, timeout=PEER_TIMEOUT_S)
+            )
+        return meta_pb2.ListBucketsResponse(buckets=self.buckets.sorted_records())
 
     # Objects.
 
@@ -152,8 +305,9 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.OpenUploadRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.OpenUploadResponse:
         shard = self._shard(request.bucket, request.key, request.shard)
-        self._check_epoch(request.epoch)
-        config = self.membership.config
+        await self._check_epoch(request.epoch)
+        await self._ensure_bucket(request.bucket)
+        config = self.cluster.config
         chunk_size = request.chunk_size_bytes or config.chunk_size_bytes
         if not MIN_CHUNK_SIZE_BYTES <= chunk_size <= MAX_CHUNK_SIZE_BYTES:
             raise InvalidArgument(
@@ -164,7 +318,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
             "open_upload",
             objects.open_upload(
                 shard,
-                self.catalog,
+                self.buckets,
                 request.bucket,
                 request.key,
                 chunk_size,
@@ -176,7 +330,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
             upload_id=session.upload_id,
             chunk_size_bytes=session.chunk_size_bytes,
             replicas=session.replicas,
-            epoch=self.membership.epoch,
+            epoch=self.cluster.epoch,
         )
 
     @unary_handler
@@ -184,22 +338,26 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.CommitObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
         shard = self._shard(request.bucket, request.key, request.shard)
-        self._check_record(request)
-        return await shard.submit(
+        await self._check_record(request)
+        await self._ensure_bucket(request.bucket)
+        record = await shard.submit(
             "commit_object",
             objects.commit_object(
-                shard, self.catalog, request, time.time_ns(), int(self.settings.gc_delay_s * 1e9)
+                shard, self.buckets, request, time.time_ns(), int(self.settings.gc_delay_s * 1e9)
             ),
         )
+        # The caller has the bytes; the reply carries only the metadata.
+        record.ClearField("inline_data")
+        return record
 
-    def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
+    async def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
         record = request.record
         check_user_metadata(record.user_metadata)
         name = f"{request.bucket}/{display_key(request.key)}"
         if not request.upload_id:
             if not record.is_inline or record.layout.stripes:
                 raise InvalidArgument(f"commit of {name} without an upload id must be inline")
-            limit = self.membership.config.inline_max_bytes
+            limit = self.cluster.config.inline_max_bytes
             if len(record.inline_data) > limit:
                 raise InvalidArgument(
                     f"inline data of {name} is {len(record.inline_data)} bytes; objects over "
@@ -219,10 +377,14 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
                 f"commit of upload {request.upload_id} must not carry inline data"
             )
         check_layout(record.layout, record.size_bytes, request.upload_id)
-        for stripe in record.layout.stripes:
-            for chunk in stripe.chunks:
-                if chunk.target not in self.membership.dataservers:
-                    raise InvalidArgument(f"{name}: layout names unknown dataserver {chunk.target}")
+        targets = {chunk.target for stripe in record.layout.stripes for chunk in stripe.chunks}
+        unknown = targets - self.cluster.dataservers.keys()
+        if unknown and isinstance(self.cluster, PrimaryLink):
+            # A secondary's copy of the map may lag the client's; catch up once.
+            await self.cluster.sync_once()
+            unknown = targets - self.cluster.dataservers.keys()
+        if unknown:
+            raise InvalidArgument(f"{name}: layout names unknown dataservers {sorted(unknown)}")
 
     @unary_handler
     async def AbortUpload(
@@ -241,7 +403,8 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         shard = self._shard(request.bucket, request.key, request.shard)
         record = shard.get_object(request.bucket, request.key)
         if record is None:
-            self.catalog.get(request.bucket)
+            await self._ensure_bucket(request.bucket)
+            self.buckets.get(request.bucket)
             raise NoSuchKey(f"object {request.bucket}/{display_key(request.key)} does not exist")
         if not request.include_inline:
             record.ClearField("inline_data")
@@ -252,7 +415,8 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.DeleteObjectRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.DeleteObjectResponse:
         shard = self._shard(request.bucket, request.key, request.shard)
-        self.catalog.get(request.bucket)
+        await self._ensure_bucket(request.bucket)
+        self.buckets.get(request.bucket)
         return await shard.submit(
             "delete_object",
             objects.delete_object(
@@ -264,7 +428,8 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
     async def ListObjects(
         self, request: meta_pb2.ListObjectsRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ListObjectsResponse:
-        self.catalog.get(request.bucket)
+        await self._ensure_bucket(request.bucket)
+        self.buckets.get(request.bucket)
         max_keys = request.max_keys or MAX_LIST_KEYS
         if max_keys > MAX_LIST_KEYS:
             raise InvalidArgument(f"max_keys {max_keys} is over the maximum of {MAX_LIST_KEYS}")
@@ -292,7 +457,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         status = meta_pb2.MetaserverStatus(
             id=self.server_id,
             address=self.address,
-            epoch=self.membership.epoch,
+            epoch=self.cluster.epoch,
             gc_chunks_deleted=self.collector.counters.chunks_deleted,
             gc_uploads_expired=self.collector.counters.uploads_expired,
             started_unix_ms=self.settings.started_unix_ms,
@@ -308,6 +473,14 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
                 sync_writes=shard.counters.sync_writes,
             )
         return status
+
+
+async def _shards_have_objects(shards: dict[int, Shard], bucket: str) -> bool:
+    """Check each shard for objects of `bucket`, inside its writer (after queued commits)."""
+    for shard in shards.values():
+        if await shard.submit("bucket_empty_check", _has_objects_check(shard, bucket)):
+            return True
+    return False
 
 
 def _has_objects_check(shard: Shard, bucket: str) -> Callable[[GroupView], bool]:

@@ -242,11 +242,13 @@ class ShardCursor:
 
     def __init__(self, db: rocksdict.Rdict, scope: bytes, prefix: bytes, start_key: bytes) -> None:
         self._scope = scope
-        options = rocksdict.ReadOptions()
+        # The iterator refers to its options' upper bound without owning it: the options
+        # must live as long as the iterator.
+        self._options = rocksdict.ReadOptions()
         upper = prefix_successor(scope + prefix)
         if upper is not None:
-            options.set_iterate_upper_bound(upper)
-        self._iterator = db.iter(options)
+            self._options.set_iterate_upper_bound(upper)
+        self._iterator = db.iter(self._options)
         self._iterator.seek(scope + max(prefix, start_key))
         self._key: bytes | None = None
         self._load()

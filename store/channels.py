@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc.aio
 
+from store import datapath
 from store._pb import data_pb2_grpc, meta_pb2_grpc
 from store.rpc import CHANNEL_OPTIONS
 
@@ -21,6 +22,8 @@ class ChannelPool:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._data_stubs: dict[str, DataServiceAsyncStub] = {}
         self._meta_stubs: dict[str, MetaServiceAsyncStub] = {}
+        self._chunk_writers: dict[str, Any] = {}
+        self._chunk_readers: dict[str, Any] = {}
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -45,10 +48,26 @@ class ChannelPool:
             )
         return stub
 
+    def chunk_writer(self, address: str) -> Any:
+        """Return the ChunkStream/Write call of a dataserver (see store.datapath)."""
+        call = self._chunk_writers.get(address)
+        if call is None:
+            call = self._chunk_writers[address] = datapath.write_callable(self.channel(address))
+        return call
+
+    def chunk_reader(self, address: str) -> Any:
+        """Return the ChunkStream/Read call of a dataserver (see store.datapath)."""
+        call = self._chunk_readers.get(address)
+        if call is None:
+            call = self._chunk_readers[address] = datapath.read_callable(self.channel(address))
+        return call
+
     async def close(self) -> None:
         channels = list(self._channels.values())
         self._channels.clear()
         self._data_stubs.clear()
         self._meta_stubs.clear()
+        self._chunk_writers.clear()
+        self._chunk_readers.clear()
         for channel in channels:
             await channel.close()

@@ -190,10 +190,9 @@ class LocalCluster:
         log_level: str = "info",
         python: str = sys.executable,
     ) -> None:
-        if dataservers < 0 or shards < 1 or metaservers != 1:
+        if dataservers < 0 or not 1 <= metaservers <= shards:
             raise InvalidArgument(
-                f"need shards >= 1, dataservers >= 0 and exactly 1 metaserver; got "
-                f"shards={shards}, "
+                f"need dataservers >= 0 and 1 <= metaservers <= shards; got shards={shards}, "
                 f"dataservers={dataservers}, metaservers={metaservers}"
             )
         self.root = root.resolve()
@@ -203,14 +202,18 @@ class LocalCluster:
         self.python = python
         self.meta_args = list(meta_args or [])
         self.data_args = list(data_args or [])
-        self.metaservers: list[ManagedProcess] = [self._metaserver_spec(0)]
+        self._metaserver_count = metaservers
+        self.metaservers: list[ManagedProcess] = [self._metaserver_spec(0, metaservers)]
         self.dataservers: list[ManagedProcess] = []
         self._dataserver_count = dataservers
 
     # Process specs.
 
-    def _metaserver_spec(self, index: int) -> ManagedProcess:
+    def _metaserver_spec(self, index: int, count: int) -> ManagedProcess:
+        """Metaserver `index` of `count` serves an equal share of the shards; 0 is the primary."""
         directory = self.root / f"meta-{index}"
+        first = self.shards * index // count
+        last = self.shards * (index + 1) // count
         args = [
             self.python,
             "-m",
@@ -222,11 +225,13 @@ class LocalCluster:
             "--shard-count",
             str(self.shards),
             "--shards",
-            format_shard_ranges(list(range(self.shards))),
+            format_shard_ranges(list(range(first, last))),
             "--log-level",
             self.log_level,
             *self.meta_args,
         ]
+        if index > 0:
+            args += ["--primary", self.meta_address]
         return ManagedProcess(
             "metaserver", f"meta-{index}", directory, args, self.root / "logs" / f"meta-{index}.log"
         )
@@ -268,12 +273,12 @@ class LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         deadline_s = time.monotonic() + timeout_s
         try:
-            meta = self.metaservers[0]
-            meta.directory.mkdir(parents=True, exist_ok=True)
-            meta.start(detach)
-            meta.wait_listening(deadline_s)
-            # Later starts reuse the port so clients find the metaserver again after a restart.
-            _pin_listen_address(meta)
+            primary = self.metaservers[0]
+            self._start_listening(primary, detach, deadline_s)
+            for index in range(1, self._metaserver_count):
+                self.metaservers.append(self._metaserver_spec(index, self._metaserver_count))
+            for process in self.metaservers[1:]:
+                self._start_listening(process, detach, deadline_s)
             for index in range(self._dataserver_count):
                 self.dataservers.append(self._dataserver_spec(index, []))
             for process in self.dataservers:
@@ -287,6 +292,13 @@ class LocalCluster:
             self.stop()
             raise
         self.write_cluster_file()
+
+    def _start_listening(self, process: ManagedProcess, detach: bool, deadline_s: float) -> None:
+        process.directory.mkdir(parents=True, exist_ok=True)
+        process.start(detach)
+        process.wait_listening(deadline_s)
+        # Later starts reuse the port so clients find the server again after a restart.
+        _pin_listen_address(process)
 
     def add_dataserver(
         self, extra_args: list[str] | None = None, timeout_s: float = START_TIMEOUT_S
@@ -341,6 +353,10 @@ class LocalCluster:
             cluster_map: pb.ClusterMap = stub.GetClusterMap(
                 meta_pb2.GetClusterMapRequest(), timeout=2
             )
+        registered = {m.id for m in cluster_map.metaservers}
+        missing = [p.name for p in self.metaservers if p.server_id not in registered]
+        if missing:
+            raise Unavailable(f"metaservers not yet registered: {missing}")
         for process in self.dataservers:
             if process.alive():
                 with grpc.insecure_channel(process.address, options=CHANNEL_OPTIONS) as channel:

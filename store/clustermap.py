@@ -19,6 +19,9 @@ class ClusterView:
             for shard in metaserver.shards:
                 self._shard_owner[shard] = metaserver.address
         self.metaserver_addresses = sorted({m.address for m in cluster_map.metaservers})
+        primaries = [m.address for m in cluster_map.metaservers if m.primary]
+        # Bucket operations go to the primary, which holds the bucket catalog.
+        self.primary_address = primaries[0] if primaries else None
 
     def metaserver_for_shard(self, shard: int) -> str:
         """Return the address of the metaserver serving `shard`."""

@@ -108,10 +108,6 @@ class Connection:
     def shard_for(self, view: ClusterView, bucket: str, key: bytes) -> int:
         return shard_of(bucket, key, view.shard_count)
 
-    async def any_meta_address(self, deadline: Deadline) -> str:
-        view = await self.cluster_view(deadline)
-        return view.metaserver_addresses[0] if view.metaserver_addresses else self.seed_addresses[0]
-
     async def meta_call(
         self,
         deadline: Deadline,
@@ -119,7 +115,7 @@ class Connection:
         call: Callable[[MetaServiceAsyncStub, ClusterView, float | None], Awaitable[T]],
         idempotent: bool,
     ) -> T:
-        """Run a metadata call on the shard's metaserver (any metaserver when shard is None).
+        """Run a metadata call on the shard's metaserver (the primary when shard is None).
 
         `call` gets the stub, the cluster view and the timeout for this attempt.
         """
@@ -127,11 +123,7 @@ class Connection:
         for attempt in range(1, MAX_META_ATTEMPTS + 1):
             view = await self.cluster_view(deadline)
             if shard is None:
-                address = (
-                    view.metaserver_addresses[0]
-                    if view.metaserver_addresses
-                    else (self.seed_addresses[0])
-                )
+                address = view.primary_address or self.seed_addresses[0]
             else:
                 address = view.metaserver_for_shard(shard)
             try:

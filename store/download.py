@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2
@@ -28,6 +29,8 @@ from store.names import display_key
 from store.rpc import error_from_rpc
 
 log = logging.getLogger(__name__)
+
+MAX_BAD_CHUNKS = 1000
 
 
 @dataclass(slots=True)
@@ -48,18 +51,27 @@ class Reader:
         self.connection = connection
         self.window = window
         self.chunk_timeout_s = chunk_timeout_s
-        self.bad_chunks: list[tuple[bytes, str, str]] = []
+        # The most recent corrupt chunks seen: (chunk id, dataserver id, error).
+        self.bad_chunks: deque[tuple[bytes, str, str]] = deque(maxlen=MAX_BAD_CHUNKS)
 
     async def read_slice(
-        self, target: ReadTarget, piece: StripeSlice, deadline: Deadline
+        self,
+        target: ReadTarget,
+        piece: StripeSlice,
+        deadline: Deadline,
+        out: memoryview | None = None,
     ) -> list[bytes]:
-        """Return the bytes of one stripe slice, trying each copy in turn."""
+        """Return the bytes of one stripe slice, trying each copy in turn.
+
+        With `out` (exactly the slice's length), the bytes are copied there as they
+        arrive and the returned list is empty.
+        """
         view = await self.connection.cluster_view(deadline)
         copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
         errors: list[StoreError] = []
         for chunk in copies:
             try:
-                return await self._read_chunk(view, target, piece, chunk, deadline)
+                return await self._read_chunk(view, target, piece, chunk, deadline, out)
             except (Unavailable, NotFound, ChecksumMismatch) as error:
                 if isinstance(error, ChecksumMismatch):
                     self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
@@ -79,6 +91,7 @@ class Reader:
         piece: StripeSlice,
         chunk: pb.ChunkRef,
         deadline: Deadline,
+        out: memoryview | None,
     ) -> list[bytes]:
         address = view.dataserver_address(chunk.target)
         where = (
@@ -91,45 +104,17 @@ class Reader:
             length_bytes=piece.end_bytes - piece.start_bytes,
             dataserver_id=chunk.target,
         )
-        pieces: list[bytes] = []
-        whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
-        running_crc = 0
-        expected_offset: int | None = None
+        call = self.connection.channels.chunk_reader(address)(
+            request, timeout=deadline.remaining_s(self.chunk_timeout_s)
+        )
+        receiver = _Receiver(piece, chunk, where, out)
         try:
-            stream = self.connection.channels.data(address).ReadChunk(
-                request, timeout=deadline.remaining_s(self.chunk_timeout_s)
-            )
-            async for message in stream:
-                if message.chunk_length_bytes != chunk.length_bytes:
-                    raise ChecksumMismatch(
-                        f"{where}: stored length {message.chunk_length_bytes} differs from the "
-                        f"layout's {chunk.length_bytes}"
-                    )
-                if expected_offset is not None and message.offset_bytes != expected_offset:
-                    raise InternalError(
-                        f"{where}: reply at offset {message.offset_bytes}, "
-                        f"expected {expected_offset}"
-                    )
-                expected_offset = message.offset_bytes + len(message.data)
-                verify_blocks(message.data, message.block_crc32c, message.block_size_bytes, where)
-                if whole_chunk:
-                    running_crc = crc32c(message.data, running_crc)
-                pieces.append(_trim(message, piece.start_bytes, piece.end_bytes))
+            async for message in call:
+                receiver.add(message)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, f"reading {where}") from None
-
-        received = sum(len(p) for p in pieces)
-        if received != piece.end_bytes - piece.start_bytes:
-            raise ChecksumMismatch(
-                f"{where}: received {received} bytes, expected "
-                f"{piece.end_bytes - piece.start_bytes}"
-            )
-        if whole_chunk and running_crc != chunk.crc32c:
-            raise ChecksumMismatch(
-                f"{where}: CRC32C {running_crc:#010x} differs from the layout's "
-                f"{chunk.crc32c:#010x}"
-            )
-        return pieces
+        receiver.finish()
+        return receiver.pieces
 
     async def read_range(
         self, target: ReadTarget, offset_bytes: int, length_bytes: int, deadline: Deadline
@@ -151,6 +136,31 @@ class Reader:
             raise
         return [part for parts in results for part in parts]
 
+    async def read_range_into(
+        self,
+        target: ReadTarget,
+        offset_bytes: int,
+        out: memoryview,
+        deadline: Deadline,
+    ) -> None:
+        """Copy [offset, offset + len(out)) into `out`, reading `window` stripes at once."""
+        slices = stripes_for_range(target.record.layout, offset_bytes, len(out))
+        slots = asyncio.Semaphore(self.window)
+
+        async def bounded(piece: StripeSlice) -> None:
+            start = piece.stripe.offset_bytes + piece.start_bytes - offset_bytes
+            region = out[start : start + piece.end_bytes - piece.start_bytes]
+            async with slots:
+                await self.read_slice(target, piece, deadline, region)
+
+        tasks = [asyncio.ensure_future(bounded(piece)) for piece in slices]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+
     async def stream_range(
         self, target: ReadTarget, offset_bytes: int, length_bytes: int, deadline: Deadline
     ) -> AsyncIterator[bytes]:
@@ -170,10 +180,81 @@ class Reader:
                 task.cancel()
 
 
-def _trim(message: data_pb2.ReadChunkResponse, start: int, end: int) -> bytes:
-    data = message.data
-    low = max(start - message.offset_bytes, 0)
-    high = min(end - message.offset_bytes, len(data))
+class _Receiver:
+    """Checks one ChunkStream/Read reply message by message: header, alignment, CRC32C."""
+
+    def __init__(
+        self, piece: StripeSlice, chunk: pb.ChunkRef, where: str, out: memoryview | None
+    ) -> None:
+        self.piece = piece
+        self.chunk = chunk
+        self.where = where
+        self.out = out
+        self.pieces: list[bytes] = []
+        self.header: data_pb2.ReadChunkHeader | None = None
+        self.whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
+        self.running_crc = 0
+        self.position = 0
+        self.end = 0
+        self.received_bytes = 0
+
+    def add(self, message: bytes) -> None:
+        if self.header is None:
+            self.header = _parse_read_header(message, self.chunk, self.where)
+            self.position = self.header.offset_bytes
+            self.end = self.header.offset_bytes + self.header.length_bytes
+            return
+        block = self.header.block_size_bytes
+        if self.position % block or self.position + len(message) > self.end:
+            raise InternalError(f"{self.where}: misaligned data at offset {self.position}")
+        first_block = (self.position - self.header.offset_bytes) // block
+        block_count = (len(message) + block - 1) // block
+        crcs = self.header.block_crc32c[first_block : first_block + block_count]
+        verify_blocks(message, crcs, block, self.where)
+        if self.whole_chunk:
+            self.running_crc = crc32c(message, self.running_crc)
+        kept = _trim(message, self.position, self.piece.start_bytes, self.piece.end_bytes)
+        if self.out is None:
+            self.pieces.append(kept)
+        else:
+            self.out[self.received_bytes : self.received_bytes + len(kept)] = kept
+        self.received_bytes += len(kept)
+        self.position += len(message)
+
+    def finish(self) -> None:
+        expected = self.piece.end_bytes - self.piece.start_bytes
+        if self.header is None:
+            raise InternalError(f"{self.where}: the reply carried no header")
+        if self.received_bytes != expected:
+            raise ChecksumMismatch(
+                f"{self.where}: received {self.received_bytes} bytes, expected {expected}"
+            )
+        if self.whole_chunk and self.running_crc != self.chunk.crc32c:
+            raise ChecksumMismatch(
+                f"{self.where}: CRC32C {self.running_crc:#010x} differs from the layout's "
+                f"{self.chunk.crc32c:#010x}"
+            )
+
+
+def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_pb2.ReadChunkHeader:
+    try:
+        header = data_pb2.ReadChunkHeader.FromString(message)
+    except DecodeError:
+        raise InternalError(f"{where}: the reply's first message is not a header") from None
+    if header.chunk_length_bytes != chunk.length_bytes:
+        raise ChecksumMismatch(
+            f"{where}: stored length {header.chunk_length_bytes} differs from the layout's "
+            f"{chunk.length_bytes}"
+        )
+    if header.block_size_bytes == 0:
+        raise InternalError(f"{where}: the reply's header has block size 0")
+    return header
+
+
+def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:
+    """Return the part of `data` (which starts at `offset`) inside [start, end)."""
+    low = max(start - offset, 0)
+    high = min(end - offset, len(data))
     if low == 0 and high == len(data):
         return data
     return data[low:high]

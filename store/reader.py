@@ -73,6 +73,24 @@ class AsyncObjectReader:
         self._sequential_from = end
         return data
 
+    async def readinto(self, buffer: memoryview) -> int:
+        """Read into a writable byte buffer from the current position; return the count."""
+        if self.closed:
+            raise ValueError(f"read of closed object reader {self.name}")
+        start = self._position
+        end = min(self.size_bytes, start + len(buffer))
+        if end <= start:
+            return 0
+        if self._target.record.is_inline or start == self._sequential_from:
+            data = await self.read(end - start)
+            buffer[: len(data)] = data
+            return len(data)
+        deadline = Deadline(self._timeout_s, f"read {self.name}")
+        await self._reader.read_range_into(self._target, start, buffer[: end - start], deadline)
+        self._position = end
+        self._sequential_from = end
+        return end - start
+
     async def _read_sequential(self, start: int, end: int) -> bytes:
         parts: list[bytes] = []
         for piece in stripes_for_range(self._target.record.layout, start, end - start):

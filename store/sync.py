@@ -224,6 +224,20 @@ class Client:
             self._async.get(bucket, key, offset=offset, length=length, timeout_s=timeout_s)
         )
 
+    def get_into(
+        self,
+        bucket: str,
+        key: Key,
+        buffer: Any,
+        *,
+        offset: int = 0,
+        timeout_s: float | None = None,
+    ) -> int:
+        """Read the object from `offset` into a writable buffer; see AsyncClient.get_into."""
+        return self._loop.run(
+            self._async.get_into(bucket, key, buffer, offset=offset, timeout_s=timeout_s)
+        )
+
     def get_stream(
         self,
         bucket: str,
@@ -332,10 +346,8 @@ class ObjectFile(io.RawIOBase):
         return self.read(-1)
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        self._checkClosed()
+        return self._loop.run(self._reader.readinto(memoryview(buffer).cast("B")))
 
     def close(self) -> None:
         if not self.closed:

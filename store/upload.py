@@ -130,11 +130,22 @@ class Upload:
                 stripe.chunks.add(
                     chunk_id=chunk, target=target, length_bytes=len(data), crc32c=checksum
                 )
+            header = pb.ChunkFileHeader(
+                chunk_id=chunk,
+                upload_id=self.upload_id,
+                bucket=self.bucket,
+                key=self.key,
+                stripe_index=index,
+                length_bytes=len(data),
+                crc32c=checksum,
+            )
+            view = memoryview(data)
+            messages = [
+                bytes(view[start : start + MESSAGE_BYTES])
+                for start in range(0, len(view), MESSAGE_BYTES)
+            ]
             await asyncio.gather(
-                *(
-                    self._write_chunk(target, chunk, index, data, checksum, deadline)
-                    for target in targets
-                )
+                *(self._write_chunk(target, header, messages, deadline) for target in targets)
             )
         finally:
             slots.release()
@@ -142,42 +153,21 @@ class Upload:
     async def _write_chunk(
         self,
         target: str,
-        chunk: bytes,
-        index: int,
-        data: bytes | memoryview,
-        checksum: int,
+        header: pb.ChunkFileHeader,
+        messages: list[bytes],
         deadline: Deadline,
     ) -> None:
         address = self.view.dataserver_address(target)
-        header = pb.ChunkFileHeader(
-            chunk_id=chunk,
-            upload_id=self.upload_id,
-            bucket=self.bucket,
-            key=self.key,
-            stripe_index=index,
-            length_bytes=len(data),
-            crc32c=checksum,
-        )
-        view = memoryview(data)
-
-        def messages() -> list[data_pb2.WriteChunkRequest]:
-            requests = [
-                data_pb2.WriteChunkRequest(data=bytes(view[start : start + MESSAGE_BYTES]))
-                for start in range(0, len(view), MESSAGE_BYTES)
-            ]
-            requests[0].header.CopyFrom(header)
-            requests[0].dataserver_id = target
-            return requests
-
+        first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
         try:
-            await self.connection.channels.data(address).WriteChunk(
-                iter(messages()), timeout=deadline.remaining_s(self.chunk_timeout_s)
+            await self.connection.channels.chunk_writer(address)(
+                iter([first, *messages]), timeout=deadline.remaining_s(self.chunk_timeout_s)
             )
         except grpc.RpcError as exc:
             error = error_from_rpc(
                 exc,
-                f"writing chunk {chunk.hex()} (stripe {index}) of {self._name()} to dataserver "
-                f"{target} at {address}",
+                f"writing chunk {header.chunk_id.hex()} (stripe {header.stripe_index}) of "
+                f"{self._name()} to dataserver {target} at {address}",
             )
             log.warning("chunk write failed upload=%s: %s", self.upload_id, error)
             raise error from None

@@ -100,8 +100,15 @@ class MetaserverInfo(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     SHARDS_FIELD_NUMBER: _builtins.int
+    PRIMARY_FIELD_NUMBER: _builtins.int
+    LAST_HEARTBEAT_UNIX_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     address: _builtins.str
+    primary: _builtins.bool
+    """The primary holds the bucket catalog and the cluster map; the others
+    serve their shards and follow it.
+    """
+    last_heartbeat_unix_ms: _builtins.int
     @_builtins.property
     def shards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -110,10 +117,12 @@ class MetaserverInfo(_message.Message):
         id: _builtins.str = ...,
         address: _builtins.str = ...,
         shards: _abc.Iterable[_builtins.int] | None = ...,
+        primary: _builtins.bool = ...,
+        last_heartbeat_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id", b"id", "shards", b"shards"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "id", b"id", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "primary", b"primary", "shards", b"shards"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

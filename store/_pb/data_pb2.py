@@ -26,27 +26,27 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ndata.proto\x12\x08store.v1\x1a\x0c\x63ommon.proto\"c\n\x11WriteChunkRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.store.v1.ChunkFileHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x15\n\rdataserver_id\x18\x03 \x01(\t\"A\n\x12WriteChunkResponse\x12\x15\n\rdataserver_id\x18\x01 \x01(\t\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\"g\n\x10ReadChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x0c\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x03 \x01(\x04\x12\x15\n\rdataserver_id\x18\x04 \x01(\t\"\x83\x01\n\x11ReadChunkResponse\x12\x14\n\x0coffset_bytes\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x18\n\x10\x62lock_size_bytes\x18\x03 \x01(\r\x12\x14\n\x0c\x62lock_crc32c\x18\x04 \x03(\x07\x12\x1a\n\x12\x63hunk_length_bytes\x18\x05 \x01(\x04\"<\n\x13\x44\x65leteChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\x0c\x12\x12\n\nupload_ids\x18\x02 \x03(\t\"8\n\x14\x44\x65leteChunksResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x0f\n\x07missing\x18\x02 \x01(\x04\"\x19\n\x17\x44\x61taserverStatusRequest2\xb9\x02\n\x0b\x44\x61taService\x12I\n\nWriteChunk\x12\x1b.store.v1.WriteChunkRequest\x1a\x1c.store.v1.WriteChunkResponse(\x01\x12\x46\n\tReadChunk\x12\x1a.store.v1.ReadChunkRequest\x1a\x1b.store.v1.ReadChunkResponse0\x01\x12M\n\x0c\x44\x65leteChunks\x12\x1d.store.v1.DeleteChunksRequest\x1a\x1e.store.v1.DeleteChunksResponse\x12H\n\tGetStatus\x12!.store.v1.DataserverStatusRequest\x1a\x18.store.v1.DataserverInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ndata.proto\x12\x08store.v1\x1a\x0c\x63ommon.proto\"S\n\x10WriteChunkHeader\x12(\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.store.v1.ChunkFileHeader\x12\x15\n\rdataserver_id\x18\x02 \x01(\t\"A\n\x12WriteChunkResponse\x12\x15\n\rdataserver_id\x18\x01 \x01(\t\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\"g\n\x10ReadChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x0c\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x03 \x01(\x04\x12\x15\n\rdataserver_id\x18\x04 \x01(\t\"\x89\x01\n\x0fReadChunkHeader\x12\x14\n\x0coffset_bytes\x18\x01 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\x12\x18\n\x10\x62lock_size_bytes\x18\x03 \x01(\r\x12\x14\n\x0c\x62lock_crc32c\x18\x04 \x03(\x07\x12\x1a\n\x12\x63hunk_length_bytes\x18\x05 \x01(\x04\"<\n\x13\x44\x65leteChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\x0c\x12\x12\n\nupload_ids\x18\x02 \x03(\t\"8\n\x14\x44\x65leteChunksResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x0f\n\x07missing\x18\x02 \x01(\x04\"\x19\n\x17\x44\x61taserverStatusRequest2\xa6\x01\n\x0b\x44\x61taService\x12M\n\x0c\x44\x65leteChunks\x12\x1d.store.v1.DeleteChunksRequest\x1a\x1e.store.v1.DeleteChunksResponse\x12H\n\tGetStatus\x12!.store.v1.DataserverStatusRequest\x1a\x18.store.v1.DataserverInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'data_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WRITECHUNKREQUEST']._serialized_start=38
-  _globals['_WRITECHUNKREQUEST']._serialized_end=137
-  _globals['_WRITECHUNKRESPONSE']._serialized_start=139
-  _globals['_WRITECHUNKRESPONSE']._serialized_end=204
-  _globals['_READCHUNKREQUEST']._serialized_start=206
-  _globals['_READCHUNKREQUEST']._serialized_end=309
-  _globals['_READCHUNKRESPONSE']._serialized_start=312
-  _globals['_READCHUNKRESPONSE']._serialized_end=443
-  _globals['_DELETECHUNKSREQUEST']._serialized_start=445
-  _globals['_DELETECHUNKSREQUEST']._serialized_end=505
-  _globals['_DELETECHUNKSRESPONSE']._serialized_start=507
-  _globals['_DELETECHUNKSRESPONSE']._serialized_end=563
-  _globals['_DATASERVERSTATUSREQUEST']._serialized_start=565
-  _globals['_DATASERVERSTATUSREQUEST']._serialized_end=590
-  _globals['_DATASERVICE']._serialized_start=593
-  _globals['_DATASERVICE']._serialized_end=906
+  _globals['_WRITECHUNKHEADER']._serialized_start=38
+  _globals['_WRITECHUNKHEADER']._serialized_end=121
+  _globals['_WRITECHUNKRESPONSE']._serialized_start=123
+  _globals['_WRITECHUNKRESPONSE']._serialized_end=188
+  _globals['_READCHUNKREQUEST']._serialized_start=190
+  _globals['_READCHUNKREQUEST']._serialized_end=293
+  _globals['_READCHUNKHEADER']._serialized_start=296
+  _globals['_READCHUNKHEADER']._serialized_end=433
+  _globals['_DELETECHUNKSREQUEST']._serialized_start=435
+  _globals['_DELETECHUNKSREQUEST']._serialized_end=495
+  _globals['_DELETECHUNKSRESPONSE']._serialized_start=497
+  _globals['_DELETECHUNKSRESPONSE']._serialized_end=553
+  _globals['_DATASERVERSTATUSREQUEST']._serialized_start=555
+  _globals['_DATASERVERSTATUSREQUEST']._serialized_end=580
+  _globals['_DATASERVICE']._serialized_start=583
+  _globals['_DATASERVICE']._serialized_end=749
 # @@protoc_insertion_point(module_scope)

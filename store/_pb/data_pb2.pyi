@@ -21,35 +21,52 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class WriteChunkRequest(_message.Message):
+class WriteChunkHeader(_message.Message):
+    """ChunkStream: the data path, registered by hand as gRPC service
+    "store.v1.ChunkStream". Its data messages are raw bytes, not protobuf, so
+    neither side copies or parses megabytes of payload per message.
+
+    /store.v1.ChunkStream/Write (client streaming)
+      message 1:     a serialized WriteChunkHeader
+      messages 2..n: raw chunk bytes, in order, summing to the header's length
+      reply:         a serialized WriteChunkResponse, sent only after the
+                     chunk file is durable (fsync of file and directory) and
+                     its CRC32C matched the header.
+
+    /store.v1.ChunkStream/Read (server streaming)
+      request:       a serialized ReadChunkRequest
+      message 1:     a serialized ReadChunkHeader describing the whole reply
+      messages 2..n: raw bytes of whole checksum blocks covering the
+                     requested range, in order, from header.offset_bytes on
+
+    Errors use gRPC status codes with the "store-error" trailing metadata key.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    HEADER_FIELD_NUMBER: _builtins.int
-    DATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
     DATASERVER_ID_FIELD_NUMBER: _builtins.int
-    data: _builtins.bytes
     dataserver_id: _builtins.str
     """The dataserver the writer meant to reach; a mismatch is rejected."""
     @_builtins.property
-    def header(self) -> _common_pb2.ChunkFileHeader:
-        """Only in the first message. The writer fills chunk_id, upload_id,
-        bucket, key, stripe_index, length_bytes and crc32c.
+    def chunk(self) -> _common_pb2.ChunkFileHeader:
+        """The writer fills chunk_id, upload_id, bucket, key, stripe_index,
+        length_bytes and crc32c; the dataserver computes the block checksums.
         """
 
     def __init__(
         self,
         *,
-        header: _common_pb2.ChunkFileHeader | None = ...,
-        data: _builtins.bytes = ...,
+        chunk: _common_pb2.ChunkFileHeader | None = ...,
         dataserver_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "dataserver_id", b"dataserver_id", "header", b"header"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "dataserver_id", b"dataserver_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WriteChunkRequest: _TypeAlias = WriteChunkRequest  # noqa: Y015
+Global___WriteChunkHeader: _TypeAlias = WriteChunkHeader  # noqa: Y015
 
 @_typing.final
 class WriteChunkResponse(_message.Message):
@@ -103,39 +120,42 @@ class ReadChunkRequest(_message.Message):
 Global___ReadChunkRequest: _TypeAlias = ReadChunkRequest  # noqa: Y015
 
 @_typing.final
-class ReadChunkResponse(_message.Message):
+class ReadChunkHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OFFSET_BYTES_FIELD_NUMBER: _builtins.int
-    DATA_FIELD_NUMBER: _builtins.int
+    LENGTH_BYTES_FIELD_NUMBER: _builtins.int
     BLOCK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     BLOCK_CRC32C_FIELD_NUMBER: _builtins.int
     CHUNK_LENGTH_BYTES_FIELD_NUMBER: _builtins.int
     offset_bytes: _builtins.int
-    """Offset of data within the chunk, a multiple of block_size_bytes."""
-    data: _builtins.bytes
+    """Offset of the first data byte within the chunk, a multiple of
+    block_size_bytes, at or before the requested offset.
+    """
+    length_bytes: _builtins.int
+    """Data bytes that follow in the data messages."""
     block_size_bytes: _builtins.int
     chunk_length_bytes: _builtins.int
     @_builtins.property
     def block_crc32c(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """One CRC32C per block of data; the last block may be short."""
+        """One CRC32C per block of the reply's data; the last block may be short."""
 
     def __init__(
         self,
         *,
         offset_bytes: _builtins.int = ...,
-        data: _builtins.bytes = ...,
+        length_bytes: _builtins.int = ...,
         block_size_bytes: _builtins.int = ...,
         block_crc32c: _abc.Iterable[_builtins.int] | None = ...,
         chunk_length_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_crc32c", b"block_crc32c", "block_size_bytes", b"block_size_bytes", "chunk_length_bytes", b"chunk_length_bytes", "data", b"data", "offset_bytes", b"offset_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_crc32c", b"block_crc32c", "block_size_bytes", b"block_size_bytes", "chunk_length_bytes", b"chunk_length_bytes", "length_bytes", b"length_bytes", "offset_bytes", b"offset_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReadChunkResponse: _TypeAlias = ReadChunkResponse  # noqa: Y015
+Global___ReadChunkHeader: _TypeAlias = ReadChunkHeader  # noqa: Y015
 
 @_typing.final
 class DeleteChunksRequest(_message.Message):

@@ -28,7 +28,9 @@ if _version_not_supported:
 
 
 class DataServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Control methods. The chunk data itself moves through the ChunkStream
+    methods below, which are not protobuf services: see ChunkStream.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -36,16 +38,6 @@ class DataServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.WriteChunk = channel.stream_unary(
-                '/store.v1.DataService/WriteChunk',
-                request_serializer=data__pb2.WriteChunkRequest.SerializeToString,
-                response_deserializer=data__pb2.WriteChunkResponse.FromString,
-                _registered_method=True)
-        self.ReadChunk = channel.unary_stream(
-                '/store.v1.DataService/ReadChunk',
-                request_serializer=data__pb2.ReadChunkRequest.SerializeToString,
-                response_deserializer=data__pb2.ReadChunkResponse.FromString,
-                _registered_method=True)
         self.DeleteChunks = channel.unary_unary(
                 '/store.v1.DataService/DeleteChunks',
                 request_serializer=data__pb2.DeleteChunksRequest.SerializeToString,
@@ -59,24 +51,9 @@ class DataServiceStub:
 
 
 class DataServiceServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def WriteChunk(self, request_iterator, context):
-        """Client streaming: the first message carries the header, the rest carry
-        data. The reply comes only after the chunk file is durable (fsync of
-        file and directory) and its CRC32C matched the header.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReadChunk(self, request, context):
-        """Server streaming: whole checksum blocks covering [offset, offset+length)
-        with their CRC32C values, so the reader verifies every byte it keeps.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
+    """Control methods. The chunk data itself moves through the ChunkStream
+    methods below, which are not protobuf services: see ChunkStream.
+    """
 
     def DeleteChunks(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -93,16 +70,6 @@ class DataServiceServicer:
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'WriteChunk': grpc.stream_unary_rpc_method_handler(
-                    servicer.WriteChunk,
-                    request_deserializer=data__pb2.WriteChunkRequest.FromString,
-                    response_serializer=data__pb2.WriteChunkResponse.SerializeToString,
-            ),
-            'ReadChunk': grpc.unary_stream_rpc_method_handler(
-                    servicer.ReadChunk,
-                    request_deserializer=data__pb2.ReadChunkRequest.FromString,
-                    response_serializer=data__pb2.ReadChunkResponse.SerializeToString,
-            ),
             'DeleteChunks': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteChunks,
                     request_deserializer=data__pb2.DeleteChunksRequest.FromString,
@@ -122,61 +89,9 @@ def add_DataServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DataService:
-    """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def WriteChunk(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/store.v1.DataService/WriteChunk',
-            data__pb2.WriteChunkRequest.SerializeToString,
-            data__pb2.WriteChunkResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ReadChunk(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/store.v1.DataService/ReadChunk',
-            data__pb2.ReadChunkRequest.SerializeToString,
-            data__pb2.ReadChunkResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
+    """Control methods. The chunk data itself moves through the ChunkStream
+    methods below, which are not protobuf services: see ChunkStream.
+    """
 
     @staticmethod
     def DeleteChunks(request,

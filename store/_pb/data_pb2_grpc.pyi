@@ -29,58 +29,31 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class DataServiceStub:
+    """Control methods. The chunk data itself moves through the ChunkStream
+    methods below, which are not protobuf services: see ChunkStream.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DataServiceAsyncStub: ...
-    WriteChunk: _grpc.StreamUnaryMultiCallable[_data_pb2.WriteChunkRequest, _data_pb2.WriteChunkResponse]
-    """Client streaming: the first message carries the header, the rest carry
-    data. The reply comes only after the chunk file is durable (fsync of
-    file and directory) and its CRC32C matched the header.
-    """
-    ReadChunk: _grpc.UnaryStreamMultiCallable[_data_pb2.ReadChunkRequest, _data_pb2.ReadChunkResponse]
-    """Server streaming: whole checksum blocks covering [offset, offset+length)
-    with their CRC32C values, so the reader verifies every byte it keeps.
-    """
     DeleteChunks: _grpc.UnaryUnaryMultiCallable[_data_pb2.DeleteChunksRequest, _data_pb2.DeleteChunksResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_data_pb2.DataserverStatusRequest, _common_pb2.DataserverInfo]
 
 @_typing.type_check_only
 class DataServiceAsyncStub(DataServiceStub):
+    """Control methods. The chunk data itself moves through the ChunkStream
+    methods below, which are not protobuf services: see ChunkStream.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
-    WriteChunk: _aio.StreamUnaryMultiCallable[_data_pb2.WriteChunkRequest, _data_pb2.WriteChunkResponse]  # type: ignore[assignment]
-    """Client streaming: the first message carries the header, the rest carry
-    data. The reply comes only after the chunk file is durable (fsync of
-    file and directory) and its CRC32C matched the header.
-    """
-    ReadChunk: _aio.UnaryStreamMultiCallable[_data_pb2.ReadChunkRequest, _data_pb2.ReadChunkResponse]  # type: ignore[assignment]
-    """Server streaming: whole checksum blocks covering [offset, offset+length)
-    with their CRC32C values, so the reader verifies every byte it keeps.
-    """
     DeleteChunks: _aio.UnaryUnaryMultiCallable[_data_pb2.DeleteChunksRequest, _data_pb2.DeleteChunksResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_data_pb2.DataserverStatusRequest, _common_pb2.DataserverInfo]  # type: ignore[assignment]
 
 class DataServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
-    def WriteChunk(
-        self,
-        request_iterator: _MaybeAsyncIterator[_data_pb2.WriteChunkRequest],
-        context: _ServicerContext,
-    ) -> _typing.Union[_data_pb2.WriteChunkResponse, _abc.Awaitable[_data_pb2.WriteChunkResponse]]:
-        """Client streaming: the first message carries the header, the rest carry
-        data. The reply comes only after the chunk file is durable (fsync of
-        file and directory) and its CRC32C matched the header.
-        """
-
-    @_abc_1.abstractmethod
-    def ReadChunk(
-        self,
-        request: _data_pb2.ReadChunkRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_data_pb2.ReadChunkResponse], _abc.AsyncIterator[_data_pb2.ReadChunkResponse]]:
-        """Server streaming: whole checksum blocks covering [offset, offset+length)
-        with their CRC32C values, so the reader verifies every byte it keeps.
-        """
+    """Control methods. The chunk data itself moves through the ChunkStream
+    methods below, which are not protobuf services: see ChunkStream.
+    """
 
     @_abc_1.abstractmethod
     def DeleteChunks(

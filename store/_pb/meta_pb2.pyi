@@ -127,6 +127,116 @@ class HeartbeatResponse(_message.Message):
 Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
 
 @_typing.final
+class RegisterMetaserverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INFO_FIELD_NUMBER: _builtins.int
+    KNOWN_EPOCH_FIELD_NUMBER: _builtins.int
+    KNOWN_BUCKET_VERSION_FIELD_NUMBER: _builtins.int
+    known_epoch: _builtins.int
+    known_bucket_version: _builtins.int
+    @_builtins.property
+    def info(self) -> _common_pb2.MetaserverInfo: ...
+    def __init__(
+        self,
+        *,
+        info: _common_pb2.MetaserverInfo | None = ...,
+        known_epoch: _builtins.int = ...,
+        known_bucket_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["info", b"info"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["info", b"info", "known_bucket_version", b"known_bucket_version", "known_epoch", b"known_epoch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterMetaserverRequest: _TypeAlias = RegisterMetaserverRequest  # noqa: Y015
+
+@_typing.final
+class RegisterMetaserverResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAP_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    BUCKET_VERSION_FIELD_NUMBER: _builtins.int
+    BUCKETS_CHANGED_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    bucket_version: _builtins.int
+    buckets_changed: _builtins.bool
+    @_builtins.property
+    def map(self) -> _common_pb2.ClusterMap:
+        """Set when the primary's epoch is newer than known_epoch."""
+
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BucketRecord]:
+        """Set when buckets changed since known_bucket_version."""
+
+    def __init__(
+        self,
+        *,
+        map: _common_pb2.ClusterMap | None = ...,
+        epoch: _builtins.int = ...,
+        buckets: _abc.Iterable[_common_pb2.BucketRecord] | None = ...,
+        bucket_version: _builtins.int = ...,
+        buckets_changed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["map", b"map"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_version", b"bucket_version", "buckets", b"buckets", "buckets_changed", b"buckets_changed", "epoch", b"epoch", "map", b"map"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterMetaserverResponse: _TypeAlias = RegisterMetaserverResponse  # noqa: Y015
+
+@_typing.final
+class FenceBucketRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    release: _builtins.bool
+    """False: fence the bucket and report whether it has objects here.
+    True: lift the fence; `deleted` says whether the bucket is gone.
+    """
+    deleted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        release: _builtins.bool = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "name", b"name", "release", b"release"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FenceBucketRequest: _TypeAlias = FenceBucketRequest  # noqa: Y015
+
+@_typing.final
+class FenceBucketResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAS_OBJECTS_FIELD_NUMBER: _builtins.int
+    has_objects: _builtins.bool
+    def __init__(
+        self,
+        *,
+        has_objects: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_objects", b"has_objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FenceBucketResponse: _TypeAlias = FenceBucketResponse  # noqa: Y015
+
+@_typing.final
 class CreateBucketRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

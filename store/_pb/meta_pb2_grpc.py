@@ -51,6 +51,16 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=meta__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.RegisterMetaserver = channel.unary_unary(
+                '/store.v1.MetaService/RegisterMetaserver',
+                request_serializer=meta__pb2.RegisterMetaserverRequest.SerializeToString,
+                response_deserializer=meta__pb2.RegisterMetaserverResponse.FromString,
+                _registered_method=True)
+        self.FenceBucket = channel.unary_unary(
+                '/store.v1.MetaService/FenceBucket',
+                request_serializer=meta__pb2.FenceBucketRequest.SerializeToString,
+                response_deserializer=meta__pb2.FenceBucketResponse.FromString,
+                _registered_method=True)
         self.CreateBucket = channel.unary_unary(
                 '/store.v1.MetaService/CreateBucket',
                 request_serializer=meta__pb2.CreateBucketRequest.SerializeToString,
@@ -126,6 +136,23 @@ class MetaServiceServicer:
 
     def Heartbeat(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterMetaserver(self, request, context):
+        """A secondary metaserver registers its shards with the primary and repeats
+        the call as its heartbeat; the reply carries the map when it changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FenceBucket(self, request, context):
+        """The primary asks each secondary, while deleting a bucket, to stop
+        admitting writes to it and to report whether its shards hold objects of
+        it; a second call releases the fence.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -219,6 +246,16 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=meta__pb2.HeartbeatRequest.FromString,
                     response_serializer=meta__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'RegisterMetaserver': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterMetaserver,
+                    request_deserializer=meta__pb2.RegisterMetaserverRequest.FromString,
+                    response_serializer=meta__pb2.RegisterMetaserverResponse.SerializeToString,
+            ),
+            'FenceBucket': grpc.unary_unary_rpc_method_handler(
+                    servicer.FenceBucket,
+                    request_deserializer=meta__pb2.FenceBucketRequest.FromString,
+                    response_serializer=meta__pb2.FenceBucketResponse.SerializeToString,
             ),
             'CreateBucket': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBucket,
@@ -357,6 +394,60 @@ class MetaService:
             '/store.v1.MetaService/Heartbeat',
             meta__pb2.HeartbeatRequest.SerializeToString,
             meta__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterMetaserver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/RegisterMetaserver',
+            meta__pb2.RegisterMetaserverRequest.SerializeToString,
+            meta__pb2.RegisterMetaserverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FenceBucket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/FenceBucket',
+            meta__pb2.FenceBucketRequest.SerializeToString,
+            meta__pb2.FenceBucketResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,15 @@ class MetaServiceStub:
     """Cluster map and membership."""
     RegisterDataserver: _grpc.UnaryUnaryMultiCallable[_meta_pb2.RegisterDataserverRequest, _meta_pb2.RegisterDataserverResponse]
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_meta_pb2.HeartbeatRequest, _meta_pb2.HeartbeatResponse]
+    RegisterMetaserver: _grpc.UnaryUnaryMultiCallable[_meta_pb2.RegisterMetaserverRequest, _meta_pb2.RegisterMetaserverResponse]
+    """A secondary metaserver registers its shards with the primary and repeats
+    the call as its heartbeat; the reply carries the map when it changed.
+    """
+    FenceBucket: _grpc.UnaryUnaryMultiCallable[_meta_pb2.FenceBucketRequest, _meta_pb2.FenceBucketResponse]
+    """The primary asks each secondary, while deleting a bucket, to stop
+    admitting writes to it and to report whether its shards hold objects of
+    it; a second call releases the fence.
+    """
     CreateBucket: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CreateBucketRequest, _common_pb2.BucketRecord]
     """Buckets."""
     DeleteBucket: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteBucketRequest, _meta_pb2.DeleteBucketResponse]
@@ -63,6 +72,15 @@ class MetaServiceAsyncStub(MetaServiceStub):
     """Cluster map and membership."""
     RegisterDataserver: _aio.UnaryUnaryMultiCallable[_meta_pb2.RegisterDataserverRequest, _meta_pb2.RegisterDataserverResponse]  # type: ignore[assignment]
     Heartbeat: _aio.UnaryUnaryMultiCallable[_meta_pb2.HeartbeatRequest, _meta_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    RegisterMetaserver: _aio.UnaryUnaryMultiCallable[_meta_pb2.RegisterMetaserverRequest, _meta_pb2.RegisterMetaserverResponse]  # type: ignore[assignment]
+    """A secondary metaserver registers its shards with the primary and repeats
+    the call as its heartbeat; the reply carries the map when it changed.
+    """
+    FenceBucket: _aio.UnaryUnaryMultiCallable[_meta_pb2.FenceBucketRequest, _meta_pb2.FenceBucketResponse]  # type: ignore[assignment]
+    """The primary asks each secondary, while deleting a bucket, to stop
+    admitting writes to it and to report whether its shards hold objects of
+    it; a second call releases the fence.
+    """
     CreateBucket: _aio.UnaryUnaryMultiCallable[_meta_pb2.CreateBucketRequest, _common_pb2.BucketRecord]  # type: ignore[assignment]
     """Buckets."""
     DeleteBucket: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteBucketRequest, _meta_pb2.DeleteBucketResponse]  # type: ignore[assignment]
@@ -104,6 +122,27 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meta_pb2.HeartbeatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_meta_pb2.HeartbeatResponse, _abc.Awaitable[_meta_pb2.HeartbeatResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterMetaserver(
+        self,
+        request: _meta_pb2.RegisterMetaserverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.RegisterMetaserverResponse, _abc.Awaitable[_meta_pb2.RegisterMetaserverResponse]]:
+        """A secondary metaserver registers its shards with the primary and repeats
+        the call as its heartbeat; the reply carries the map when it changed.
+        """
+
+    @_abc_1.abstractmethod
+    def FenceBucket(
+        self,
+        request: _meta_pb2.FenceBucketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.FenceBucketResponse, _abc.Awaitable[_meta_pb2.FenceBucketResponse]]:
+        """The primary asks each secondary, while deleting a bucket, to stop
+        admitting writes to it and to report whether its shards hold objects of
+        it; a second call releases the fence.
+        """
 
     @_abc_1.abstractmethod
     def CreateBucket(

@@ -1,0 +1,196 @@
+"""Cluster status for `storectl cluster status` and the demo.
+
+The cluster map gives the epoch, the metaservers with their shards, and the
+dataservers with the capacity and chunk figures of their last heartbeat.
+Each metaserver's GetStatus RPC gives the per-shard figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from store._pb import common_pb2 as pb
+from store._pb import meta_pb2, meta_pb2_grpc
+from store.errors import Unavailable
+from store.rpc import CHANNEL_OPTIONS, error_from_rpc
+from store.shardmap import format_shard_ranges
+from store.tables import format_bytes, format_table
+
+Status = dict[str, Any]
+
+_STATE_PREFIX = "DATASERVER_STATE_"
+
+
+def fetch_cluster_map(addresses: list[str], timeout_s: float) -> pb.ClusterMap:
+    """Fetch the cluster map from the first metaserver in `addresses` that responds."""
+    problems = []
+    for address in addresses:
+        with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+            stub = meta_pb2_grpc.MetaServiceStub(channel)
+            try:
+                cluster_map: pb.ClusterMap = stub.GetClusterMap(
+                    meta_pb2.GetClusterMapRequest(), timeout=timeout_s
+                )
+                return cluster_map
+            except grpc.RpcError as exc:
+                problems.append(str(error_from_rpc(exc, f"metaserver {address}")))
+    raise Unavailable(
+        f"cannot fetch the cluster map: {'; '.join(problems)}. Check that the cluster runs, "
+        "or start one with `storectl cluster up`"
+    )
+
+
+def fetch_metaserver_status(address: str, timeout_s: float) -> meta_pb2.MetaserverStatus:
+    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        stub = meta_pb2_grpc.MetaServiceStub(channel)
+        try:
+            status: meta_pb2.MetaserverStatus = stub.GetStatus(
+                meta_pb2.GetStatusRequest(), timeout=timeout_s
+            )
+            return status
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, f"status of metaserver {address}") from None
+
+
+def collect_status(address: str, timeout_s: float) -> Status:
+    """Return the cluster status as a JSON-ready dict.
+
+    `address` is one metaserver address or several separated by commas.
+    """
+    seeds = [a.strip() for a in address.split(",") if a.strip()]
+    cluster_map = fetch_cluster_map(seeds, timeout_s)
+    metaservers: list[dict[str, Any]] = []
+    shards: list[dict[str, Any]] = []
+    for info in cluster_map.metaservers:
+        status = fetch_metaserver_status(info.address, timeout_s)
+        metaservers.append(_metaserver_json(info, status))
+        shards.extend(_shard_json(info.id, shard) for shard in status.shards)
+    shards.sort(key=lambda s: s["shard"])
+    return {
+        "cluster_id": cluster_map.cluster_id,
+        "epoch": cluster_map.epoch,
+        "shard_count": cluster_map.shard_count,
+        "chunk_size_bytes": cluster_map.chunk_size_bytes,
+        "inline_max_bytes": cluster_map.inline_max_bytes,
+        "replicas": cluster_map.replicas,
+        "metaservers": metaservers,
+        "dataservers": [_dataserver_json(d) for d in cluster_map.dataservers],
+        "shards": shards,
+    }
+
+
+def _metaserver_json(info: pb.MetaserverInfo, status: meta_pb2.MetaserverStatus) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "address": info.address,
+        "shards": format_shard_ranges(list(info.shards)),
+        "shard_list": list(info.shards),
+        "epoch": status.epoch,
+        "started_unix_ms": status.started_unix_ms,
+        "gc_chunks_deleted": status.gc_chunks_deleted,
+        "gc_uploads_expired": status.gc_uploads_expired,
+    }
+
+
+def _dataserver_json(info: pb.DataserverInfo) -> dict[str, Any]:
+    state = pb.DataserverState.Name(info.state)
+    return {
+        "id": info.id,
+        "address": info.address,
+        "state": state.removeprefix(_STATE_PREFIX).lower(),
+        "domain": info.domain,
+        "capacity_bytes": info.capacity_bytes,
+        "free_bytes": info.free_bytes,
+        "used_bytes": info.used_bytes,
+        "chunk_count": info.chunk_count,
+        "last_heartbeat_unix_ms": info.last_heartbeat_unix_ms,
+    }
+
+
+def _shard_json(metaserver_id: str, shard: meta_pb2.ShardStatus) -> dict[str, Any]:
+    return {
+        "shard": shard.shard,
+        "metaserver": metaserver_id,
+        "estimated_keys": shard.estimated_keys,
+        "disk_bytes": shard.disk_bytes,
+        "gc_entries": shard.gc_entries,
+        "open_uploads": shard.open_uploads,
+        "commits": shard.commits,
+        "sync_writes": shard.sync_writes,
+    }
+
+
+def format_status(status: Status) -> str:
+    """Render a status dict from collect_status as plain-text tables."""
+    header = (
+        f"cluster {status['cluster_id']}  epoch {status['epoch']}  "
+        f"{status['shard_count']} shards  chunk size {format_bytes(status['chunk_size_bytes'])}  "
+        f"inline max {format_bytes(status['inline_max_bytes'])}  replicas {status['replicas']}"
+    )
+    return "\n\n".join(
+        [
+            header,
+            _metaserver_table(status["metaservers"]),
+            _dataserver_table(status["dataservers"]),
+            _shard_table(status["shards"]),
+        ]
+    )
+
+
+def _metaserver_table(metaservers: list[dict[str, Any]]) -> str:
+    rows = [
+        [m["id"], m["address"], m["shards"], m["gc_chunks_deleted"], m["gc_uploads_expired"]]
+        for m in metaservers
+    ]
+    headers = ["METASERVER", "ADDRESS", "SHARDS", "GC CHUNKS DELETED", "GC UPLOADS EXPIRED"]
+    return format_table(headers, rows)
+
+
+def _dataserver_table(dataservers: list[dict[str, Any]]) -> str:
+    if not dataservers:
+        return "no dataservers registered"
+    rows = [
+        [
+            d["id"],
+            d["address"],
+            d["state"],
+            d["domain"],
+            format_bytes(d["capacity_bytes"]),
+            format_bytes(d["free_bytes"]),
+            format_bytes(d["used_bytes"]),
+            d["chunk_count"],
+        ]
+        for d in dataservers
+    ]
+    headers = ["DATASERVER", "ADDRESS", "STATE", "DOMAIN", "CAPACITY", "FREE", "USED", "CHUNKS"]
+    return format_table(headers, rows, right_columns={4, 5, 6})
+
+
+def _shard_table(shards: list[dict[str, Any]]) -> str:
+    rows: list[list[object]] = [
+        [
+            s["shard"],
+            s["metaserver"],
+            s["estimated_keys"],
+            format_bytes(s["disk_bytes"]),
+            s["gc_entries"],
+            s["open_uploads"],
+            s["commits"],
+        ]
+        for s in shards
+    ]
+    rows.append(
+        [
+            "total",
+            "",
+            sum(s["estimated_keys"] for s in shards),
+            format_bytes(sum(s["disk_bytes"] for s in shards)),
+            sum(s["gc_entries"] for s in shards),
+            sum(s["open_uploads"] for s in shards),
+            sum(s["commits"] for s in shards),
+        ]
+    )
+    headers = ["SHARD", "METASERVER", "KEYS (EST.)", "DISK", "GC QUEUE", "OPEN UPLOADS", "COMMITS"]
+    return format_table(headers, rows, right_columns={0, 2, 3, 4, 5, 6})

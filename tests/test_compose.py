@@ -1,0 +1,194 @@
+"""Static checks of docker-compose.yml and the Dockerfile against the real programs.
+
+No Docker engine runs in CI, so these tests check what a `docker compose up` would
+execute: every command names a console script of pyproject.toml, and the program's
+own argparse parser accepts its flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shlex
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import dataserver.main
+import metaserver.main
+from store import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+PARSERS: dict[str, Callable[[list[str]], argparse.Namespace]] = {
+    "store-metaserver": metaserver.main.parse_args,
+    "store-dataserver": dataserver.main.parse_args,
+    "storectl": lambda argv: cli.build_parser().parse_args(argv),
+}
+
+
+def console_scripts() -> dict[str, str]:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return dict(tomllib.load(file)["project"]["scripts"])
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return services
+
+
+def as_argv(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def service_argv(service: dict[str, Any]) -> list[str]:
+    """Return what the container runs: entrypoint followed by command."""
+    return as_argv(service.get("entrypoint")) + as_argv(service.get("command"))
+
+
+def parse_command(argv: list[str]) -> argparse.Namespace:
+    """Parse `argv` with the real parser of its program; fail the test on any rejection."""
+    assert argv, "empty command"
+    program, *flags = argv
+    assert program in console_scripts(), (
+        f"{program!r} is not a console script of pyproject.toml: {sorted(console_scripts())}"
+    )
+    try:
+        args = PARSERS[program](flags)
+    except SystemExit as exit_error:
+        pytest.fail(f"{program} rejected its flags {flags} (exit status {exit_error.code})")
+    if program == "store-metaserver":
+        metaserver.main.validate(args)
+    return args
+
+
+def services_running(program: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in compose_services().items()
+        if service_argv(service)[:1] == [program]
+    }
+
+
+def test_checker_rejects_unknown_flag() -> None:
+    with pytest.raises(pytest.fail.Exception, match="rejected its flags"):
+        parse_command(["store-dataserver", "--dir", "/data", "--meta", "m:7000", "--bogus"])
+
+
+def test_checker_rejects_unknown_program() -> None:
+    with pytest.raises(AssertionError, match="not a console script"):
+        parse_command(["store-gateway", "--dir", "/data"])
+
+
+def test_checker_rejects_invalid_value() -> None:
+    with pytest.raises(pytest.fail.Exception, match="rejected its flags"):
+        parse_command(["store-metaserver", "--dir", "/data", "--shard-count", "many"])
+
+
+@pytest.mark.parametrize("name", sorted(compose_services()))
+def test_service_command_parses(name: str) -> None:
+    argv = service_argv(compose_services()[name])
+    parse_command(argv)
+
+
+def test_compose_has_one_metaserver_four_dataservers() -> None:
+    assert len(services_running("store-metaserver")) == 1
+    assert len(services_running("store-dataserver")) == 4
+
+
+def test_dataservers_point_at_metaserver() -> None:
+    (meta_name, meta_service), *_ = services_running("store-metaserver").items()
+    meta_args = parse_command(service_argv(meta_service))
+    meta_host, _, meta_port = meta_args.advertise.rpartition(":")
+    assert meta_host == meta_name
+    for name, service in services_running("store-dataserver").items():
+        args = parse_command(service_argv(service))
+        host, _, port = args.meta.rpartition(":")
+        assert host == meta_name, f"{name} --meta {args.meta} does not name {meta_name}"
+        assert port == meta_port, f"{name} --meta {args.meta} does not use port {meta_port}"
+        assert meta_name in as_argv(service.get("depends_on")), f"{name} must depend on it"
+
+
+def test_dataservers_advertise_own_name() -> None:
+    for name, service in services_running("store-dataserver").items():
+        args = parse_command(service_argv(service))
+        assert args.advertise.rpartition(":")[0] == name
+
+
+def test_dataserver_ids_unique() -> None:
+    ids = [
+        parse_command(service_argv(service)).id
+        for service in services_running("store-dataserver").values()
+    ]
+    assert None not in ids
+    assert len(set(ids)) == len(ids)
+
+
+def test_servers_keep_dir_on_named_volume() -> None:
+    declared = set(yaml.safe_load(COMPOSE_FILE.read_text())["volumes"])
+    servers = services_running("store-metaserver") | services_running("store-dataserver")
+    used = []
+    for name, service in servers.items():
+        directory = str(parse_command(service_argv(service)).dir)
+        mounts = dict(v.split(":", 1)[::-1] for v in service["volumes"])
+        assert directory in mounts, f"{name} has no volume at its --dir {directory}"
+        assert mounts[directory] in declared, f"{name} volume {mounts[directory]} not declared"
+        used.append(mounts[directory])
+    assert len(set(used)) == len(used), "two servers share a volume"
+
+
+def test_console_scripts_importable() -> None:
+    for name, target in console_scripts().items():
+        module_name, _, function_name = target.partition(":")
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, function_name, None)), f"{name} -> {target} is missing"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """Return (INSTRUCTION, arguments) pairs, with continuation lines joined."""
+    instructions = []
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile_base_image() -> None:
+    froms = [rest for keyword, rest in dockerfile_instructions() if keyword == "FROM"]
+    assert froms == ["python:3.11-slim"]
+
+
+def test_dockerfile_installs_with_pip() -> None:
+    runs = [rest for keyword, rest in dockerfile_instructions() if keyword == "RUN"]
+    assert any("pip install ." in run for run in runs)
+
+
+def test_dockerfile_copies_existing_paths() -> None:
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "COPY":
+            *sources, _destination = rest.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY source {source} does not exist"
+
+
+def test_dockerfile_entry_points_parse() -> None:
+    commands = [
+        json.loads(rest)
+        for keyword, rest in dockerfile_instructions()
+        if keyword in ("CMD", "ENTRYPOINT")
+    ]
+    assert commands, "the Dockerfile has no CMD or ENTRYPOINT"
+    for argv in commands:
+        parse_command(argv)
