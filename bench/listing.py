@@ -123,6 +123,11 @@ def load_bucket(
 ) -> None:
     """Load keys 0 .. key_count-1 into `bucket`, skipping batches the marker lists as done."""
     done = marker.done(bucket)
+    if any(first >= key_count for first in done):
+        raise SystemExit(
+            f"{bucket} in {marker.path.parent} holds more than {key_count:,} keys; pass the "
+            "--keys of the earlier run, or drop --reuse to load it again"
+        )
     batches = [b for b in range(0, key_count, LOAD_BATCH_KEYS) if b not in done]
     if not batches:
         progress(f"{bucket}: all {key_count:,} keys already loaded")

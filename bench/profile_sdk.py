@@ -45,7 +45,7 @@ BUCKET = "bench-profile"
 PROFILE_DIR = RESULTS_DIR / "profiles"
 # The "total" lists keep only frames of the store and its libraries. Frames of the standard
 # library, the benchmark and the entry points sit in almost every stack, so they say little.
-LIBRARY_FRAME = re.compile(r"/(store|metaserver|dataserver|grpc|google/protobuf|crc32c|rocksdict)/")
+LIBRARY_FRAME = re.compile(r"(^|/)(store|metaserver|dataserver|grpc|google/protobuf)/")
 ENTRY_POINT = re.compile(r"^(main|<module>) ")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(:(?P<line>\d+))?\)$")
 TOP_FUNCTIONS = 15
@@ -60,7 +60,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--rate-hz", type=int, default=200, help="py-spy samples per second")
     parser.add_argument(
-        "--native", action="store_true", help="also sample C frames (slower, more detail)"
+        "--native",
+        action="store_true",
+        help="also sample C frames; py-spy then pauses each process at every sample, "
+        "which slows it down",
     )
     parser.add_argument(
         "--work-dir",
@@ -85,11 +88,13 @@ class Sampler:
     def __init__(self, pids: dict[str, int], scenario: str, args: argparse.Namespace) -> None:
         self.outputs = {name: PROFILE_DIR / f"{scenario}-{name}.txt" for name in pids}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        for path in self.outputs.values():
+            path.unlink(missing_ok=True)
         for name, pid in pids.items():
             command = [py_spy_path(), "record", "--pid", str(pid), "--rate", str(args.rate_hz)]
-            command += ["--format", "raw", "--output", str(self.outputs[name]), "--nonblocking"]
-            if args.native:
-                command.append("--native")
+            command += ["--format", "raw", "--output", str(self.outputs[name])]
+            # py-spy reads native stacks only while the process is paused at each sample.
+            command.append("--native" if args.native else "--nonblocking")
             self.processes[name] = subprocess.Popen(
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
@@ -119,7 +124,11 @@ def short_frame(frame: str) -> tuple[str, bool]:
     for marker in ("site-packages/", "/lib/python3.11/", "/wt-bench/", "/main/"):
         if marker in file:
             file = file.split(marker, 1)[1]
-    name = f"{match['function']} ({file})"
+    function = match["function"]
+    if function.startswith("0x"):
+        # Native frames without symbols: count them per library instead of per address.
+        function = "[unsymbolized native code]"
+    name = f"{function} ({file})"
     return name, bool(LIBRARY_FRAME.search(match["file"])) and not ENTRY_POINT.match(name)
 
 
@@ -182,6 +191,12 @@ class Scenarios:
         if len(got) != len(self.data):
             raise RuntimeError(f"get returned {len(got)} bytes of {len(self.data)}")
 
+    async def get_into(self) -> None:
+        buffer = bytearray(len(self.data))
+        copied = await self.client.get_into(BUCKET, "large", buffer)
+        if copied != len(self.data):
+            raise RuntimeError(f"get_into returned {copied} bytes of {len(self.data)}")
+
     async def get_stream(self) -> None:
         received = 0
         async for piece in self.client.get_stream(BUCKET, "large"):
@@ -207,6 +222,7 @@ class Scenarios:
         return {
             "put_large": self.put,
             "get_large": self.get,
+            "get_into_large": self.get_into,
             "get_stream_large": self.get_stream,
             "stat_16": self.stat_16,
             "commit_64": self.commit_64,

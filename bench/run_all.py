@@ -22,7 +22,10 @@ QUICK_ARGUMENTS = {
     "raw_ceiling": ["--repeat", "2", "--stream-mib", "256", "--duration-s", "1"],
     "sdk_large": ["--repeat", "2", "--size-mib", "128"],
     "sdk_small": ["--repeat", "2", "--duration-s", "1"],
-    "listing": ["--repeat", "2", "--page-samples", "5", "--keys", "20000"],
+    "listing": [
+        *("--repeat", "2", "--page-samples", "5", "--keys", "20000"),
+        *("--cluster-dir", str(RESULTS_DIR / "listing-cluster-quick")),
+    ],
     "profile_sdk": ["--size-mib", "128", "--small-duration-s", "2"],
 }
 

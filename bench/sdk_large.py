@@ -2,7 +2,8 @@
 
 For each cluster size (1 and 4 dataservers, a fresh LocalCluster each) and
 each repetition, the raw grpcio stream ceiling is measured first, then
-put() from bytes, get() to bytes and get_stream() of the same object. The
+put() from bytes, get() to bytes, get_into() a preallocated bytearray and
+get_stream() of the same object. The
 ratios compare medians of the SDK and of the raw stream measured in the
 same run on the same machine.
 """
@@ -25,7 +26,7 @@ from store import AsyncClient
 BUCKET = "bench-large"
 GET_TARGET = Target("min_ratio", 0.9)
 PUT_TARGET = Target("min_ratio", 0.6)
-FIGURES = ("raw_download", "raw_upload", "put", "get", "get_stream")
+FIGURES = ("raw_download", "raw_upload", "put", "get", "get_into", "get_stream")
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,7 +57,7 @@ async def get_stream_bytes(client: AsyncClient, key: str) -> int:
 
 
 async def measure_repetition(
-    client: AsyncClient, raw: RawClient, data: bytes, key: str, check: bool
+    client: AsyncClient, raw: RawClient, data: bytes, buffer: bytearray, key: str, check: bool
 ) -> dict[str, float]:
     """Measure every figure once, in MB/s; `check` also compares the bytes read back."""
     size_bytes = len(data)
@@ -75,6 +76,12 @@ async def measure_repetition(
     if len(got) != size_bytes or (check and got != data):
         raise RuntimeError(f"get of {key} returned different bytes ({len(got)} bytes)")
     del got
+
+    start_s = time.perf_counter()
+    copied_bytes = await client.get_into(BUCKET, key, buffer)
+    result["get_into"] = size_bytes / (time.perf_counter() - start_s) / 1e6
+    if copied_bytes != size_bytes or (check and buffer != data):
+        raise RuntimeError(f"get_into of {key} returned different bytes ({copied_bytes} bytes)")
 
     start_s = time.perf_counter()
     streamed_bytes = await get_stream_bytes(client, key)
@@ -99,9 +106,11 @@ async def measure_cluster(
             await client.put(BUCKET, "warmup", data[: 64 * MIB])
             await client.get(BUCKET, "warmup")
             await raw.download_mb_s(64 * MIB)
+            buffer = bytearray(len(data))
             for repetition in range(repeat):
                 key = f"object-{repetition}"
-                result = await measure_repetition(client, raw, data, key, repetition == 0)
+                check = repetition == 0
+                result = await measure_repetition(client, raw, data, buffer, key, check)
                 for name, value in result.items():
                     figures[name].append(value)
                 progress(
@@ -120,46 +129,26 @@ async def measure_cluster(
 
 def add_rows(rows: list[Row], dataservers: int, figures: dict[str, list[float]], size: str) -> None:
     where = f"{size}, {dataservers} dataserver{'s' if dataservers > 1 else ''}"
-    download = figures["raw_download"]
-    rows.append(
-        Row(
-            f"SDK get() to bytes, {where}",
-            "MB/s",
-            figures["get"],
-            "raw stream download",
-            download,
-            GET_TARGET,
+    download = "raw stream download"
+    reads = {
+        "get": "get() to bytes",
+        "get_into": "get_into() a bytearray",
+        "get_stream": "get_stream()",
+    }
+    for name, text in reads.items():
+        rows.append(
+            Row(
+                f"SDK {text}, {where}",
+                "MB/s",
+                figures[name],
+                download,
+                figures["raw_download"],
+                GET_TARGET,
+            )
         )
-    )
-    rows.append(
-        Row(
-            f"SDK get_stream(), {where}",
-            "MB/s",
-            figures["get_stream"],
-            "raw stream download",
-            download,
-            GET_TARGET,
-        )
-    )
-    rows.append(
-        Row(
-            f"SDK put() from bytes, {where}",
-            "MB/s",
-            figures["put"],
-            "raw stream download",
-            download,
-            PUT_TARGET,
-        )
-    )
-    rows.append(
-        Row(
-            f"SDK put() from bytes, {where}",
-            "MB/s",
-            figures["put"],
-            "raw stream upload",
-            figures["raw_upload"],
-        )
-    )
+    put = f"SDK put() from bytes, {where}"
+    rows.append(Row(put, "MB/s", figures["put"], download, figures["raw_download"], PUT_TARGET))
+    rows.append(Row(put, "MB/s", figures["put"], "raw stream upload", figures["raw_upload"]))
 
 
 def main() -> None:
