@@ -125,7 +125,7 @@ def load_bucket(
     done = marker.done(bucket)
     if any(first >= key_count for first in done):
         raise SystemExit(
-            f"{bucket} in {marker.path.parent} holds more than {key_count:,} keys; pass the "
+            f"{bucket} in {marker.path.parent} contains more than {key_count:,} keys; pass the "
             "--keys of the earlier run, or drop --reuse to load it again"
         )
     batches = [b for b in range(0, key_count, LOAD_BATCH_KEYS) if b not in done]
@@ -168,7 +168,7 @@ def prepare_directory(directory: Path, reuse: bool) -> None:
     ours = (directory / MARKER_FILE).exists() or (directory / CLUSTER_FILE).exists()
     if not ours and any(directory.iterdir()):
         raise SystemExit(
-            f"--cluster-dir {directory} is not empty and holds no {MARKER_FILE}; "
+            f"--cluster-dir {directory} is not empty and contains no {MARKER_FILE}; "
             "pass a new or empty directory"
         )
     progress(f"removing the earlier listing cluster in {directory}")

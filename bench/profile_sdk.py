@@ -6,9 +6,9 @@ by own time (self) and by time including callees (total), as shares of that
 process's samples. Raw collapsed stacks, which flamegraph
 tools read, go to bench/results/profiles/.
 
-py-spy must be installed in the virtualenv (`.venv/bin/pip install py-spy`)
-and allowed to read other processes' memory (ptrace); the script runs as the
-user who started the cluster.
+py-spy must be installed in the virtualenv (`.venv/bin/pip install py-spy`).
+It reads the other processes' memory with ptrace, so it runs as the user
+who started the cluster.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from store import AsyncClient
 BUCKET = "bench-profile"
 PROFILE_DIR = RESULTS_DIR / "profiles"
 # The "total" lists keep only frames of the store and its libraries. Frames of the standard
-# library, the benchmark and the entry points sit in almost every stack, so they say little.
+# library, the benchmark and the entry points appear in almost every stack.
 LIBRARY_FRAME = re.compile(r"(^|/)(store|metaserver|dataserver|grpc|google/protobuf)/")
 ENTRY_POINT = re.compile(r"^(main|<module>) ")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(:(?P<line>\d+))?\)$")
