@@ -6,9 +6,10 @@ Methods of service rawbench.Raw, all on raw bytes (no protobuf):
     Upload    stream-unary: counts the bytes of every message; replies with the total
     Echo      unary-unary: returns the request
 
-It uses the store's own server options (message size limits, keepalive), so
-the comparison isolates what the store adds on top of grpcio. Prints the
-bound port on stdout, then serves until SIGTERM or SIGINT.
+It uses the store's own server options (message size limits, keepalive) and
+allocator tuning (store.memory.tune_malloc, which every store process
+applies), so the comparison isolates what the store adds on top of grpcio.
+Prints the bound port on stdout, then serves until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator
 import grpc
 import grpc.aio
 
+from store.memory import tune_malloc
 from store.rpc import SERVER_OPTIONS
 
 SERVICE = "rawbench.Raw"
@@ -100,6 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.listen.startswith("127.0.0.1:"):
         sys.exit(f"--listen {args.listen} must be on 127.0.0.1; benchmarks stay on loopback")
+    tune_malloc()
     asyncio.run(serve(args.listen))
 
 
