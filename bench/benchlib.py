@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
+import mmap
 import os
 import platform
 import shutil
@@ -455,3 +456,39 @@ def local_cluster(
 def cluster_pids(cluster: LocalCluster) -> dict[str, int]:
     """Return the pid of every server process of the cluster, by process name."""
     return {p.name: p.pid for p in cluster.metaservers + cluster.dataservers}
+
+
+# Disk baseline.
+
+
+def disk_direct_mb_s(directory: Path, data: bytes, block_bytes: int = MIB) -> tuple[float, float]:
+    """Write `data` to a new file with O_DIRECT and fsync, read it back with O_DIRECT.
+
+    Returns the write and read throughput in MB/s, one block in flight at a time,
+    the way a dataserver moves one chunk message. NaN where O_DIRECT fails (tmpfs).
+    """
+    if len(data) % block_bytes:
+        raise ValueError(f"data of {len(data)} bytes is not a multiple of {block_bytes}")
+    path = directory / f".bench-direct-{os.getpid()}"
+    aligned = mmap.mmap(-1, block_bytes)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+    except OSError as error:
+        progress(f"O_DIRECT is not available under {directory}: {error}")
+        return float("nan"), float("nan")
+    try:
+        start_s = time.perf_counter()
+        for offset in range(0, len(data), block_bytes):
+            aligned[:] = data[offset : offset + block_bytes]
+            os.pwrite(fd, aligned, offset)
+        os.fsync(fd)
+        write_mb_s = len(data) / (time.perf_counter() - start_s) / 1e6
+        start_s = time.perf_counter()
+        for offset in range(0, len(data), block_bytes):
+            os.preadv(fd, [aligned], offset)
+        read_mb_s = len(data) / (time.perf_counter() - start_s) / 1e6
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        aligned.close()
+    return write_mb_s, read_mb_s

@@ -1,7 +1,8 @@
 """(b) SDK PUT and GET of one large object (1 GiB by default) with one AsyncClient.
 
 For each cluster size (1 and 4 dataservers, a fresh LocalCluster each) and
-each repetition, the raw grpcio stream ceiling is measured first, then
+each repetition, the raw grpcio stream ceiling and the disk's O_DIRECT
+write and read throughput (the dataservers' I/O mode) are measured first, then
 put() from bytes, get() to bytes, get_into() a preallocated bytearray and
 get_stream() of the same object. The
 ratios compare medians of the SDK and of the raw stream measured in the
@@ -15,10 +16,11 @@ import asyncio
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import MIB, Row, Target, local_cluster, new_report, progress
+from benchlib import MIB, Row, Target, disk_direct_mb_s, local_cluster, new_report, progress
 from rawgrpc import RawClient, RawServer
 
 from store import AsyncClient
@@ -26,7 +28,10 @@ from store import AsyncClient
 BUCKET = "bench-large"
 GET_TARGET = Target("min_ratio", 0.9)
 PUT_TARGET = Target("min_ratio", 0.6)
-FIGURES = ("raw_download", "raw_upload", "put", "get", "get_into", "get_stream")
+FIGURES = (
+    *("raw_download", "raw_upload", "disk_write", "disk_read"),
+    *("put", "get", "get_into", "get_stream"),
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,15 +61,26 @@ async def get_stream_bytes(client: AsyncClient, key: str) -> int:
     return received_bytes
 
 
-async def measure_repetition(
-    client: AsyncClient, raw: RawClient, data: bytes, buffer: bytearray, key: str, check: bool
-) -> dict[str, float]:
+@dataclass(slots=True)
+class LargeRun:
+    """What every repetition on one cluster uses."""
+
+    client: AsyncClient
+    raw: RawClient
+    data: bytes
+    buffer: bytearray
+    work_dir: Path
+
+
+async def measure_repetition(run: LargeRun, key: str, check: bool) -> dict[str, float]:
     """Measure every figure once, in MB/s; `check` also compares the bytes read back."""
+    client, raw, data, buffer = run.client, run.raw, run.data, run.buffer
     size_bytes = len(data)
     result = {
         "raw_download": await raw.download_mb_s(size_bytes),
         "raw_upload": await raw.upload_mb_s(size_bytes),
     }
+    result["disk_write"], result["disk_read"] = disk_direct_mb_s(run.work_dir, data)
 
     start_s = time.perf_counter()
     await client.put(BUCKET, key, data)
@@ -94,7 +110,7 @@ async def measure_repetition(
 
 
 async def measure_cluster(
-    meta_address: str, raw_address: str, data: bytes, repeat: int
+    meta_address: str, raw_address: str, data: bytes, repeat: int, work_dir: Path
 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
     figures: dict[str, list[float]] = {name: [] for name in FIGURES}
     raw = RawClient(raw_address)
@@ -102,15 +118,13 @@ async def measure_cluster(
         async with AsyncClient(meta_address) as client:
             cluster_map = await client.cluster_map()
             await client.create_bucket(BUCKET)
-            # Warm up channels and the dataservers' page cache paths.
+            # Warm up the channels and the servers' buffers.
             await client.put(BUCKET, "warmup", data[: 64 * MIB])
             await client.get(BUCKET, "warmup")
             await raw.download_mb_s(64 * MIB)
-            buffer = bytearray(len(data))
+            run = LargeRun(client, raw, data, bytearray(len(data)), work_dir)
             for repetition in range(repeat):
-                key = f"object-{repetition}"
-                check = repetition == 0
-                result = await measure_repetition(client, raw, data, buffer, key, check)
+                result = await measure_repetition(run, f"object-{repetition}", repetition == 0)
                 for name, value in result.items():
                     figures[name].append(value)
                 progress(
@@ -149,6 +163,24 @@ def add_rows(rows: list[Row], dataservers: int, figures: dict[str, list[float]],
     put = f"SDK put() from bytes, {where}"
     rows.append(Row(put, "MB/s", figures["put"], download, figures["raw_download"], PUT_TARGET))
     rows.append(Row(put, "MB/s", figures["put"], "raw stream upload", figures["raw_upload"]))
+    rows.append(
+        Row(
+            f"SDK get_into() a bytearray, {where}",
+            "MB/s",
+            figures["get_into"],
+            "disk O_DIRECT read, 1 MiB at a time",
+            figures["disk_read"],
+        )
+    )
+    rows.append(
+        Row(
+            put,
+            "MB/s",
+            figures["put"],
+            "disk O_DIRECT write + fsync, 1 MiB at a time",
+            figures["disk_write"],
+        )
+    )
 
 
 def main() -> None:
@@ -161,7 +193,9 @@ def main() -> None:
         for dataservers in args.dataservers:
             with local_cluster(args.work_dir, dataservers, "large") as cluster:
                 figures, settings = asyncio.run(
-                    measure_cluster(cluster.meta_address, raw_server.address, data, args.repeat)
+                    measure_cluster(
+                        cluster.meta_address, raw_server.address, data, args.repeat, args.work_dir
+                    )
                 )
             report.details[f"dataservers_{dataservers}"] = {"settings": settings, **figures}
             add_rows(report.rows, dataservers, figures, size_text)
