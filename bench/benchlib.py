@@ -492,3 +492,16 @@ def disk_direct_mb_s(directory: Path, data: bytes, block_bytes: int = MIB) -> tu
         path.unlink(missing_ok=True)
         aligned.close()
     return write_mb_s, read_mb_s
+
+
+# CPU accounting.
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """Return the user plus system CPU seconds that all threads of a process used so far."""
+    # Fields after the parenthesized command name start at field 3 (state); utime and
+    # stime are fields 14 and 15 of proc(5), in clock ticks.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S

@@ -6,13 +6,17 @@ one blocking Client. Each repetition measures the raw grpcio unary ceiling
 at the same concurrency right before the SDK figures, so both see the same
 machine load. A 4 KiB object is below the inline limit, so put is one
 CommitObject with a synced RocksDB write, and get and stat are one
-StatObject each.
+StatObject each. Each run also records the CPU time per operation of the
+client (this process) and of the server (the metaserver, or the raw server),
+read from /proc, since on 2 cores the CPU per operation bounds the rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +29,7 @@ from benchlib import (
     Target,
     local_cluster,
     new_report,
+    process_cpu_s,
     progress,
     run_async_load,
     run_thread_load,
@@ -33,6 +38,7 @@ from rawgrpc import RawClient, RawServer
 
 from store import AsyncClient, Client
 from store._pb import meta_pb2, meta_pb2_grpc
+from store.cluster import ManagedProcess
 
 BUCKET = "bench-small"
 OBJECT_BYTES = 4096
@@ -104,15 +110,18 @@ class SmallBench:
     """Runs every figure of one repetition and keeps the samples by figure name."""
 
     def __init__(
-        self, runner: asyncio.Runner, meta_address: str, raw_address: str, duration_s: float
+        self, runner: asyncio.Runner, meta: ManagedProcess, raw: RawServer, duration_s: float
     ) -> None:
         self.runner = runner
-        self.meta_address = meta_address
+        self.meta_address = meta.address
+        self.server_pids = {"meta": meta.pid, "raw": raw.pid}
         self.duration_s = duration_s
-        self.client = runner.run(self._connect(meta_address))
-        self.raw = runner.run(self._raw(raw_address))
+        self.client = runner.run(self._connect(meta.address))
+        self.raw = runner.run(self._raw(raw.address))
         self.operations = AsyncOperations(self.client)
         self.samples: dict[str, list[RateSample]] = {}
+        # Client and server CPU milliseconds per operation, by figure name.
+        self.cpu_ms: dict[str, list[tuple[float, float]]] = {}
         self.group_commit: list[float] = []
 
     @staticmethod
@@ -147,9 +156,23 @@ class SmallBench:
 
         self.runner.run(load())
 
+    def _measure(self, name: str, load: Callable[[], RateSample]) -> None:
+        """Run one load, keeping its rate and the CPU it cost per operation."""
+        server_pid = self.server_pids["raw" if name.startswith("raw") else "meta"]
+        client_before_s = process_cpu_s(os.getpid())
+        server_before_s = process_cpu_s(server_pid)
+        sample = load()
+        ops = max(sample.ops, 1)
+        client_ms = (process_cpu_s(os.getpid()) - client_before_s) * 1000 / ops
+        server_ms = (process_cpu_s(server_pid) - server_before_s) * 1000 / ops
+        self._keep(name, sample)
+        self.cpu_ms.setdefault(name, []).append((client_ms, server_ms))
+
     def _async_run(self, name: str, operation: Any, concurrency: int) -> None:
-        sample = self.runner.run(run_async_load(operation, concurrency, self.duration_s))
-        self._keep(f"{name}-{concurrency}", sample)
+        self._measure(
+            f"{name}-{concurrency}",
+            lambda: self.runner.run(run_async_load(operation, concurrency, self.duration_s)),
+        )
 
     def run_repetition(self, blocking: Client) -> None:
         for concurrency in TASK_CONCURRENCIES:
@@ -164,8 +187,10 @@ class SmallBench:
         synced_writes = max(after[1] - before[1], 1)
         self.group_commit.append((after[0] - before[0]) / synced_writes)
         for name, operation in thread_operations(blocking).items():
-            sample = run_thread_load(operation, THREADS, self.duration_s)
-            self._keep(f"{name}-threads", sample)
+            self._measure(
+                f"{name}-threads",
+                functools.partial(run_thread_load, operation, THREADS, self.duration_s),
+            )
 
     def ops_per_s(self, name: str) -> list[float]:
         return [sample.ops_per_s for sample in self.samples[name]]
@@ -214,12 +239,32 @@ def build_rows(bench: SmallBench) -> list[Row]:
     return rows
 
 
+def cpu_rows(bench: SmallBench) -> list[Row]:
+    """Rows of client plus server CPU milliseconds per operation, SDK beside raw."""
+    rows = []
+    pairs = [(f"{op}-{c}", f"raw-{c}") for c in TASK_CONCURRENCIES for op in ("stat", "get", "put")]
+    pairs.append((f"put-{COMMIT_CONCURRENCY}", f"raw-{COMMIT_CONCURRENCY}"))
+    for name, raw in pairs:
+        rows.append(
+            Row(
+                f"CPU per op, client + server, {name}",
+                "ms",
+                [client + server for client, server in bench.cpu_ms[name]],
+                f"CPU per op, {raw}",
+                [client + server for client, server in bench.cpu_ms[raw]],
+            )
+        )
+    return rows
+
+
 def latency_details(bench: SmallBench) -> dict[str, Any]:
     return {
         name: {
             "ops_per_s": [round(s.ops_per_s, 1) for s in samples],
             "latency_ms_p50": [round(s.latency_ms_p50, 3) for s in samples],
             "latency_ms_p99": [round(s.latency_ms_p99, 3) for s in samples],
+            "client_cpu_ms_per_op": [round(c, 4) for c, _ in bench.cpu_ms[name]],
+            "server_cpu_ms_per_op": [round(s, 4) for _, s in bench.cpu_ms[name]],
         }
         for name, samples in bench.samples.items()
     }
@@ -233,7 +278,7 @@ def main() -> None:
         local_cluster(args.work_dir, 1, "small") as cluster,
         asyncio.Runner() as runner,
     ):
-        bench = SmallBench(runner, cluster.meta_address, raw_server.address, args.duration_s)
+        bench = SmallBench(runner, cluster.metaservers[0], raw_server, args.duration_s)
         blocking = Client(cluster.meta_address)
         try:
             bench.preload()
@@ -244,6 +289,7 @@ def main() -> None:
             blocking.close()
             bench.close()
     report.rows.extend(build_rows(bench))
+    report.rows.extend(cpu_rows(bench))
     report.details["samples"] = latency_details(bench)
     report.details["commits_per_synced_write_at_64"] = bench.group_commit
     report.finish()
