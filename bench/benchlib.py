@@ -415,7 +415,7 @@ class Report:
             "rows": [row.to_json() for row in self.rows],
             "details": self.details,
         }
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
         print(f"\n## {self.name}\n")
         print(format_table(self.rows))
         print(f"\nwritten to {path}", flush=True)

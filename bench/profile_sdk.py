@@ -3,8 +3,9 @@
 For each scenario, py-spy samples the client (this process), the metaserver
 and every dataserver at once. The script prints each process's top functions
 by own time (self) and by time including callees (total), as shares of that
-process's samples. Raw collapsed stacks, which flamegraph
-tools read, go to bench/results/profiles/.
+process's samples. Raw collapsed stacks, which flamegraph tools read, go to
+bench/results/profiles/. With --listing-dir it also profiles a listing of the
+bucket that bench/listing.py loaded.
 
 py-spy must be installed in the virtualenv (`.venv/bin/pip install py-spy`).
 It reads the other processes' memory with ptrace, so it runs as the user
@@ -38,8 +39,12 @@ from benchlib import (
     progress,
     run_async_load,
 )
+from listing import LARGE_BUCKET
+from listing import MARKER_FILE as LISTING_MARKER_FILE
+from listing import SHARDS as LISTING_SHARDS
 
 from store import AsyncClient
+from store.cluster import LocalCluster
 
 BUCKET = "bench-profile"
 PROFILE_DIR = RESULTS_DIR / "profiles"
@@ -64,6 +69,16 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also sample C frames; py-spy then pauses each process at every sample, "
         "which slows it down",
+    )
+    parser.add_argument(
+        "--listing-dir",
+        type=Path,
+        default=None,
+        help="also profile a listing of the cluster that bench/listing.py loaded here, "
+        "such as bench/results/listing-cluster",
+    )
+    parser.add_argument(
+        "--listing-keys", type=int, default=400_000, help="keys to list in that profile"
     )
     parser.add_argument(
         "--work-dir",
@@ -231,10 +246,13 @@ class Scenarios:
 
 
 def profile_all(
-    runner: asyncio.Runner, scenarios: Scenarios, pids: dict[str, int], args: argparse.Namespace
+    runner: asyncio.Runner,
+    scenarios: dict[str, Callable[[], Coroutine[Any, Any, None]]],
+    pids: dict[str, int],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for scenario, action in scenarios.all().items():
+    for scenario, action in scenarios.items():
         progress(f"profiling {scenario}")
         sampler = Sampler(pids, scenario, args)
         start_s = time.perf_counter()
@@ -247,6 +265,39 @@ def profile_all(
         print_summary(scenario, wall_s, args.rate_hz, summaries)
         results[scenario] = {"wall_s": wall_s, "processes": summaries}
     return results
+
+
+def profile_listing(args: argparse.Namespace) -> dict[str, Any]:
+    """Profile a listing of the large bucket that bench/listing.py loaded in --listing-dir."""
+    if not (args.listing_dir / LISTING_MARKER_FILE).exists():
+        raise SystemExit(
+            f"--listing-dir {args.listing_dir} contains no {LISTING_MARKER_FILE}; "
+            "load it first with bench/listing.py"
+        )
+    cluster = LocalCluster(args.listing_dir, dataservers=0, shards=LISTING_SHARDS)
+    cluster.start()
+    try:
+        with asyncio.Runner() as runner:
+            client = AsyncClient(cluster.meta_address)
+            runner.run(client.connect())
+
+            async def list_keys() -> None:
+                keys = 0
+                start_s = time.perf_counter()
+                async for page in client.iter_pages(LARGE_BUCKET, max_keys=1000):
+                    keys += len(page.entries)
+                    if keys >= args.listing_keys:
+                        break
+                rate = keys / (time.perf_counter() - start_s)
+                progress(f"listed {keys:,} keys, {rate:,.0f} keys/s while sampled")
+
+            pids = {"client": os.getpid(), **cluster_pids(cluster)}
+            try:
+                return profile_all(runner, {"list_large": list_keys}, pids, args)
+            finally:
+                runner.run(client.close())
+    finally:
+        cluster.stop()
 
 
 def main() -> None:
@@ -266,9 +317,11 @@ def main() -> None:
         runner.run(scenarios.prepare())
         pids = {"client": os.getpid(), **cluster_pids(cluster)}
         try:
-            results = profile_all(runner, scenarios, pids, args)
+            results = profile_all(runner, scenarios.all(), pids, args)
         finally:
             runner.run(client.close())
+    if args.listing_dir is not None:
+        results.update(profile_listing(args))
     report.details = results
     for scenario, result in results.items():
         report.add(Row(f"{scenario} wall time while sampled", "s", [result["wall_s"]]))
