@@ -1,12 +1,11 @@
 """(b) SDK PUT and GET of one large object (1 GiB by default) with one AsyncClient.
 
-For each cluster size (1 and 4 dataservers, a fresh LocalCluster each) and
-each repetition, the raw grpcio stream ceiling and the disk's O_DIRECT
-write and read throughput (the dataservers' I/O mode) are measured first, then
-put() from bytes, get() to bytes, get_into() a preallocated bytearray and
-get_stream() of the same object. The
-ratios compare medians of the SDK and of the raw stream measured in the
-same run on the same machine.
+Each cluster size (1 and 4 dataservers) gets a fresh LocalCluster. Each
+repetition first measures the raw grpcio stream ceiling and the disk's
+O_DIRECT write and read throughput, which is the dataservers' I/O mode. Then
+it measures put() from bytes, get() to bytes, get_into() a preallocated
+bytearray and get_stream() of the same object. The ratios compare medians
+of the SDK and of the baselines measured in the same run on the same machine.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ async def get_stream_bytes(client: AsyncClient, key: str) -> int:
 
 @dataclass(slots=True)
 class LargeRun:
-    """What every repetition on one cluster uses."""
+    """The clients, data and directories that every repetition on one cluster uses."""
 
     client: AsyncClient
     raw: RawClient
