@@ -165,14 +165,32 @@ def _write_buffered(path: Path, buffers: list[bytes], total_bytes: int) -> None:
 
 def _pread(fd: int, size_bytes: int, offset_bytes: int, direct: bool) -> bytes:
     """Read like os.pread; with `direct`, through the thread's aligned buffer (O_DIRECT)."""
+    return _pread_pieces(fd, size_bytes, offset_bytes, direct, size_bytes)[0]
+
+
+def _pread_pieces(
+    fd: int, size_bytes: int, offset_bytes: int, direct: bool, piece_bytes: int
+) -> list[bytes]:
+    """Read a range with one system call and return it cut into pieces of `piece_bytes`.
+
+    Fewer, larger reads keep the disk busy: one O_DIRECT read of 4 MiB is faster
+    than four of 1 MiB one after another. The last piece is short at end of file.
+    """
     if not direct:
-        return os.pread(fd, size_bytes, offset_bytes)
+        data = os.pread(fd, size_bytes, offset_bytes)
+        if len(data) <= piece_bytes:
+            return [data]
+        view = memoryview(data)
+        return [bytes(view[i : i + piece_bytes]) for i in range(0, len(data), piece_bytes)]
     start = offset_bytes // DATA_ALIGN_BYTES * DATA_ALIGN_BYTES
     skip = offset_bytes - start
     span = (skip + size_bytes + DATA_ALIGN_BYTES - 1) // DATA_ALIGN_BYTES * DATA_ALIGN_BYTES
     view = memoryview(_aligned.get(span))[:span]
     received = os.preadv(fd, [view], start)
-    return bytes(view[skip : max(skip, min(received, skip + size_bytes))])
+    end = max(skip, min(received, skip + size_bytes))
+    return [bytes(view[i : min(i + piece_bytes, end)]) for i in range(skip, end, piece_bytes)] or [
+        b""
+    ]
 
 
 @dataclass(slots=True)
@@ -385,7 +403,7 @@ class ChunkStore:
         header = pb.ChunkFileHeader.FromString(body)
         if header.chunk_id != chunk_id:
             raise ChecksumMismatch(
-                f"chunk file {chunk_id.hex()} holds chunk {header.chunk_id.hex()}"
+                f"chunk file {chunk_id.hex()} contains chunk {header.chunk_id.hex()}"
             )
         return header, data_offset
 
@@ -393,17 +411,15 @@ class ChunkStore:
         self, chunk: OpenChunk, offset_bytes: int, length_bytes: int, piece_bytes: int
     ) -> list[bytes]:
         """Read [offset, offset + length) of the chunk's data in pieces of `piece_bytes`."""
-        pieces = []
-        end = offset_bytes + length_bytes
-        for start in range(offset_bytes, end, piece_bytes):
-            size = min(piece_bytes, end - start)
-            data = _pread(chunk.fd, size, chunk.data_offset + start, chunk.direct)
-            if len(data) != size:
-                raise ChecksumMismatch(
-                    f"chunk {chunk.header.chunk_id.hex()}: file truncated, read {len(data)} of "
-                    f"{size} bytes at offset {start}"
-                )
-            pieces.append(data)
+        pieces = _pread_pieces(
+            chunk.fd, length_bytes, chunk.data_offset + offset_bytes, chunk.direct, piece_bytes
+        )
+        received = sum(len(piece) for piece in pieces)
+        if received != length_bytes:
+            raise ChecksumMismatch(
+                f"chunk {chunk.header.chunk_id.hex()}: file truncated, read {received} of "
+                f"{length_bytes} bytes at offset {offset_bytes}"
+            )
         return pieces
 
     def delete(self, chunk_id: bytes) -> bool:

@@ -113,6 +113,7 @@ class DataService(data_pb2_grpc.DataServiceServicer):
                 block_size_bytes=block,
                 block_crc32c=chunk.header.block_crc32c[first_block : first_block + block_count],
                 chunk_length_bytes=chunk.header.length_bytes,
+                chunk_crc32c=chunk.header.crc32c,
             )
             yield reply.SerializeToString()
             message_bytes = max(MESSAGE_BYTES // block, 1) * block

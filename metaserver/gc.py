@@ -39,6 +39,8 @@ class GcSettings:
     delay_s: float = 60.0
     # Uploads not committed within this time are abandoned and their chunks deleted.
     upload_grace_s: float = 3600.0
+    # Delay before repeating an abandoned upload's deletion, longer than a chunk write.
+    upload_settle_s: float = 60.0
     rpc_timeout_s: float = 10.0
 
 
@@ -146,6 +148,14 @@ class GarbageCollector:
 
         if remaining.chunks or remaining.upload_ids:
             return remaining
+        if entry.upload_ids and entry.repeats > 0:
+            settle_ns = int(self.settings.upload_settle_s * 1e9)
+            return pb.GcEntry(
+                upload_ids=entry.upload_ids,
+                not_before_unix_ns=time.time_ns() + settle_ns,
+                reason=entry.reason,
+                repeats=entry.repeats - 1,
+            )
         log.debug(
             "gc entry done shard=%d sequence=%d reason=%s", shard.number, sequence, entry.reason
         )

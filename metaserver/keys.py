@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 
 from store._pb import common_pb2 as pb
+from store.listing import ListItem
 
 OBJECT_TAG = b"O"
 UPLOAD_TAG = b"U"
@@ -55,6 +56,51 @@ def encode_object(record: pb.ObjectRecord) -> bytes:
 def decode_object(value: bytes) -> pb.ObjectRecord:
     (summary_bytes,) = _SUMMARY_LENGTH.unpack_from(value)
     return pb.ObjectRecord.FromString(value[_SUMMARY_LENGTH.size + summary_bytes :])
+
+
+_ONE_BYTE_VARINTS = [bytes((value,)) for value in range(0x80)]
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# Wire tags of ListObjectsResponse.entries (1), .common_prefixes (2), .truncated (3)
+# and ListEntry.key (1).
+_ENTRIES_TAG = b"\x0a"
+_PREFIXES_TAG = b"\x12"
+_TRUNCATED_TRUE = b"\x18\x01"
+_ENTRY_KEY_TAG = b"\x0a"
+
+
+def encode_listing(items: list[ListItem], truncated: bool) -> bytes:
+    """Serialize a ListObjectsResponse straight from stored values.
+
+    Each entry is the key field followed by the ListEntry summary kept in front of
+    the record, so a listing builds no message objects per key (protobuf accepts
+    fields in any order).
+    """
+    parts: list[bytes] = []
+    for item in items:
+        if item.is_prefix:
+            parts += (_PREFIXES_TAG, _varint(len(item.key)), item.key)
+            continue
+        value = item.payload
+        (summary_bytes,) = _SUMMARY_LENGTH.unpack_from(value)
+        summary = value[_SUMMARY_LENGTH.size : _SUMMARY_LENGTH.size + summary_bytes]
+        key_length = _varint(len(item.key))
+        entry_bytes = 1 + len(key_length) + len(item.key) + summary_bytes
+        parts += (_ENTRIES_TAG, _varint(entry_bytes), _ENTRY_KEY_TAG, key_length, item.key, summary)
+    if truncated:
+        parts.append(_TRUNCATED_TRUE)
+    return b"".join(parts)
 
 
 def decode_summary(value: bytes) -> bytes:

@@ -115,6 +115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=3600.0,
         help="seconds before an uncommitted upload is abandoned and its chunks deleted",
     )
+    parser.add_argument(
+        "--upload-settle-s",
+        type=float,
+        default=60.0,
+        help="seconds after deleting an abandoned upload's chunks before deleting them once "
+        "more, to catch chunk writes that were still running",
+    )
     parser.add_argument("--log-level", default="info", choices=LEVELS)
     return parser.parse_args(argv)
 
@@ -138,6 +145,7 @@ def validate(args: argparse.Namespace) -> None:
         ("--dataserver-timeout-s", args.dataserver_timeout_s),
         ("--gc-interval-s", args.gc_interval_s),
         ("--upload-grace-s", args.upload_grace_s),
+        ("--upload-settle-s", args.upload_settle_s),
     ):
         if value <= 0:
             raise InvalidArgument(f"{flag} {value} must be positive")
@@ -211,7 +219,10 @@ async def serve(args: argparse.Namespace) -> None:
         cluster = PrimaryLink(args.primary, info, buckets, args.primary_heartbeat_s, 5.0)
 
     gc_settings = GcSettings(
-        interval_s=args.gc_interval_s, delay_s=args.gc_delay_s, upload_grace_s=args.upload_grace_s
+        interval_s=args.gc_interval_s,
+        delay_s=args.gc_delay_s,
+        upload_grace_s=args.upload_grace_s,
+        upload_settle_s=args.upload_settle_s,
     )
     collector = GarbageCollector(list(shards.values()), cluster, gc_settings)
     service = MetaService(

@@ -7,7 +7,6 @@ writes and returns its result; when it raises, none of its writes happen.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 
 from metaserver import keys
@@ -16,7 +15,11 @@ from metaserver.shard import GroupView, Shard
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
 from store.errors import NoSuchKey, NoSuchUpload, PreconditionFailed
+from store.layout import new_upload_id
 from store.names import display_key
+
+# Extra deletion passes for an abandoned upload's chunks (see GcEntry.repeats).
+UPLOAD_DELETE_REPEATS = 1
 
 
 def _object_name(bucket: str, key: bytes) -> str:
@@ -41,6 +44,8 @@ def _queue_garbage(
     reason: str,
 ) -> None:
     entry = pb.GcEntry(not_before_unix_ns=not_before_unix_ns, reason=reason)
+    if upload_ids:
+        entry.repeats = UPLOAD_DELETE_REPEATS
     entry.chunks.extend(chunks)
     entry.upload_ids.extend(upload_ids)
     if entry.chunks or entry.upload_ids:
@@ -73,7 +78,7 @@ def open_upload(
     def run(view: GroupView) -> pb.UploadSession:
         catalog.check_writable(bucket)
         session = pb.UploadSession(
-            upload_id=uuid.uuid4().hex,
+            upload_id=new_upload_id(),
             bucket=bucket,
             key=key,
             created_unix_ns=now_unix_ns,
@@ -122,7 +127,7 @@ def commit_object(
 
         record = pb.ObjectRecord()
         record.CopyFrom(request.record)
-        record.version_id = request.upload_id or uuid.uuid4().hex
+        record.version_id = request.upload_id or new_upload_id()
         record.modified_unix_ns = now_unix_ns
         record.created_unix_ns = current.created_unix_ns if current is not None else now_unix_ns
         view.put(keys.object_key(bucket, key), keys.encode_object(record))

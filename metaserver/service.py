@@ -1,6 +1,6 @@
 """The MetaService gRPC servicer.
 
-A metaserver is either the primary, which holds the bucket catalog and the
+A metaserver is either the primary, which keeps the bucket catalog and the
 cluster map (Membership), or a secondary, which follows the primary through a
 PrimaryLink. Both serve the object operations of their own shards.
 """
@@ -47,7 +47,7 @@ PEER_TIMEOUT_S = 10.0
 
 
 class ClusterState(Protocol):
-    """What the service reads about the cluster: Membership or PrimaryLink."""
+    """The cluster state the service reads: Membership or PrimaryLink."""
 
     @property
     def epoch(self) -> int: ...
@@ -365,7 +365,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
                 )
             if len(record.inline_data) != record.size_bytes:
                 raise InvalidArgument(
-                    f"{name}: inline data is {len(record.inline_data)} bytes, size says "
+                    f"{name}: inline data is {len(record.inline_data)} bytes, the record's size is "
                     f"{record.size_bytes}"
                 )
             if crc32c(record.inline_data) != record.inline_crc32c:
@@ -401,7 +401,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
         shard = self._shard(request.bucket, request.key, request.shard)
-        record = shard.get_object(request.bucket, request.key)
+        record = await shard.get_object(request.bucket, request.key)
         if record is None:
             await self._ensure_bucket(request.bucket)
             self.buckets.get(request.bucket)
@@ -438,15 +438,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
             for shard in self.shards.values()
         ]
         items, truncated = merge_page(cursors, request.prefix, request.delimiter, max_keys)
-        response = meta_pb2.ListObjectsResponse(truncated=truncated)
-        for item in items:
-            if item.is_prefix:
-                response.common_prefixes.append(item.key)
-            else:
-                entry = response.entries.add()
-                entry.MergeFromString(keys.decode_summary(item.payload))
-                entry.key = item.key
-        return response
+        return meta_pb2.ListObjectsResponse.FromString(keys.encode_listing(items, truncated))
 
     # Operations.
 

@@ -4,13 +4,21 @@ Every mutation of a shard is an operation function run by the shard's writer
 task, one at a time, against a view that includes the effects of the
 operations before it in the same group. The writer collects the effects of
 a whole group into one RocksDB write batch and writes it with the WAL
-synced, then answers every operation of the group: concurrent commits share
+synced, then completes the future of every operation in the group: concurrent commits share
 one fsync (group commit), and a check-then-write inside one operation is
 atomic because nothing else writes the shard in between.
 
-Readers use the database directly. A synced write inserts into the memtable
-only after the WAL is on disk, so readers never see an unacknowledged
-record.
+The batch is written without sync and the WAL is then synced with
+FlushWAL(sync=true) in a worker thread: rocksdict holds the GIL through a
+synced Write, which would serialize every shard's fsync and stall the event
+loop, but releases it in FlushWAL. (Measured with 8 databases: 3,000 to
+3,900 synced writes/s whatever the thread count, against 10,000/s with
+FlushWAL from 8 threads.)
+
+Readers use the database directly. Between the unsynced write and the end of
+the WAL sync a record is in the memtable but not yet durable, so point reads
+of a key in that state wait for the sync (`wait_durable`) and never return
+an unacknowledged record.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ _DELETED = object()
 
 
 class GroupView:
-    """The database as one operation sees it: committed state plus its group's earlier effects."""
+    """The state visible to one operation: committed data plus its group's earlier effects."""
 
     def __init__(self, db: rocksdict.Rdict, overlay: dict[bytes, Any]) -> None:
         self._db = db
@@ -91,8 +99,8 @@ class Shard:
         self.path = path
         self.db = env.open(path)
         self._executor = executor
-        self._sync = rocksdict.WriteOptions()
-        self._sync.sync = True
+        # Object keys written by the group whose WAL sync is in flight.
+        self._unsynced: dict[bytes, asyncio.Future[None]] = {}
         self._queue: asyncio.Queue[Operation] = asyncio.Queue(MAX_QUEUED_OPERATIONS)
         self._writer: asyncio.Task[None] | None = None
         self.counters = ShardCounters()
@@ -158,10 +166,10 @@ class Shard:
             overlay.update(view.staged)
             outcomes.append((operation, result, None))
 
-        # 2. Write every effect in one synced batch.
+        # 2. Write every effect in one batch and sync the WAL.
         write_error = await self._write(overlay) if overlay else None
 
-        # 3. Answer the callers.
+        # 3. Complete the callers' futures.
         self.counters.operations += len(group)
         for operation, result, failure in outcomes:
             if operation.future.done():
@@ -185,17 +193,36 @@ class Shard:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        synced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in overlay:
+            self._unsynced[key] = synced
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.db.write, batch, self._sync
-            )
+            self.db.write(batch)
+            await self._sync_wal()
         except Exception as exc:
             self._write_error = exc
             self.counters.failed_writes += 1
-            log.error("shard=%d synced write of %d keys failed: %s", self.number, len(overlay), exc)
+            log.error("shard=%d write of %d keys failed: %s", self.number, len(overlay), exc)
             return InternalError(f"shard {self.number}: metadata write failed: {exc}")
+        finally:
+            for key in overlay:
+                if self._unsynced.get(key) is synced:
+                    del self._unsynced[key]
+            synced.set_result(None)
         self.counters.sync_writes += 1
         return None
+
+    async def _sync_wal(self) -> None:
+        if self._executor is None:
+            self.db.flush_wal(True)
+            return
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.db.flush_wal, True)
+
+    async def wait_durable(self, key: bytes) -> None:
+        """Wait until a key written by the group in flight is durable (at once otherwise)."""
+        synced = self._unsynced.get(key)
+        if synced is not None:
+            await asyncio.shield(synced)
 
     # Reads.
 
@@ -204,8 +231,11 @@ class Shard:
         assert value is None or isinstance(value, bytes)
         return value
 
-    def get_object(self, bucket: str, key: bytes) -> pb.ObjectRecord | None:
-        value = self.get(keys.object_key(bucket, key))
+    async def get_object(self, bucket: str, key: bytes) -> pb.ObjectRecord | None:
+        """Return the durable record of an object, or None."""
+        full_key = keys.object_key(bucket, key)
+        await self.wait_durable(full_key)
+        value = self.get(full_key)
         return None if value is None else keys.decode_object(value)
 
     def has_objects(self, bucket: str) -> bool:
@@ -249,30 +279,24 @@ class ShardCursor:
         if upper is not None:
             self._options.set_iterate_upper_bound(upper)
         self._iterator = db.iter(self._options)
+        self._scope_length = len(scope)
         self._iterator.seek(scope + max(prefix, start_key))
-        self._key: bytes | None = None
-        self._load()
-
-    def _load(self) -> None:
-        if self._iterator.valid():
-            key = self._iterator.key()
-            assert key.startswith(self._scope)
-            self._key = key[len(self._scope) :]
-        else:
-            self._key = None
+        self._key = self._iterator.key()[self._scope_length :] if self._iterator.valid() else None
 
     def current(self) -> bytes | None:
         return self._key
 
     def payload(self) -> bytes:
-        value = self._iterator.value()
-        assert isinstance(value, bytes)
+        value: bytes = self._iterator.value()
         return value
 
-    def advance(self) -> None:
-        self._iterator.next()
-        self._load()
+    def advance(self) -> bytes | None:
+        iterator = self._iterator
+        iterator.next()
+        self._key = iterator.key()[self._scope_length :] if iterator.valid() else None
+        return self._key
 
     def seek(self, key: bytes) -> None:
-        self._iterator.seek(self._scope + key)
-        self._load()
+        iterator = self._iterator
+        iterator.seek(self._scope + key)
+        self._key = iterator.key()[self._scope_length :] if iterator.valid() else None

@@ -92,7 +92,7 @@ class AsyncClient:
         await self.close()
 
     async def connect(self, timeout_s: float | None = None) -> None:
-        """Fetch the cluster map; raises Unavailable when no metaserver answers."""
+        """Fetch the cluster map; raises Unavailable when no metaserver responds."""
         await self._connection.refresh_map(self._deadline(timeout_s, "connect"))
 
     async def close(self) -> None:
@@ -629,6 +629,8 @@ def _clip_range(target: ReadTarget, offset: int, length: int | None) -> tuple[in
 def _merge_replies(
     replies: list[meta_pb2.ListObjectsResponse], prefix: bytes, delimiter: bytes, max_keys: int
 ) -> ListPage:
+    if len(replies) == 1:
+        return _single_reply_page(replies[0])
     cursors = []
     any_truncated = False
     for reply in replies:
@@ -652,6 +654,26 @@ def _merge_replies(
             return ListPage(page.entries, page.common_prefixes, False, None)
         return ListPage(page.entries, page.common_prefixes, True, encode_token(start))
     return page
+
+
+def _single_reply_page(reply: meta_pb2.ListObjectsResponse) -> ListPage:
+    """Build the page of a single metaserver's reply, which needs no merge."""
+    entries = [ListEntry.from_proto(entry) for entry in reply.entries]
+    prefixes = list(reply.common_prefixes)
+    page = ListPage(
+        entries=entries,
+        common_prefixes=[common.decode("utf-8", "surrogateescape") for common in prefixes],
+        truncated=reply.truncated,
+    )
+    if not reply.truncated:
+        return page
+    last_key = reply.entries[-1].key if reply.entries else b""
+    last_prefix = prefixes[-1] if prefixes else b""
+    last = ListItem(last_prefix, True) if last_prefix > last_key else ListItem(last_key, False)
+    start = next_start_key(last)
+    if start is None:
+        return ListPage(page.entries, page.common_prefixes, False, None)
+    return ListPage(page.entries, page.common_prefixes, True, encode_token(start))
 
 
 def _list_call(

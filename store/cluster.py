@@ -8,7 +8,7 @@ Layout under the cluster directory:
     logs/<name>.log       each process's log
 
 Each server writes DIR/server.json once it listens; the cluster waits for
-that file and then for a gRPC answer before it counts the server as up.
+that file and then for a gRPC response before it counts the server as up.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); /proc tells whether it has exited.
+    # kill(0) succeeds for a zombie too, so /proc shows whether it has exited.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except (OSError, IndexError):
@@ -269,7 +269,7 @@ class LocalCluster:
     # Lifecycle.
 
     def start(self, detach: bool = False, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Start every process and wait until all of them answer and every dataserver registered."""
+        """Start every process; wait until all respond and every dataserver registered."""
         self.root.mkdir(parents=True, exist_ok=True)
         deadline_s = time.monotonic() + timeout_s
         try:

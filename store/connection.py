@@ -33,6 +33,9 @@ T = TypeVar("T")
 # Bounded retries of one metadata call.
 MAX_META_ATTEMPTS = 6
 RETRY_BACKOFF_S_MAX = 1.0
+# Attempts of one chunk transfer that fails to connect, and the first backoff.
+MAX_CHUNK_ATTEMPTS = 4
+CHUNK_RETRY_BACKOFF_S = 0.1
 # A refresh of the map is skipped when the cached map is younger than this.
 MAP_REFRESH_MIN_INTERVAL_S = 0.05
 
@@ -145,6 +148,29 @@ class Connection:
                 continue
             raise error
         raise AssertionError("unreachable")
+
+    async def should_retry(
+        self, errors: list[StoreError], targets: list[str], attempt: int, deadline: Deadline
+    ) -> bool:
+        """Decide whether chunk transfers that failed with `errors` are worth another attempt.
+
+        Only connection failures are retried, only while a fresh cluster map shows one of
+        the `targets` up, and after a backoff that doubles with each attempt.
+        """
+        if attempt >= MAX_CHUNK_ATTEMPTS or not errors:
+            return False
+        if not all(isinstance(e, Unavailable) and not isinstance(e, Timeout) for e in errors):
+            return False
+        backoff_s = min(CHUNK_RETRY_BACKOFF_S * 2 ** (attempt - 1), RETRY_BACKOFF_S_MAX)
+        remaining_s = deadline.remaining_s()
+        if remaining_s is not None and remaining_s <= backoff_s:
+            return False
+        await asyncio.sleep(backoff_s)
+        try:
+            view = await self.refresh_map(deadline)
+        except Unavailable:
+            return False
+        return any(view.is_up(target) for target in targets)
 
     async def _try_refresh(self, deadline: Deadline) -> None:
         try:

@@ -1,6 +1,6 @@
 """The read path: verified chunk reads, run in parallel in a bounded window.
 
-A stripe is read from the first of its copies that answers; a copy that is
+A stripe is read from the first of its copies that responds; a copy that is
 down, missing or corrupt is skipped and the next one tried. Every byte
 passes a CRC32C check before it is returned: per 64 KiB block as it
 arrives, and, for a whole-chunk read, against the chunk's CRC32C in the
@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2
-from store.checksum import crc32c, verify_blocks
+from store.checksum import verify_blocks
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
 from store.errors import ChecksumMismatch, InternalError, NotFound, StoreError, Unavailable
@@ -35,7 +35,7 @@ MAX_BAD_CHUNKS = 1000
 
 @dataclass(slots=True)
 class ReadTarget:
-    """What a read needs to know about the object."""
+    """The object a read targets: bucket, key and record."""
 
     bucket: str
     key: bytes
@@ -67,21 +67,36 @@ class Reader:
         arrive and the returned list is empty.
         """
         view = await self.connection.cluster_view(deadline)
-        copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
         errors: list[StoreError] = []
-        for chunk in copies:
-            try:
-                return await self._read_chunk(view, target, piece, chunk, deadline, out)
-            except (Unavailable, NotFound, ChecksumMismatch) as error:
-                if isinstance(error, ChecksumMismatch):
-                    self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
-                log.warning(
-                    "chunk read failed object=%s stripe=%d: %s",
-                    target.name(),
-                    piece.stripe_index,
-                    error,
-                )
-                errors.append(error)
+        attempt = 0
+        # A stripe whose copies were all unreachable is retried while the map shows one of
+        # their dataservers up: a restarted dataserver needs a moment before clients reconnect.
+        while True:
+            attempt += 1
+            copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
+            errors = []
+            for chunk in copies:
+                try:
+                    return await self._read_chunk(
+                        view, target, piece, chunk, deadline, out, wait_for_ready=attempt > 1
+                    )
+                except (Unavailable, NotFound, ChecksumMismatch) as error:
+                    if isinstance(error, ChecksumMismatch):
+                        self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
+                    log.warning(
+                        "chunk read failed object=%s stripe=%d attempt=%d: %s",
+                        target.name(),
+                        piece.stripe_index,
+                        attempt,
+                        error,
+                    )
+                    errors.append(error)
+            retry = await self.connection.should_retry(
+                errors, [chunk.target for chunk in copies], attempt, deadline
+            )
+            if not retry:
+                break
+            view = await self.connection.cluster_view(deadline)
         raise _read_failure(target, piece, errors)
 
     async def _read_chunk(
@@ -92,6 +107,7 @@ class Reader:
         chunk: pb.ChunkRef,
         deadline: Deadline,
         out: memoryview | None,
+        wait_for_ready: bool,
     ) -> list[bytes]:
         address = view.dataserver_address(chunk.target)
         where = (
@@ -105,7 +121,9 @@ class Reader:
             dataserver_id=chunk.target,
         )
         call = self.connection.channels.chunk_reader(address)(
-            request, timeout=deadline.remaining_s(self.chunk_timeout_s)
+            request,
+            timeout=deadline.remaining_s(self.chunk_timeout_s),
+            wait_for_ready=wait_for_ready,
         )
         receiver = _Receiver(piece, chunk, where, out)
         try:
@@ -192,8 +210,6 @@ class _Receiver:
         self.out = out
         self.pieces: list[bytes] = []
         self.header: data_pb2.ReadChunkHeader | None = None
-        self.whole_chunk = piece.start_bytes == 0 and piece.end_bytes == chunk.length_bytes
-        self.running_crc = 0
         self.position = 0
         self.end = 0
         self.received_bytes = 0
@@ -211,8 +227,6 @@ class _Receiver:
         block_count = (len(message) + block - 1) // block
         crcs = self.header.block_crc32c[first_block : first_block + block_count]
         verify_blocks(message, crcs, block, self.where)
-        if self.whole_chunk:
-            self.running_crc = crc32c(message, self.running_crc)
         kept = _trim(message, self.position, self.piece.start_bytes, self.piece.end_bytes)
         if self.out is None:
             self.pieces.append(kept)
@@ -229,11 +243,6 @@ class _Receiver:
             raise ChecksumMismatch(
                 f"{self.where}: received {self.received_bytes} bytes, expected {expected}"
             )
-        if self.whole_chunk and self.running_crc != self.chunk.crc32c:
-            raise ChecksumMismatch(
-                f"{self.where}: CRC32C {self.running_crc:#010x} differs from the layout's "
-                f"{self.chunk.crc32c:#010x}"
-            )
 
 
 def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_pb2.ReadChunkHeader:
@@ -245,6 +254,11 @@ def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_p
         raise ChecksumMismatch(
             f"{where}: stored length {header.chunk_length_bytes} differs from the layout's "
             f"{chunk.length_bytes}"
+        )
+    if header.chunk_crc32c != chunk.crc32c:
+        raise ChecksumMismatch(
+            f"{where}: stored chunk CRC32C {header.chunk_crc32c:#010x} differs from the "
+            f"layout's {chunk.crc32c:#010x}; the file holds other data"
         )
     if header.block_size_bytes == 0:
         raise InternalError(f"{where}: the reply's header has block size 0")

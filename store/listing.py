@@ -28,14 +28,14 @@ class KeyCursor(Protocol):
     def payload(self) -> Any:
         """Return the value of the current key."""
 
-    def advance(self) -> None:
-        """Move to the next key."""
+    def advance(self) -> bytes | None:
+        """Move to the next key and return it (None when exhausted)."""
 
     def seek(self, key: bytes) -> None:
         """Move to the first key >= `key`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ListItem:
     key: bytes
     is_prefix: bool
@@ -73,32 +73,31 @@ def merge_page(
             heap.append((key, index))
     heapq.heapify(heap)
 
+    # One pass per item; this loop runs once per listed key, so it avoids calls it can skip.
     items: list[ListItem] = []
+    append = items.append
+    prefix_length = len(prefix)
+    last_key: bytes | None = None
     while heap and len(items) < max_keys:
         key, index = heap[0]
-        assert key.startswith(prefix), (key, prefix)
-        rolled_up = _common_prefix(key, prefix, delimiter)
-        if rolled_up is not None:
-            items.append(ListItem(rolled_up, True))
-            _skip_prefix(heap, cursors, rolled_up)
-            continue
-
-        heapq.heappop(heap)
+        if delimiter:
+            position = key.find(delimiter, prefix_length)
+            if position >= 0:
+                rolled_up = key[: position + len(delimiter)]
+                append(ListItem(rolled_up, True))
+                _skip_prefix(heap, cursors, rolled_up)
+                last_key = None
+                continue
         cursor = cursors[index]
-        if not items or items[-1].key != key:
-            items.append(ListItem(key, False, cursor.payload()))
-        cursor.advance()
-        _push(heap, cursor, index)
+        if key != last_key:
+            append(ListItem(key, False, cursor.payload()))
+            last_key = key
+        following = cursor.advance()
+        if following is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (following, index))
     return items, bool(heap)
-
-
-def _common_prefix(key: bytes, prefix: bytes, delimiter: bytes) -> bytes | None:
-    if not delimiter:
-        return None
-    position = key.find(delimiter, len(prefix))
-    if position < 0:
-        return None
-    return key[: position + len(delimiter)]
 
 
 def _skip_prefix(
@@ -135,8 +134,9 @@ class ItemCursor:
     def payload(self) -> Any:
         return self._items[self._index].payload
 
-    def advance(self) -> None:
+    def advance(self) -> bytes | None:
         self._index += 1
+        return self.current()
 
     def seek(self, key: bytes) -> None:
         self._index = max(self._index, bisect.bisect_left(self._keys, key))

@@ -61,18 +61,21 @@ class ObjectInfo:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ListEntry:
     key: str
     size_bytes: int
     etag: str
-    modified: datetime
+    modified_unix_ns: int
+
+    @property
+    def modified(self) -> datetime:
+        # Built on access: a datetime per key would be a quarter of a listing's cost.
+        return _time(self.modified_unix_ns)
 
     @classmethod
     def from_proto(cls, entry: pb.ListEntry) -> ListEntry:
-        return cls(
-            decode_key(entry.key), entry.size_bytes, entry.etag, _time(entry.modified_unix_ns)
-        )
+        return cls(decode_key(entry.key), entry.size_bytes, entry.etag, entry.modified_unix_ns)
 
 
 @dataclass(frozen=True, slots=True)

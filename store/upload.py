@@ -95,7 +95,7 @@ class Upload:
         if self._md5 is not None:
             etag = self._md5.hexdigest()
         else:
-            # Not an MD5 of the content: the "-N" suffix tells S3 clients so, as for multipart.
+            # Not an MD5 of the content; the "-N" suffix says so to S3 clients, as for multipart.
             etag = f"{hashlib.md5(crcs).hexdigest()}-{len(layout.stripes)}"
         return UploadResult(layout, offset, etag)
 
@@ -157,20 +157,31 @@ class Upload:
         messages: list[bytes],
         deadline: Deadline,
     ) -> None:
-        address = self.view.dataserver_address(target)
         first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
-        try:
-            await self.connection.channels.chunk_writer(address)(
-                iter([first, *messages]), timeout=deadline.remaining_s(self.chunk_timeout_s)
+        attempt = 0
+        while True:
+            attempt += 1
+            address = self.view.dataserver_address(target)
+            try:
+                await self.connection.channels.chunk_writer(address)(
+                    iter([first, *messages]),
+                    timeout=deadline.remaining_s(self.chunk_timeout_s),
+                    wait_for_ready=attempt > 1,
+                )
+                return
+            except grpc.RpcError as exc:
+                error = error_from_rpc(
+                    exc,
+                    f"writing chunk {header.chunk_id.hex()} (stripe {header.stripe_index}) of "
+                    f"{self._name()} to dataserver {target} at {address}",
+                )
+            log.warning(
+                "chunk write failed upload=%s attempt=%d: %s", self.upload_id, attempt, error
             )
-        except grpc.RpcError as exc:
-            error = error_from_rpc(
-                exc,
-                f"writing chunk {header.chunk_id.hex()} (stripe {header.stripe_index}) of "
-                f"{self._name()} to dataserver {target} at {address}",
-            )
-            log.warning("chunk write failed upload=%s: %s", self.upload_id, error)
-            raise error from None
+            # Rewriting a chunk is safe: the dataserver replaces the file atomically.
+            if not await self.connection.should_retry([error], [target], attempt, deadline):
+                raise error
+            self.view = await self.connection.cluster_view(deadline)
 
 
 def _first_store_error(group: BaseExceptionGroup) -> BaseException:

@@ -404,17 +404,12 @@ class UploadSession(_message.Message):
     CREATED_UNIX_NS_FIELD_NUMBER: _builtins.int
     CHUNK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
-    EXPIRED_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     bucket: _builtins.str
     key: _builtins.bytes
     created_unix_ns: _builtins.int
     chunk_size_bytes: _builtins.int
     replicas: _builtins.int
-    expired: _builtins.bool
-    """Set once the garbage collector has claimed the session: commits fail
-    from then on, so chunks deleted by the collector are never committed.
-    """
     def __init__(
         self,
         *,
@@ -424,11 +419,10 @@ class UploadSession(_message.Message):
         created_unix_ns: _builtins.int = ...,
         chunk_size_bytes: _builtins.int = ...,
         replicas: _builtins.int = ...,
-        expired: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_size_bytes", b"chunk_size_bytes", "created_unix_ns", b"created_unix_ns", "expired", b"expired", "key", b"key", "replicas", b"replicas", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_size_bytes", b"chunk_size_bytes", "created_unix_ns", b"created_unix_ns", "key", b"key", "replicas", b"replicas", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -447,8 +441,14 @@ class GcEntry(_message.Message):
     UPLOAD_IDS_FIELD_NUMBER: _builtins.int
     NOT_BEFORE_UNIX_NS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REPEATS_FIELD_NUMBER: _builtins.int
     not_before_unix_ns: _builtins.int
     reason: _builtins.str
+    repeats: _builtins.int
+    """Further passes over `upload_ids`, each one upload settle delay after the
+    last: a chunk write still running when its upload was abandoned can land
+    after the first pass.
+    """
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkRef]: ...
     @_builtins.property
@@ -462,10 +462,11 @@ class GcEntry(_message.Message):
         upload_ids: _abc.Iterable[_builtins.str] | None = ...,
         not_before_unix_ns: _builtins.int = ...,
         reason: _builtins.str = ...,
+        repeats: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "not_before_unix_ns", b"not_before_unix_ns", "reason", b"reason", "upload_ids", b"upload_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "not_before_unix_ns", b"not_before_unix_ns", "reason", b"reason", "repeats", b"repeats", "upload_ids", b"upload_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

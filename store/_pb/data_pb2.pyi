@@ -128,6 +128,7 @@ class ReadChunkHeader(_message.Message):
     BLOCK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     BLOCK_CRC32C_FIELD_NUMBER: _builtins.int
     CHUNK_LENGTH_BYTES_FIELD_NUMBER: _builtins.int
+    CHUNK_CRC32C_FIELD_NUMBER: _builtins.int
     offset_bytes: _builtins.int
     """Offset of the first data byte within the chunk, a multiple of
     block_size_bytes, at or before the requested offset.
@@ -136,6 +137,10 @@ class ReadChunkHeader(_message.Message):
     """Data bytes that follow in the data messages."""
     block_size_bytes: _builtins.int
     chunk_length_bytes: _builtins.int
+    chunk_crc32c: _builtins.int
+    """CRC32C of the whole chunk as written, for the reader to compare with the
+    layout's: a mismatch means the file holds other data than the layout names.
+    """
     @_builtins.property
     def block_crc32c(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """One CRC32C per block of the reply's data; the last block may be short."""
@@ -148,10 +153,11 @@ class ReadChunkHeader(_message.Message):
         block_size_bytes: _builtins.int = ...,
         block_crc32c: _abc.Iterable[_builtins.int] | None = ...,
         chunk_length_bytes: _builtins.int = ...,
+        chunk_crc32c: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_crc32c", b"block_crc32c", "block_size_bytes", b"block_size_bytes", "chunk_length_bytes", b"chunk_length_bytes", "length_bytes", b"length_bytes", "offset_bytes", b"offset_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_crc32c", b"block_crc32c", "block_size_bytes", b"block_size_bytes", "chunk_crc32c", b"chunk_crc32c", "chunk_length_bytes", b"chunk_length_bytes", "length_bytes", b"length_bytes", "offset_bytes", b"offset_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
