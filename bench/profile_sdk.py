@@ -126,7 +126,7 @@ class Sampler:
                 process.kill()
                 _, stderr = process.communicate()
             if not self.outputs[name].exists():
-                progress(f"py-spy wrote no profile for {name}: {stderr.decode()[-500:]}")
+                progress(f"py-spy failed to write a profile for {name}: {stderr.decode()[-500:]}")
         return {name: path for name, path in self.outputs.items() if path.exists()}
 
 
