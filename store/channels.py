@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc.aio
@@ -24,12 +25,15 @@ class ChannelPool:
         self._meta_stubs: dict[str, MetaServiceAsyncStub] = {}
         self._chunk_writers: dict[str, Any] = {}
         self._chunk_readers: dict[str, Any] = {}
+        self._retired: list[grpc.aio.Channel] = []
+        self._opened_s: dict[str, float] = {}
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels[address] = channel
+            self._opened_s[address] = time.monotonic()
         return channel
 
     def data(self, address: str) -> DataServiceAsyncStub:
@@ -62,8 +66,31 @@ class ChannelPool:
             call = self._chunk_readers[address] = datapath.read_callable(self.channel(address))
         return call
 
+    def reset(self, address: str, min_age_s: float = 0.0) -> None:
+        """Replace the channel to `address` with a new one at the next call.
+
+        A channel younger than `min_age_s` is kept, so concurrent callers that all
+        found the old channel broken replace it once. Calls still running on the old
+        channel finish on it; it is closed with the pool.
+        """
+        opened_s = self._opened_s.get(address)
+        if opened_s is not None and time.monotonic() - opened_s < min_age_s:
+            return
+        channel = self._channels.pop(address, None)
+        caches: list[dict[str, Any]] = [
+            self._data_stubs,
+            self._meta_stubs,
+            self._chunk_writers,
+            self._chunk_readers,
+        ]
+        for cache in caches:
+            cache.pop(address, None)
+        if channel is not None:
+            self._retired.append(channel)
+
     async def close(self) -> None:
-        channels = list(self._channels.values())
+        channels = list(self._channels.values()) + self._retired
+        self._retired = []
         self._channels.clear()
         self._data_stubs.clear()
         self._meta_stubs.clear()

@@ -77,9 +77,7 @@ class Reader:
             errors = []
             for chunk in copies:
                 try:
-                    return await self._read_chunk(
-                        view, target, piece, chunk, deadline, out, wait_for_ready=attempt > 1
-                    )
+                    return await self._read_chunk(view, target, piece, chunk, deadline, out)
                 except (Unavailable, NotFound, ChecksumMismatch) as error:
                     if isinstance(error, ChecksumMismatch):
                         self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
@@ -107,7 +105,6 @@ class Reader:
         chunk: pb.ChunkRef,
         deadline: Deadline,
         out: memoryview | None,
-        wait_for_ready: bool,
     ) -> list[bytes]:
         address = view.dataserver_address(chunk.target)
         where = (
@@ -123,7 +120,6 @@ class Reader:
         call = self.connection.channels.chunk_reader(address)(
             request,
             timeout=deadline.remaining_s(self.chunk_timeout_s),
-            wait_for_ready=wait_for_ready,
         )
         receiver = _Receiver(piece, chunk, where, out)
         try:

@@ -31,6 +31,9 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.enable_retries", 0),
+    # Each channel gets its own connections, so a channel replaced after a failure
+    # (ChannelPool.reset) does not inherit the old connection's reconnect backoff.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 SERVER_OPTIONS: list[tuple[str, Any]] = [

@@ -166,7 +166,6 @@ class Upload:
                 await self.connection.channels.chunk_writer(address)(
                     iter([first, *messages]),
                     timeout=deadline.remaining_s(self.chunk_timeout_s),
-                    wait_for_ready=attempt > 1,
                 )
                 return
             except grpc.RpcError as exc:
