@@ -131,6 +131,7 @@ class ClusterFactory:
         self,
         *,
         dataservers: int = DATASERVER_COUNT,
+        metaservers: int = 1,
         meta_args: Sequence[str] = (),
         data_args: Sequence[str] = (),
     ) -> LocalCluster:
@@ -138,6 +139,7 @@ class ClusterFactory:
         cluster = LocalCluster(
             self._root / f"cluster-{len(self.started)}",
             dataservers=dataservers,
+            metaservers=metaservers,
             shards=SHARD_COUNT,
             meta_args=[*BASE_META_ARGS, *meta_args],
             data_args=list(data_args),
