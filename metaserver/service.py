@@ -122,6 +122,10 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         """Return the local shard for (bucket, key), checking the caller's routing."""
         check_bucket_name(bucket)
         encode_key(key)
+        if not self.cluster.config.shard_count:
+            raise Unavailable(
+                f"metaserver {self.server_id} has not registered with its primary yet; retry"
+            )
         expected = shard_of(bucket, key, self.cluster.config.shard_count)
         if shard_number != expected:
             raise InvalidArgument(
