@@ -36,14 +36,14 @@ test: $(STAMP)
 # while the demo keeps the default SIGINT handling. The demo's exit status wins.
 # KEEP=1 leaves the cluster running.
 run: $(STAMP)
-	$(BIN)/storectl cluster up --dir $(DIR) --detach
+	$(BIN)/storectl cluster up --dir "$(DIR)" --detach
 	@trap ':' INT; status=0; \
-	$(BIN)/python -m store.demo --dir $(DIR) $(DEMO_ARGS) || status=$$?; \
+	$(BIN)/python -m store.demo --dir "$(DIR)" $(DEMO_ARGS) || status=$$?; \
 	if [ -n "$(KEEP)" ]; then \
 		echo "KEEP=1: the cluster in $(DIR) is still running;" \
-			"stop it with: $(BIN)/storectl cluster down --dir $(DIR)"; \
+			"stop it with: $(BIN)/storectl cluster down --dir '$(DIR)'"; \
 	else \
-		$(BIN)/storectl cluster down --dir $(DIR); down_status=$$?; \
+		$(BIN)/storectl cluster down --dir "$(DIR)"; down_status=$$?; \
 		if [ $$status -eq 0 ]; then status=$$down_status; fi; \
 	fi; \
 	exit $$status
@@ -52,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) "$(DIR)" .pytest_cache .mypy_cache .ruff_cache

@@ -71,7 +71,7 @@ class BucketCatalog(Buckets):
     def create(self, name: str, owner: str) -> pb.BucketRecord:
         check_bucket_name(name)
         if name in self.buckets:
-            raise AlreadyExists(f"bucket {name!r} already exists")
+            raise AlreadyExists(f"bucket {name!r} already exists; choose another name")
         record = pb.BucketRecord(name=name, owner=owner, created_unix_ns=time.time_ns())
         self._write(name, record)
         self.buckets[name] = record

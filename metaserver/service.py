@@ -160,6 +160,12 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
     async def GetClusterMap(
         self, request: meta_pb2.GetClusterMapRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClusterMap:
+        if isinstance(self.cluster, PrimaryLink):
+            # A secondary's copy lags the primary by up to a heartbeat; clients get the source.
+            try:
+                await self.cluster.sync_once()
+            except StoreError as error:
+                log.warning("serving a cached cluster map epoch=%d: %s", self.cluster.epoch, error)
         return self.cluster.cluster_map()
 
     @unary_handler
@@ -458,7 +464,10 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         if record is None:
             await self._ensure_bucket(request.bucket)
             self.buckets.get(request.bucket)
-            raise NoSuchKey(f"object {request.bucket}/{display_key(request.key)} does not exist")
+            raise NoSuchKey(
+                f"object {request.bucket}/{display_key(request.key)} does not exist; check the "
+                "key, or list the bucket"
+            )
         if not request.include_inline:
             record.ClearField("inline_data")
         return record

@@ -23,7 +23,7 @@ from pathlib import Path
 from store import cli_cluster, cli_objects
 from store.cluster import START_TIMEOUT_S, STOP_TIMEOUT_S
 from store.discovery import DEFAULT_CLUSTER_DIR, META_ENV_VAR
-from store.errors import StoreError
+from store.errors import StoreError, Unavailable
 from store.log import LEVELS, setup_logging
 
 log = logging.getLogger("storectl")
@@ -246,6 +246,12 @@ def run(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
         for line in lines[1:]:
             log.info("%s", line)
+        if isinstance(error, Unavailable) and args.command != "cluster":
+            print(
+                f"{PROG}: is the cluster running? `{PROG} cluster status` shows it; --meta or "
+                "--dir choose which cluster to use",
+                file=sys.stderr,
+            )
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -255,6 +261,11 @@ def run(argv: list[str] | None = None) -> int:
         # docs advises pointing stdout at devnull so that the flush at exit does not raise again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        # A local file that cannot be read or written, such as a missing folder.
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{PROG}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 1
 
 

@@ -27,7 +27,13 @@ from store.checksum import crc32c
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
 from store.download import Reader, ReadTarget
-from store.errors import ChecksumMismatch, InvalidArgument, NoSuchUpload, StoreError
+from store.errors import (
+    ChecksumMismatch,
+    InvalidArgument,
+    NoSuchUpload,
+    StoreError,
+    Unavailable,
+)
 from store.limits import MAX_LIST_KEYS
 from store.listing import (
     ItemCursor,
@@ -40,6 +46,7 @@ from store.listing import (
 from store.memory import tune_malloc
 from store.names import check_bucket_name, check_user_metadata, display_key, encode_key
 from store.reader import AsyncObjectReader
+from store.serving import split_address
 from store.sources import PutData, Source, open_path_source, open_source
 from store.types import BucketInfo, ListEntry, ListPage, ObjectInfo
 from store.upload import Upload, UploadResult
@@ -51,6 +58,9 @@ Key = str | bytes
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_WINDOW_CHUNKS = 8
 DEFAULT_CHUNK_TIMEOUT_S = 60.0
+# Looks at the cluster map when too few dataservers are up for a new upload.
+PLACEMENT_ATTEMPTS = 5
+PLACEMENT_RETRY_S = 0.3
 
 
 class AsyncClient:
@@ -75,6 +85,8 @@ class AsyncClient:
         addresses = [a.strip() for a in addresses if a.strip()]
         if not addresses:
             raise InvalidArgument("AsyncClient needs at least one metaserver address")
+        for one in addresses:
+            split_address(one)
         if window_chunks < 1:
             raise InvalidArgument(f"window_chunks {window_chunks} must be at least 1")
         if tune_memory:
@@ -315,18 +327,30 @@ class AsyncClient:
         view = await self._connection.cluster_view(deadline)
         if view.epoch < session.epoch:
             view = await self._connection.refresh_map(deadline, session.epoch)
-        upload = Upload(
-            self._connection,
-            view,
-            bucket,
-            key,
-            session.upload_id,
-            session.chunk_size_bytes,
-            session.replicas,
-            self.window_chunks,
-            self.chunk_timeout_s,
-            compute_md5,
-        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                upload = Upload(
+                    self._connection,
+                    view,
+                    bucket,
+                    key,
+                    session.upload_id,
+                    session.chunk_size_bytes,
+                    session.replicas,
+                    self.window_chunks,
+                    self.chunk_timeout_s,
+                    compute_md5,
+                )
+                break
+            except Unavailable:
+                # Too few dataservers up in this map; a cluster that just started may be
+                # registering them, so look again a few times before giving up.
+                if attempt >= PLACEMENT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(PLACEMENT_RETRY_S)
+                view = await self._connection.refresh_map(deadline, view.epoch + 1)
         if len(first) > session.chunk_size_bytes:
             raise InvalidArgument(
                 f"first read of {len(first)} bytes exceeds the chunk size "
@@ -526,7 +550,10 @@ class AsyncClient:
         target = await self._target(bucket, key, deadline)
         final = os.fspath(path)
         temp = f"{final}.{os.getpid()}.part"
-        file = await asyncio.to_thread(open, temp, "wb")
+        try:
+            file = await asyncio.to_thread(open, temp, "wb")
+        except OSError as exc:
+            raise InvalidArgument(f"cannot write {final}: {exc.strerror}") from None
         try:
             if target.record.is_inline:
                 await asyncio.to_thread(file.write, target.record.inline_data)

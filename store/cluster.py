@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -203,6 +204,7 @@ class LocalCluster:
         self.meta_args = list(meta_args or [])
         self.data_args = list(data_args or [])
         self._metaserver_count = metaservers
+        self._previous_addresses = _recorded_addresses(self.root / CLUSTER_FILE)
         self.metaservers: list[ManagedProcess] = [self._metaserver_spec(0, metaservers)]
         self.dataservers: list[ManagedProcess] = []
         self._dataserver_count = dataservers
@@ -221,7 +223,7 @@ class LocalCluster:
             "--dir",
             str(directory),
             "--listen",
-            f"{self.host}:0",
+            self._listen_address(f"meta-{index}"),
             "--shard-count",
             str(self.shards),
             "--shards",
@@ -245,7 +247,7 @@ class LocalCluster:
             "--dir",
             str(directory),
             "--listen",
-            f"{self.host}:0",
+            self._listen_address(f"data-{index}"),
             "--meta",
             self.meta_address,
             "--domain",
@@ -258,6 +260,24 @@ class LocalCluster:
         return ManagedProcess(
             "dataserver", f"data-{index}", directory, args, self.root / "logs" / f"data-{index}.log"
         )
+
+    def _listen_address(self, name: str) -> str:
+        """Return the address `name` had in the last run in this directory, if still free.
+
+        A cluster restarted in the same directory keeps its addresses, so clients and
+        scripts that saved them still work; otherwise the OS picks a free port.
+        """
+        address = self._previous_addresses.get(name)
+        if address is None:
+            return f"{self.host}:0"
+        host, port = address.rsplit(":", 1)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, int(port)))
+        except (OSError, ValueError):
+            return f"{self.host}:0"
+        return address
 
     @property
     def meta_address(self) -> str:
@@ -405,6 +425,16 @@ class LocalCluster:
             ManagedProcess.from_json("dataserver", d) for d in record["dataservers"]
         ]
         return cluster
+
+
+def _recorded_addresses(path: Path) -> dict[str, str]:
+    """Return the address of each process name in a cluster.json, or {} without one."""
+    try:
+        record = json.loads(path.read_text())
+        processes = record["metaservers"] + record["dataservers"]
+        return {p["name"]: p["address"] for p in processes if p.get("address")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _pin_listen_address(process: ManagedProcess) -> None:

@@ -87,9 +87,10 @@ class Connection:
             fresh = time.monotonic() - self._refreshed_at < MAP_REFRESH_MIN_INTERVAL_S
             if view is not None and fresh and view.epoch >= min_epoch:
                 return view
-            addresses = list(
-                dict.fromkeys((view.metaserver_addresses if view else []) + self.seed_addresses)
-            )
+            # The primary first: it holds the map, the others serve copies.
+            known = [view.primary_address] if view and view.primary_address else []
+            known += view.metaserver_addresses if view else []
+            addresses = list(dict.fromkeys(known + self.seed_addresses))
             errors: list[str] = []
             for address in addresses:
                 try:
@@ -99,16 +100,18 @@ class Connection:
                 except grpc.RpcError as exc:
                     errors.append(str(error_from_rpc(exc, f"metaserver {address}")))
                     continue
-                if view is None or cluster_map.epoch >= view.epoch:
-                    if view is not None and cluster_map.epoch != view.epoch:
+                if self.view is None or cluster_map.epoch >= self.view.epoch:
+                    if self.view is not None and cluster_map.epoch != self.view.epoch:
                         log.info(
-                            "cluster map refreshed epoch=%d->%d", view.epoch, cluster_map.epoch
+                            "cluster map refreshed epoch=%d->%d", self.view.epoch, cluster_map.epoch
                         )
                     self.view = ClusterView(cluster_map)
-                self._refreshed_at = time.monotonic()
-                assert self.view is not None
-                return self.view
-            raise Unavailable(f"cannot fetch the cluster map: {'; '.join(errors)}")
+                if self.view.epoch >= min_epoch:
+                    break
+            if self.view is None or (errors and len(errors) == len(addresses)):
+                raise Unavailable(f"cannot fetch the cluster map: {'; '.join(errors)}")
+            self._refreshed_at = time.monotonic()
+            return self.view
 
     def shard_for(self, view: ClusterView, bucket: str, key: bytes) -> int:
         return shard_of(bucket, key, view.shard_count)

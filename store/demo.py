@@ -410,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)
+        big_path.unlink(missing_ok=True)
         sys.exit(130)
     big_path.unlink(missing_ok=True)
     print("demo: OK, every object matches its local file")

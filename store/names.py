@@ -74,8 +74,8 @@ def encode_key(key: str | bytes) -> bytes:
         raise InvalidArgument("key must not be empty")
     if len(raw) > MAX_KEY_BYTES:
         raise InvalidArgument(
-            f"key {raw[:40]!r}... is {len(raw)} bytes long; the maximum is {MAX_KEY_BYTES} "
-            "bytes of UTF-8, so shorten it"
+            f"key {display_key(raw[:40])!r}... is {len(raw)} bytes long; the maximum is "
+            f"{MAX_KEY_BYTES} bytes of UTF-8, so shorten it"
         )
     return raw
 
