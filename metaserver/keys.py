@@ -4,6 +4,11 @@
                           keys of one bucket sort together, in byte order)
     "U" upload id (16 B)  open upload session
     "G" sequence (u64 BE) garbage-collection entry, oldest first
+    "M" upload id         multipart upload session
+    "P" upload id, part number (u32 BE)
+                          a part of a multipart upload, waiting for completion
+    "L" bucket 0x00 key 0x00 upload id
+                          index of multipart uploads, for listing them
 
 An object value is a u32 length, the ListEntry summary (size, ETag, mtime)
 and the full ObjectRecord, so listings decode only the summary.
@@ -19,6 +24,9 @@ from store.listing import ListItem
 OBJECT_TAG = b"O"
 UPLOAD_TAG = b"U"
 GC_TAG = b"G"
+MULTIPART_TAG = b"M"
+PART_TAG = b"P"
+UPLOAD_INDEX_TAG = b"L"
 _SUMMARY_LENGTH = struct.Struct("<I")
 _SEQUENCE = struct.Struct(">Q")
 
@@ -34,6 +42,37 @@ def object_key(bucket: str, key: bytes) -> bytes:
 
 def upload_key(upload_id: str) -> bytes:
     return UPLOAD_TAG + bytes.fromhex(upload_id)
+
+
+def multipart_key(upload_id: str) -> bytes:
+    return MULTIPART_TAG + bytes.fromhex(upload_id)
+
+
+def part_prefix(upload_id: str) -> bytes:
+    return PART_TAG + bytes.fromhex(upload_id)
+
+
+def part_key(upload_id: str, part_number: int) -> bytes:
+    return part_prefix(upload_id) + part_number.to_bytes(4, "big")
+
+
+def upload_index_prefix(bucket: str) -> bytes:
+    """Return the prefix of the multipart upload index entries of `bucket`."""
+    return UPLOAD_INDEX_TAG + bucket.encode() + b"\0"
+
+
+def upload_index_key(bucket: str, key: bytes, upload_id: str) -> bytes:
+    # 0x00 after the key sorts a key's uploads before any longer key that extends it.
+    return upload_index_prefix(bucket) + key + b"\0" + bytes.fromhex(upload_id)
+
+
+def upload_index_start(key_marker: bytes, upload_id_marker: str) -> bytes:
+    """Return where a listing of uploads after (key_marker, upload_id_marker) starts."""
+    if not key_marker:
+        return b""
+    if not upload_id_marker:
+        return key_marker + b"\x01"
+    return key_marker + b"\0" + bytes.fromhex(upload_id_marker) + b"\0"
 
 
 def gc_key(sequence: int) -> bytes:

@@ -21,6 +21,7 @@ from metaserver.membership import Membership
 from metaserver.rocks import RocksEnv
 from metaserver.service import MetaService, ServiceSettings
 from metaserver.shard import Shard
+from metaserver.users import UserDirectory
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2_grpc
 from store.durable import write_file_atomic
@@ -211,9 +212,12 @@ async def serve(args: argparse.Namespace) -> None:
 
     buckets: Buckets
     cluster: Membership | PrimaryLink
+    users: UserDirectory | None = None
     if args.primary is None:
         buckets = BucketCatalog(system_db)
         cluster = Membership(system_db, cluster_config(system_db, args), args.dataserver_timeout_s)
+        users = UserDirectory(system_db)
+        users.ensure_root()
     else:
         buckets = BucketMirror()
         cluster = PrimaryLink(args.primary, info, buckets, args.primary_heartbeat_s, 5.0)
@@ -232,6 +236,7 @@ async def serve(args: argparse.Namespace) -> None:
         cluster,
         collector,
         ServiceSettings(gc_delay_s=args.gc_delay_s, started_unix_ms=int(time.time() * 1000)),
+        users,
     )
     server, address = await start_grpc_server(
         args.listen,

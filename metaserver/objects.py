@@ -22,20 +22,20 @@ from store.names import display_key
 UPLOAD_DELETE_REPEATS = 1
 
 
-def _object_name(bucket: str, key: bytes) -> str:
+def object_name(bucket: str, key: bytes) -> str:
     return f"{bucket}/{display_key(key)}"
 
 
-def _load_object(view: GroupView, bucket: str, key: bytes) -> pb.ObjectRecord | None:
+def load_object(view: GroupView, bucket: str, key: bytes) -> pb.ObjectRecord | None:
     value = view.get(keys.object_key(bucket, key))
     return None if value is None else keys.decode_object(value)
 
 
-def _chunk_refs(record: pb.ObjectRecord) -> list[pb.ChunkRef]:
+def chunk_refs(record: pb.ObjectRecord) -> list[pb.ChunkRef]:
     return [chunk for stripe in record.layout.stripes for chunk in stripe.chunks]
 
 
-def _queue_garbage(
+def queue_garbage(
     view: GroupView,
     shard: Shard,
     chunks: Iterable[pb.ChunkRef],
@@ -52,7 +52,7 @@ def _queue_garbage(
         view.put(keys.gc_key(shard.allocate_gc_sequence()), entry.SerializeToString())
 
 
-def _check_conditions(
+def check_conditions(
     current: pb.ObjectRecord | None, if_match_etag: str, if_none_match_any: bool, name: str
 ) -> None:
     if if_none_match_any and current is not None:
@@ -91,10 +91,10 @@ def open_upload(
     return run
 
 
-def _take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> None:
+def take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> None:
     """Check that the upload is open for (bucket, key) and stage its removal."""
     value = view.get(keys.upload_key(upload_id))
-    name = _object_name(bucket, key)
+    name = object_name(bucket, key)
     if value is None:
         raise NoSuchUpload(
             f"upload {upload_id} for {name} does not exist: it was committed, aborted, or "
@@ -103,7 +103,7 @@ def _take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> N
     session = pb.UploadSession.FromString(value)
     if session.bucket != bucket or session.key != key:
         raise NoSuchUpload(
-            f"upload {upload_id} belongs to {_object_name(session.bucket, session.key)}, not {name}"
+            f"upload {upload_id} belongs to {object_name(session.bucket, session.key)}, not {name}"
         )
     view.delete(keys.upload_key(upload_id))
 
@@ -116,14 +116,14 @@ def commit_object(
     gc_delay_ns: int,
 ) -> Callable[[GroupView], pb.ObjectRecord]:
     bucket, key = request.bucket, request.key
-    name = _object_name(bucket, key)
+    name = object_name(bucket, key)
 
     def run(view: GroupView) -> pb.ObjectRecord:
         catalog.check_writable(bucket)
         if request.upload_id:
-            _take_session(view, request.upload_id, bucket, key)
-        current = _load_object(view, bucket, key)
-        _check_conditions(current, request.if_match_etag, request.if_none_match_any, name)
+            take_session(view, request.upload_id, bucket, key)
+        current = load_object(view, bucket, key)
+        check_conditions(current, request.if_match_etag, request.if_none_match_any, name)
 
         record = pb.ObjectRecord()
         record.CopyFrom(request.record)
@@ -132,10 +132,10 @@ def commit_object(
         record.created_unix_ns = current.created_unix_ns if current is not None else now_unix_ns
         view.put(keys.object_key(bucket, key), keys.encode_object(record))
         if current is not None:
-            _queue_garbage(
+            queue_garbage(
                 view,
                 shard,
-                _chunk_refs(current),
+                chunk_refs(current),
                 (),
                 now_unix_ns + gc_delay_ns,
                 f"overwrite of {name} version {current.version_id}",
@@ -153,18 +153,18 @@ def delete_object(
     gc_delay_ns: int,
 ) -> Callable[[GroupView], meta_pb2.DeleteObjectResponse]:
     bucket, key = request.bucket, request.key
-    name = _object_name(bucket, key)
+    name = object_name(bucket, key)
 
     def run(view: GroupView) -> meta_pb2.DeleteObjectResponse:
-        current = _load_object(view, bucket, key)
-        _check_conditions(current, request.if_match_etag, False, name)
+        current = load_object(view, bucket, key)
+        check_conditions(current, request.if_match_etag, False, name)
         if current is None:
             return meta_pb2.DeleteObjectResponse(existed=False)
         view.delete(keys.object_key(bucket, key))
-        _queue_garbage(
+        queue_garbage(
             view,
             shard,
-            _chunk_refs(current),
+            chunk_refs(current),
             (),
             now_unix_ns + gc_delay_ns,
             f"delete of {name} version {current.version_id}",
@@ -178,8 +178,8 @@ def abort_upload(
     shard: Shard, request: meta_pb2.AbortUploadRequest, now_unix_ns: int
 ) -> Callable[[GroupView], None]:
     def run(view: GroupView) -> None:
-        _take_session(view, request.upload_id, request.bucket, request.key)
-        _queue_garbage(
+        take_session(view, request.upload_id, request.bucket, request.key)
+        queue_garbage(
             view,
             shard,
             (),
@@ -204,13 +204,13 @@ def expire_upload(
         if session.created_unix_ns > cutoff_unix_ns:
             return False
         view.delete(keys.upload_key(upload_id))
-        _queue_garbage(
+        queue_garbage(
             view,
             shard,
             (),
             [upload_id],
             now_unix_ns,
-            f"expiry of upload {upload_id} for {_object_name(session.bucket, session.key)}",
+            f"expiry of upload {upload_id} for {object_name(session.bucket, session.key)}",
         )
         return True
 

@@ -22,7 +22,9 @@ from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
 from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector
 from metaserver.membership import Membership
+from metaserver.service_multipart import MultipartHandlers
 from metaserver.shard import GroupView, Shard
+from metaserver.users import UserDirectory
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2, meta_pb2_grpc
 from store.channels import ChannelPool
@@ -68,7 +70,7 @@ class ServiceSettings:
     started_unix_ms: int
 
 
-class MetaService(meta_pb2_grpc.MetaServiceServicer):
+class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     def __init__(
         self,
         server_id: str,
@@ -77,6 +79,7 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         cluster: ClusterState,
         collector: GarbageCollector,
         settings: ServiceSettings,
+        users: UserDirectory | None = None,
     ) -> None:
         self.server_id = server_id
         self.address = ""
@@ -85,6 +88,8 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
         self.cluster = cluster
         self.collector = collector
         self.settings = settings
+        # The primary's user directory; None on secondaries.
+        self.users = users
         self._peers = ChannelPool()
 
     @property
@@ -420,7 +425,11 @@ class MetaService(meta_pb2_grpc.MetaServiceServicer):
                 f"commit of upload {request.upload_id} must not carry inline data"
             )
         check_layout(record.layout, record.size_bytes, request.upload_id)
-        targets = {chunk.target for stripe in record.layout.stripes for chunk in stripe.chunks}
+        await self._check_targets(record.layout, name)
+
+    async def _check_targets(self, layout: pb.Layout, name: str) -> None:
+        """Raise InvalidArgument when a layout names a dataserver the cluster map lacks."""
+        targets = {chunk.target for stripe in layout.stripes for chunk in stripe.chunks}
         unknown = targets - self.cluster.dataservers.keys()
         if unknown and isinstance(self.cluster, PrimaryLink):
             # A secondary's copy of the map may lag the client's; catch up once.

@@ -72,6 +72,20 @@ class GroupView:
     def put(self, key: bytes, value: bytes) -> None:
         self.staged[key] = value
 
+    def scan(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Return up to `limit` (key, value) pairs under `prefix`, in key order."""
+        found: dict[bytes, Any] = {}
+        cursor = ShardCursor(self._db, prefix, b"", b"")
+        while (suffix := cursor.current()) is not None and len(found) < limit:
+            found[prefix + suffix] = cursor.payload()
+            cursor.advance()
+        for layer in (self._overlay, self.staged):
+            for key, value in layer.items():
+                if key.startswith(prefix):
+                    found[key] = value
+        pairs = [(key, value) for key, value in sorted(found.items()) if value is not _DELETED]
+        return pairs[:limit]
+
     def delete(self, key: bytes) -> None:
         self.staged[key] = _DELETED
 

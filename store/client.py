@@ -14,10 +14,9 @@ object, but each chunk transfer still fails after `chunk_timeout_s`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from store._pb import common_pb2 as pb
@@ -30,9 +29,6 @@ from store.download import Reader, ReadTarget
 from store.errors import (
     ChecksumMismatch,
     InvalidArgument,
-    NoSuchUpload,
-    StoreError,
-    Unavailable,
 )
 from store.limits import MAX_LIST_KEYS
 from store.listing import (
@@ -44,12 +40,12 @@ from store.listing import (
     next_start_key,
 )
 from store.memory import tune_malloc
-from store.names import check_bucket_name, check_user_metadata, display_key, encode_key
+from store.names import check_bucket_name, display_key, encode_key
+from store.put import WriteOptions, Writer
 from store.reader import AsyncObjectReader
 from store.serving import split_address
 from store.sources import PutData, Source, open_path_source, open_source
 from store.types import BucketInfo, ListEntry, ListPage, ObjectInfo
-from store.upload import Upload, UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +54,6 @@ Key = str | bytes
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_WINDOW_CHUNKS = 8
 DEFAULT_CHUNK_TIMEOUT_S = 60.0
-# Looks at the cluster map when too few dataservers are up for a new upload.
-PLACEMENT_ATTEMPTS = 5
-PLACEMENT_RETRY_S = 0.3
 
 
 class AsyncClient:
@@ -96,8 +89,13 @@ class AsyncClient:
         self.chunk_timeout_s = chunk_timeout_s
         self._connection = Connection(addresses)
         self._reader = Reader(self._connection, window_chunks, chunk_timeout_s)
-        self._commits = commit_batcher(self._connection.channels)
         self._stats = stat_batcher(self._connection.channels)
+        self._writer = Writer(
+            self._connection,
+            commit_batcher(self._connection.channels),
+            window_chunks,
+            chunk_timeout_s,
+        )
 
     async def __aenter__(self) -> AsyncClient:
         await self.connect()
@@ -178,8 +176,12 @@ class AsyncClient:
         *,
         content_type: str = "",
         metadata: Mapping[str, str] | None = None,
+        system_metadata: Mapping[str, str] | None = None,
         chunk_size_bytes: int = 0,
         compute_md5: bool = False,
+        checksum_algorithms: Sequence[str] = (),
+        expected_checksums: Mapping[str, str] | None = None,
+        content_md5: str | None = None,
         if_match: str = "",
         if_none_match: bool = False,
         timeout_s: float | None = None,
@@ -188,25 +190,26 @@ class AsyncClient:
 
         Streams of unknown length are read one chunk at a time. `compute_md5`
         makes the ETag the MD5 of the content (slower); otherwise large
-        objects get an ETag derived from their chunk checksums. `if_match`
-        and `if_none_match` make the commit conditional (PreconditionFailed).
+        objects get an ETag derived from their chunk checksums.
+        `checksum_algorithms` names checksums to store (crc32, crc32c,
+        crc64nvme, sha1, sha256); `expected_checksums` and `content_md5`
+        (base64) are checked once the last byte is read, and a mismatch
+        raises BadDigest with nothing committed. `if_match` and
+        `if_none_match` make the commit conditional (PreconditionFailed).
         """
-        source = open_source(data)
-        try:
-            return await self._put(
-                bucket,
-                key,
-                source,
-                content_type,
-                metadata,
-                chunk_size_bytes,
-                compute_md5,
-                if_match,
-                if_none_match,
-                timeout_s,
-            )
-        finally:
-            await source.close()
+        options = WriteOptions(
+            content_type=content_type,
+            metadata=metadata,
+            system_metadata=system_metadata,
+            chunk_size_bytes=chunk_size_bytes,
+            compute_md5=compute_md5,
+            checksum_algorithms=checksum_algorithms,
+            expected_checksums=expected_checksums if expected_checksums is not None else {},
+            content_md5=content_md5,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
+        return await self._put(bucket, key, open_source(data), options, timeout_s)
 
     async def put_file(
         self,
@@ -221,205 +224,30 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> ObjectInfo:
         """Store the file at `path` as an object."""
-        source = open_path_source(path)
-        try:
-            return await self._put(
-                bucket,
-                key,
-                source,
-                content_type,
-                metadata,
-                chunk_size_bytes,
-                compute_md5,
-                "",
-                False,
-                timeout_s,
-            )
-        finally:
-            await source.close()
+        options = WriteOptions(
+            content_type=content_type,
+            metadata=metadata,
+            chunk_size_bytes=chunk_size_bytes,
+            compute_md5=compute_md5,
+        )
+        return await self._put(bucket, key, open_path_source(path), options, timeout_s)
 
     async def _put(
         self,
         bucket: str,
         key: Key,
         source: Source,
-        content_type: str,
-        metadata: Mapping[str, str] | None,
-        chunk_size_bytes: int,
-        compute_md5: bool,
-        if_match: str,
-        if_none_match: bool,
+        options: WriteOptions,
         timeout_s: float | None,
     ) -> ObjectInfo:
-        check_bucket_name(bucket)
-        raw_key = encode_key(key)
-        user_metadata = check_user_metadata(metadata)
-        name = f"{bucket}/{display_key(raw_key)}"
-        deadline = Deadline(timeout_s, f"put {name}")
-        view = await self._connection.cluster_view(deadline)
-
-        record = pb.ObjectRecord(content_type=content_type)
-        record.user_metadata.update(user_metadata)
-        request = meta_pb2.CommitObjectRequest(
-            bucket=bucket, key=raw_key, if_match_etag=if_match, if_none_match_any=if_none_match
-        )
-
-        # Small objects live in the metadata record: one synced write, no dataserver.
-        inline_max = view.map.inline_max_bytes
-        first_size = chunk_size_bytes or view.map.chunk_size_bytes
-        if source.size_bytes is not None and source.size_bytes <= inline_max:
-            first_size = inline_max + 1
-        first = await source.read_exact(first_size)
-        if len(first) <= inline_max:
-            data = bytes(first)
-            record.is_inline = True
-            record.inline_data = data
-            record.inline_crc32c = crc32c(data)
-            record.size_bytes = len(data)
-            record.etag = hashlib.md5(data).hexdigest()
-            return await self._commit(request, record, deadline)
-
-        session = await self._open_upload(bucket, raw_key, chunk_size_bytes, deadline)
-        request.upload_id = session.upload_id
         try:
-            result = await self._write_stripes(
-                bucket, raw_key, session, source, first, compute_md5, deadline
-            )
-            record.layout.CopyFrom(result.layout)
-            record.size_bytes = result.size_bytes
-            record.etag = result.etag
-            return await self._commit(request, record, deadline)
-        except BaseException as error:
-            await self._abort_quietly(bucket, raw_key, session.upload_id, error)
-            raise
-
-    async def _open_upload(
-        self, bucket: str, key: bytes, chunk_size_bytes: int, deadline: Deadline
-    ) -> meta_pb2.OpenUploadResponse:
-        view = await self._connection.cluster_view(deadline)
-        shard = self._connection.shard_for(view, bucket, key)
-
-        def call(stub: Any, view: ClusterView, timeout: float | None) -> Any:
-            request = meta_pb2.OpenUploadRequest(
-                bucket=bucket,
-                key=key,
-                shard=shard,
-                epoch=view.epoch,
-                chunk_size_bytes=chunk_size_bytes,
-            )
-            return stub.OpenUpload(request, timeout=timeout)
-
-        response: meta_pb2.OpenUploadResponse = await self._connection.meta_call(
-            deadline, shard, call, idempotent=True
-        )
-        return response
-
-    async def _write_stripes(
-        self,
-        bucket: str,
-        key: bytes,
-        session: meta_pb2.OpenUploadResponse,
-        source: Source,
-        first: bytes | memoryview,
-        compute_md5: bool,
-        deadline: Deadline,
-    ) -> UploadResult:
-        view = await self._connection.cluster_view(deadline)
-        if view.epoch < session.epoch:
-            view = await self._connection.refresh_map(deadline, session.epoch)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                upload = Upload(
-                    self._connection,
-                    view,
-                    bucket,
-                    key,
-                    session.upload_id,
-                    session.chunk_size_bytes,
-                    session.replicas,
-                    self.window_chunks,
-                    self.chunk_timeout_s,
-                    compute_md5,
-                )
-                break
-            except Unavailable:
-                # Too few dataservers up in this map; a cluster that just started may be
-                # registering them, so look again a few times before giving up.
-                if attempt >= PLACEMENT_ATTEMPTS:
-                    raise
-                await asyncio.sleep(PLACEMENT_RETRY_S)
-                view = await self._connection.refresh_map(deadline, view.epoch + 1)
-        if len(first) > session.chunk_size_bytes:
-            raise InvalidArgument(
-                f"first read of {len(first)} bytes exceeds the chunk size "
-                f"{session.chunk_size_bytes}"
-            )
-        if len(first) < session.chunk_size_bytes:
-            # The first read was sized before the upload's chunk size was known; top it up.
-            rest = await source.read_exact(session.chunk_size_bytes - len(first))
-            if rest:
-                first = bytes(first) + bytes(rest)
-        return await upload.write(source, first, deadline)
-
-    async def _commit(
-        self, request: meta_pb2.CommitObjectRequest, record: pb.ObjectRecord, deadline: Deadline
-    ) -> ObjectInfo:
-        request.record.CopyFrom(record)
-        view = await self._connection.cluster_view(deadline)
-        shard = self._connection.shard_for(view, request.bucket, request.key)
-        request.shard = shard
-
-        def call(stub: Any, view: ClusterView, timeout: float | None) -> Any:
-            request.epoch = view.epoch
-            address = view.metaserver_for_shard(shard)
-            return self._commits.call(address, request, timeout)
-
-        # A conditional commit is not repeated after an unknown outcome: its retry could
-        # fail the condition that its own first attempt made false.
-        conditional = bool(request.if_match_etag or request.if_none_match_any)
-        try:
-            committed = await self._connection.meta_call(
-                deadline, shard, call, idempotent=not conditional
-            )
-        except NoSuchUpload:
-            # A retried commit whose first attempt succeeded finds its session gone;
-            # the object then carries the upload id as its version.
-            if request.upload_id:
-                current = await self._stat_record(request.bucket, request.key, False, deadline)
-                if current is not None and current.version_id == request.upload_id:
-                    return ObjectInfo.from_record(request.bucket, request.key, current)
-            raise
-        return ObjectInfo.from_record(request.bucket, request.key, committed)
-
-    async def _abort_quietly(
-        self, bucket: str, key: bytes, upload_id: str, cause: BaseException
-    ) -> None:
-        """Abort a failed upload so its chunks are collected now; errors are only logged."""
-        view = self._connection.view
-        if view is None:
-            return
-        shard = self._connection.shard_for(view, bucket, key)
-        request = meta_pb2.AbortUploadRequest(
-            bucket=bucket, key=key, shard=shard, upload_id=upload_id
-        )
-        try:
-            await self._connection.meta_call(
-                Deadline(5.0, f"abort upload {upload_id}"),
-                shard,
-                lambda stub, _, t: stub.AbortUpload(request, timeout=t),
-                idempotent=True,
-            )
-            log.info(
-                "aborted upload=%s of %s/%s after: %r", upload_id, bucket, display_key(key), cause
-            )
-        except StoreError as error:
-            log.warning(
-                "abort of upload=%s failed (the collector removes it after the grace period): %s",
-                upload_id,
-                error,
-            )
+            check_bucket_name(bucket)
+            raw_key = encode_key(key)
+            deadline = Deadline(timeout_s, f"put {bucket}/{display_key(raw_key)}")
+            record = await self._writer.put(bucket, raw_key, source, options, deadline)
+        finally:
+            await source.close()
+        return ObjectInfo.from_record(bucket, raw_key, record)
 
     async def delete(
         self, bucket: str, key: Key, *, if_match: str = "", timeout_s: float | None = None

@@ -24,6 +24,7 @@ from store._pb import data_pb2
 from store.checksum import crc32c
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
+from store.digests import Digests
 from store.errors import StoreError
 from store.layout import chunk_id
 from store.limits import MESSAGE_BYTES
@@ -39,7 +40,16 @@ log = logging.getLogger(__name__)
 class UploadResult:
     layout: pb.Layout
     size_bytes: int
-    etag: str
+
+
+def chunk_etag(layout: pb.Layout) -> str:
+    """Return an ETag derived from the chunks' CRC32Cs, for objects written without MD5.
+
+    It is not an MD5 of the content, and its "-N" suffix says so to S3 clients, as
+    a multipart ETag does.
+    """
+    crcs = b"".join(stripe.chunks[0].crc32c.to_bytes(4, "big") for stripe in layout.stripes)
+    return f"{hashlib.md5(crcs).hexdigest()}-{len(layout.stripes)}"
 
 
 class Upload:
@@ -56,7 +66,7 @@ class Upload:
         replicas: int,
         window: int,
         chunk_timeout_s: float,
-        compute_md5: bool,
+        digests: Digests,
     ) -> None:
         assert window > 0 and chunk_size_bytes > 0 and replicas > 0
         self.connection = connection
@@ -68,7 +78,8 @@ class Upload:
         self.replicas = replicas
         self.window = window
         self.chunk_timeout_s = chunk_timeout_s
-        self._md5 = hashlib.md5() if compute_md5 else None
+        # Fed with every byte in order, from a worker thread.
+        self.digests = digests
         self.ranking = rank_dataservers(eligible_dataservers(view.map, chunk_size_bytes), upload_id)
         # Fail before sending anything when too few dataservers are up.
         stripe_targets(self.ranking, 0, replicas)
@@ -91,13 +102,7 @@ class Upload:
                     tasks.create_task(self._write_stripe(index, data, stripe, slots, deadline))
         except BaseExceptionGroup as group:
             raise _first_store_error(group) from None
-        crcs = b"".join(s.chunks[0].crc32c.to_bytes(4, "big") for s in layout.stripes)
-        if self._md5 is not None:
-            etag = self._md5.hexdigest()
-        else:
-            # Not an MD5 of the content; the "-N" suffix says so to S3 clients, as for multipart.
-            etag = f"{hashlib.md5(crcs).hexdigest()}-{len(layout.stripes)}"
-        return UploadResult(layout, offset, etag)
+        return UploadResult(layout, offset)
 
     async def _stripes(
         self, source: Source, first: bytes | memoryview, slots: asyncio.Semaphore
@@ -106,8 +111,8 @@ class Upload:
         data = first
         while data:
             await slots.acquire()
-            if self._md5 is not None:
-                await asyncio.to_thread(self._md5.update, data)
+            if self.digests.wanted:
+                await asyncio.to_thread(self.digests.update, data)
             yield index, data
             if len(data) < self.chunk_size_bytes:
                 return

@@ -319,6 +319,46 @@ class ObjectRecord(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ChecksumsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class SystemMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
@@ -330,6 +370,10 @@ class ObjectRecord(_message.Message):
     INLINE_DATA_FIELD_NUMBER: _builtins.int
     INLINE_CRC32C_FIELD_NUMBER: _builtins.int
     IS_INLINE_FIELD_NUMBER: _builtins.int
+    CHECKSUMS_FIELD_NUMBER: _builtins.int
+    SYSTEM_METADATA_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    CHECKSUM_TYPE_FIELD_NUMBER: _builtins.int
     size_bytes: _builtins.int
     etag: _builtins.str
     content_type: _builtins.str
@@ -342,10 +386,29 @@ class ObjectRecord(_message.Message):
     """Objects up to the inline limit live here instead of in chunks."""
     inline_crc32c: _builtins.int
     is_inline: _builtins.bool
+    checksum_type: _builtins.str
+    """FULL_OBJECT or COMPOSITE, for the checksums of a multipart object."""
     @_builtins.property
     def user_metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
     def layout(self) -> Global___Layout: ...
+    @_builtins.property
+    def checksums(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Checksums of the content by algorithm name (crc32, crc32c, crc64nvme,
+        sha1, sha256), each the base64 of the big-endian value as S3 shows it.
+        A composite checksum of a multipart object ends in "-N".
+        """
+
+    @_builtins.property
+    def system_metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """HTTP headers stored with the object: content-encoding,
+        content-disposition, content-language, cache-control, expires.
+        """
+
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartInfo]:
+        """The parts of an object completed from a multipart upload, in order."""
+
     def __init__(
         self,
         *,
@@ -360,14 +423,80 @@ class ObjectRecord(_message.Message):
         inline_data: _builtins.bytes = ...,
         inline_crc32c: _builtins.int = ...,
         is_inline: _builtins.bool = ...,
+        checksums: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        system_metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        parts: _abc.Iterable[Global___PartInfo] | None = ...,
+        checksum_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["layout", b"layout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "created_unix_ns", b"created_unix_ns", "etag", b"etag", "inline_crc32c", b"inline_crc32c", "inline_data", b"inline_data", "is_inline", b"is_inline", "layout", b"layout", "modified_unix_ns", b"modified_unix_ns", "size_bytes", b"size_bytes", "user_metadata", b"user_metadata", "version_id", b"version_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum_type", b"checksum_type", "checksums", b"checksums", "content_type", b"content_type", "created_unix_ns", b"created_unix_ns", "etag", b"etag", "inline_crc32c", b"inline_crc32c", "inline_data", b"inline_data", "is_inline", b"is_inline", "layout", b"layout", "modified_unix_ns", b"modified_unix_ns", "parts", b"parts", "size_bytes", b"size_bytes", "system_metadata", b"system_metadata", "user_metadata", b"user_metadata", "version_id", b"version_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ObjectRecord: _TypeAlias = ObjectRecord  # noqa: Y015
+
+@_typing.final
+class PartInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ChecksumsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PART_NUMBER_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    CHECKSUMS_FIELD_NUMBER: _builtins.int
+    MODIFIED_UNIX_NS_FIELD_NUMBER: _builtins.int
+    OFFSET_BYTES_FIELD_NUMBER: _builtins.int
+    LAYOUT_FIELD_NUMBER: _builtins.int
+    part_number: _builtins.int
+    size_bytes: _builtins.int
+    etag: _builtins.str
+    modified_unix_ns: _builtins.int
+    offset_bytes: _builtins.int
+    """Where the part's bytes start in the object (multipart objects only)."""
+    @_builtins.property
+    def checksums(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def layout(self) -> Global___Layout:
+        """The layout of the part while it waits for completion."""
+
+    def __init__(
+        self,
+        *,
+        part_number: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        etag: _builtins.str = ...,
+        checksums: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        modified_unix_ns: _builtins.int = ...,
+        offset_bytes: _builtins.int = ...,
+        layout: Global___Layout | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["layout", b"layout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksums", b"checksums", "etag", b"etag", "layout", b"layout", "modified_unix_ns", b"modified_unix_ns", "offset_bytes", b"offset_bytes", "part_number", b"part_number", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartInfo: _TypeAlias = PartInfo  # noqa: Y015
 
 @_typing.final
 class BucketRecord(_message.Message):
@@ -393,6 +522,37 @@ class BucketRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BucketRecord: _TypeAlias = BucketRecord  # noqa: Y015
+
+@_typing.final
+class UserRecord(_message.Message):
+    """A user of the S3 gateway and its key pair."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ACCESS_KEY_FIELD_NUMBER: _builtins.int
+    SECRET_KEY_FIELD_NUMBER: _builtins.int
+    CREATED_UNIX_NS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    access_key: _builtins.str
+    secret_key: _builtins.str
+    """Left empty wherever the secret is not needed."""
+    created_unix_ns: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        access_key: _builtins.str = ...,
+        secret_key: _builtins.str = ...,
+        created_unix_ns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_key", b"access_key", "created_unix_ns", b"created_unix_ns", "name", b"name", "secret_key", b"secret_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserRecord: _TypeAlias = UserRecord  # noqa: Y015
 
 @_typing.final
 class UploadSession(_message.Message):

@@ -758,6 +758,503 @@ class ListObjectsResponse(_message.Message):
 Global___ListObjectsResponse: _TypeAlias = ListObjectsResponse  # noqa: Y015
 
 @_typing.final
+class MultipartUpload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class UserMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class SystemMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CREATED_UNIX_NS_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    USER_METADATA_FIELD_NUMBER: _builtins.int
+    SYSTEM_METADATA_FIELD_NUMBER: _builtins.int
+    CHECKSUM_ALGORITHM_FIELD_NUMBER: _builtins.int
+    CHECKSUM_TYPE_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    bucket: _builtins.str
+    key: _builtins.bytes
+    created_unix_ns: _builtins.int
+    content_type: _builtins.str
+    """Applied to the object at completion."""
+    checksum_algorithm: _builtins.str
+    checksum_type: _builtins.str
+    owner: _builtins.str
+    @_builtins.property
+    def user_metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def system_metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        created_unix_ns: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+        user_metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        system_metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        checksum_algorithm: _builtins.str = ...,
+        checksum_type: _builtins.str = ...,
+        owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "checksum_algorithm", b"checksum_algorithm", "checksum_type", b"checksum_type", "content_type", b"content_type", "created_unix_ns", b"created_unix_ns", "key", b"key", "owner", b"owner", "system_metadata", b"system_metadata", "upload_id", b"upload_id", "user_metadata", b"user_metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MultipartUpload: _TypeAlias = MultipartUpload  # noqa: Y015
+
+@_typing.final
+class CreateMultipartUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    @_builtins.property
+    def upload(self) -> Global___MultipartUpload:
+        """upload_id and created_unix_ns are set by the metaserver."""
+
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        upload: Global___MultipartUpload | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shard", b"shard", "upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateMultipartUploadRequest: _TypeAlias = CreateMultipartUploadRequest  # noqa: Y015
+
+@_typing.final
+class CommitPartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SHARD_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    CHUNK_UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.bytes
+    shard: _builtins.int
+    upload_id: _builtins.str
+    """The multipart upload the part belongs to."""
+    chunk_upload_id: _builtins.str
+    """The ordinary upload that wrote the part's chunks (OpenUpload)."""
+    @_builtins.property
+    def part(self) -> _common_pb2.PartInfo:
+        """Number, size, ETag, checksums and layout of the part."""
+
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        shard: _builtins.int = ...,
+        upload_id: _builtins.str = ...,
+        chunk_upload_id: _builtins.str = ...,
+        part: _common_pb2.PartInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_upload_id", b"chunk_upload_id", "key", b"key", "part", b"part", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitPartRequest: _TypeAlias = CommitPartRequest  # noqa: Y015
+
+@_typing.final
+class CompletedPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PART_NUMBER_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    part_number: _builtins.int
+    etag: _builtins.str
+    def __init__(
+        self,
+        *,
+        part_number: _builtins.int = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "part_number", b"part_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompletedPart: _TypeAlias = CompletedPart  # noqa: Y015
+
+@_typing.final
+class CompleteMultipartUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SHARD_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    IF_MATCH_ETAG_FIELD_NUMBER: _builtins.int
+    IF_NONE_MATCH_ANY_FIELD_NUMBER: _builtins.int
+    MIN_PART_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.bytes
+    shard: _builtins.int
+    upload_id: _builtins.str
+    if_match_etag: _builtins.str
+    if_none_match_any: _builtins.bool
+    min_part_size_bytes: _builtins.int
+    """Parts smaller than this, other than the last, fail with EntityTooSmall."""
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletedPart]: ...
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        shard: _builtins.int = ...,
+        upload_id: _builtins.str = ...,
+        parts: _abc.Iterable[Global___CompletedPart] | None = ...,
+        if_match_etag: _builtins.str = ...,
+        if_none_match_any: _builtins.bool = ...,
+        min_part_size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "min_part_size_bytes", b"min_part_size_bytes", "parts", b"parts", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteMultipartUploadRequest: _TypeAlias = CompleteMultipartUploadRequest  # noqa: Y015
+
+@_typing.final
+class AbortMultipartUploadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SHARD_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.bytes
+    shard: _builtins.int
+    upload_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        shard: _builtins.int = ...,
+        upload_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "key", b"key", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbortMultipartUploadRequest: _TypeAlias = AbortMultipartUploadRequest  # noqa: Y015
+
+@_typing.final
+class AbortMultipartUploadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbortMultipartUploadResponse: _TypeAlias = AbortMultipartUploadResponse  # noqa: Y015
+
+@_typing.final
+class ListPartsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SHARD_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    PART_NUMBER_MARKER_FIELD_NUMBER: _builtins.int
+    MAX_PARTS_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.bytes
+    shard: _builtins.int
+    upload_id: _builtins.str
+    part_number_marker: _builtins.int
+    """Parts after this number."""
+    max_parts: _builtins.int
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        shard: _builtins.int = ...,
+        upload_id: _builtins.str = ...,
+        part_number_marker: _builtins.int = ...,
+        max_parts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "key", b"key", "max_parts", b"max_parts", "part_number_marker", b"part_number_marker", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPartsRequest: _TypeAlias = ListPartsRequest  # noqa: Y015
+
+@_typing.final
+class ListPartsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    @_builtins.property
+    def upload(self) -> Global___MultipartUpload: ...
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PartInfo]:
+        """Without their layouts."""
+
+    def __init__(
+        self,
+        *,
+        upload: Global___MultipartUpload | None = ...,
+        parts: _abc.Iterable[_common_pb2.PartInfo] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parts", b"parts", "truncated", b"truncated", "upload", b"upload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPartsResponse: _TypeAlias = ListPartsResponse  # noqa: Y015
+
+@_typing.final
+class ListMultipartUploadsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    KEY_MARKER_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_MARKER_FIELD_NUMBER: _builtins.int
+    MAX_UPLOADS_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    prefix: _builtins.bytes
+    key_marker: _builtins.bytes
+    """List the uploads after this key and upload id (S3's key-marker and
+    upload-id-marker); without an upload id, after every upload of the key.
+    """
+    upload_id_marker: _builtins.str
+    max_uploads: _builtins.int
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        prefix: _builtins.bytes = ...,
+        key_marker: _builtins.bytes = ...,
+        upload_id_marker: _builtins.str = ...,
+        max_uploads: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "key_marker", b"key_marker", "max_uploads", b"max_uploads", "prefix", b"prefix", "upload_id_marker", b"upload_id_marker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMultipartUploadsRequest: _TypeAlias = ListMultipartUploadsRequest  # noqa: Y015
+
+@_typing.final
+class ListMultipartUploadsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOADS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    @_builtins.property
+    def uploads(self) -> _containers.RepeatedCompositeFieldContainer[Global___MultipartUpload]: ...
+    def __init__(
+        self,
+        *,
+        uploads: _abc.Iterable[Global___MultipartUpload] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["truncated", b"truncated", "uploads", b"uploads"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMultipartUploadsResponse: _TypeAlias = ListMultipartUploadsResponse  # noqa: Y015
+
+@_typing.final
+class CreateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ACCESS_KEY_FIELD_NUMBER: _builtins.int
+    SECRET_KEY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    access_key: _builtins.str
+    """Both empty: the metaserver generates the key pair."""
+    secret_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        access_key: _builtins.str = ...,
+        secret_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_key", b"access_key", "name", b"name", "secret_key", b"secret_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUserRequest: _TypeAlias = CreateUserRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserRequest: _TypeAlias = DeleteUserRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserResponse: _TypeAlias = DeleteUserResponse  # noqa: Y015
+
+@_typing.final
+class ListUsersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersRequest: _TypeAlias = ListUsersRequest  # noqa: Y015
+
+@_typing.final
+class ListUsersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.UserRecord]:
+        """Without secrets."""
+
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[_common_pb2.UserRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersResponse: _TypeAlias = ListUsersResponse  # noqa: Y015
+
+@_typing.final
+class GetCredentialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_KEY_FIELD_NUMBER: _builtins.int
+    access_key: _builtins.str
+    def __init__(
+        self,
+        *,
+        access_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_key", b"access_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCredentialsRequest: _TypeAlias = GetCredentialsRequest  # noqa: Y015
+
+@_typing.final
 class GetStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

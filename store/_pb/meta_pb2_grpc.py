@@ -121,6 +121,56 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.ListObjectsRequest.SerializeToString,
                 response_deserializer=meta__pb2.ListObjectsResponse.FromString,
                 _registered_method=True)
+        self.CreateMultipartUpload = channel.unary_unary(
+                '/store.v1.MetaService/CreateMultipartUpload',
+                request_serializer=meta__pb2.CreateMultipartUploadRequest.SerializeToString,
+                response_deserializer=meta__pb2.MultipartUpload.FromString,
+                _registered_method=True)
+        self.CommitPart = channel.unary_unary(
+                '/store.v1.MetaService/CommitPart',
+                request_serializer=meta__pb2.CommitPartRequest.SerializeToString,
+                response_deserializer=common__pb2.PartInfo.FromString,
+                _registered_method=True)
+        self.CompleteMultipartUpload = channel.unary_unary(
+                '/store.v1.MetaService/CompleteMultipartUpload',
+                request_serializer=meta__pb2.CompleteMultipartUploadRequest.SerializeToString,
+                response_deserializer=common__pb2.ObjectRecord.FromString,
+                _registered_method=True)
+        self.AbortMultipartUpload = channel.unary_unary(
+                '/store.v1.MetaService/AbortMultipartUpload',
+                request_serializer=meta__pb2.AbortMultipartUploadRequest.SerializeToString,
+                response_deserializer=meta__pb2.AbortMultipartUploadResponse.FromString,
+                _registered_method=True)
+        self.ListParts = channel.unary_unary(
+                '/store.v1.MetaService/ListParts',
+                request_serializer=meta__pb2.ListPartsRequest.SerializeToString,
+                response_deserializer=meta__pb2.ListPartsResponse.FromString,
+                _registered_method=True)
+        self.ListMultipartUploads = channel.unary_unary(
+                '/store.v1.MetaService/ListMultipartUploads',
+                request_serializer=meta__pb2.ListMultipartUploadsRequest.SerializeToString,
+                response_deserializer=meta__pb2.ListMultipartUploadsResponse.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/store.v1.MetaService/CreateUser',
+                request_serializer=meta__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=common__pb2.UserRecord.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/store.v1.MetaService/DeleteUser',
+                request_serializer=meta__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=meta__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/store.v1.MetaService/ListUsers',
+                request_serializer=meta__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=meta__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetCredentials = channel.unary_unary(
+                '/store.v1.MetaService/GetCredentials',
+                request_serializer=meta__pb2.GetCredentialsRequest.SerializeToString,
+                response_deserializer=common__pb2.UserRecord.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/store.v1.MetaService/GetStatus',
                 request_serializer=meta__pb2.GetStatusRequest.SerializeToString,
@@ -248,6 +298,73 @@ class MetaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateMultipartUpload(self, request, context):
+        """Multipart uploads. The session and its parts live in the key's shard;
+        each part's bytes are written as an ordinary upload (OpenUpload and
+        chunks), then attached with CommitPart. Completion builds the object's
+        layout from the parts' layouts without copying data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitPart(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteMultipartUpload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortMultipartUpload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListParts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMultipartUploads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """Users and their keys, kept by the primary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCredentials(self, request, context):
+        """Returns the user of an access key with its secret, for gateways that
+        verify signatures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatus(self, request, context):
         """Operations.
         """
@@ -342,6 +459,56 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.ListObjects,
                     request_deserializer=meta__pb2.ListObjectsRequest.FromString,
                     response_serializer=meta__pb2.ListObjectsResponse.SerializeToString,
+            ),
+            'CreateMultipartUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMultipartUpload,
+                    request_deserializer=meta__pb2.CreateMultipartUploadRequest.FromString,
+                    response_serializer=meta__pb2.MultipartUpload.SerializeToString,
+            ),
+            'CommitPart': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitPart,
+                    request_deserializer=meta__pb2.CommitPartRequest.FromString,
+                    response_serializer=common__pb2.PartInfo.SerializeToString,
+            ),
+            'CompleteMultipartUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteMultipartUpload,
+                    request_deserializer=meta__pb2.CompleteMultipartUploadRequest.FromString,
+                    response_serializer=common__pb2.ObjectRecord.SerializeToString,
+            ),
+            'AbortMultipartUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortMultipartUpload,
+                    request_deserializer=meta__pb2.AbortMultipartUploadRequest.FromString,
+                    response_serializer=meta__pb2.AbortMultipartUploadResponse.SerializeToString,
+            ),
+            'ListParts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParts,
+                    request_deserializer=meta__pb2.ListPartsRequest.FromString,
+                    response_serializer=meta__pb2.ListPartsResponse.SerializeToString,
+            ),
+            'ListMultipartUploads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMultipartUploads,
+                    request_deserializer=meta__pb2.ListMultipartUploadsRequest.FromString,
+                    response_serializer=meta__pb2.ListMultipartUploadsResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=meta__pb2.CreateUserRequest.FromString,
+                    response_serializer=common__pb2.UserRecord.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=meta__pb2.DeleteUserRequest.FromString,
+                    response_serializer=meta__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=meta__pb2.ListUsersRequest.FromString,
+                    response_serializer=meta__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredentials,
+                    request_deserializer=meta__pb2.GetCredentialsRequest.FromString,
+                    response_serializer=common__pb2.UserRecord.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
@@ -808,6 +975,276 @@ class MetaService:
             '/store.v1.MetaService/ListObjects',
             meta__pb2.ListObjectsRequest.SerializeToString,
             meta__pb2.ListObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMultipartUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/CreateMultipartUpload',
+            meta__pb2.CreateMultipartUploadRequest.SerializeToString,
+            meta__pb2.MultipartUpload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitPart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/CommitPart',
+            meta__pb2.CommitPartRequest.SerializeToString,
+            common__pb2.PartInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteMultipartUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/CompleteMultipartUpload',
+            meta__pb2.CompleteMultipartUploadRequest.SerializeToString,
+            common__pb2.ObjectRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortMultipartUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/AbortMultipartUpload',
+            meta__pb2.AbortMultipartUploadRequest.SerializeToString,
+            meta__pb2.AbortMultipartUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/ListParts',
+            meta__pb2.ListPartsRequest.SerializeToString,
+            meta__pb2.ListPartsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMultipartUploads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/ListMultipartUploads',
+            meta__pb2.ListMultipartUploadsRequest.SerializeToString,
+            meta__pb2.ListMultipartUploadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/CreateUser',
+            meta__pb2.CreateUserRequest.SerializeToString,
+            common__pb2.UserRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/DeleteUser',
+            meta__pb2.DeleteUserRequest.SerializeToString,
+            meta__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/ListUsers',
+            meta__pb2.ListUsersRequest.SerializeToString,
+            meta__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/GetCredentials',
+            meta__pb2.GetCredentialsRequest.SerializeToString,
+            common__pb2.UserRecord.FromString,
             options,
             channel_credentials,
             insecure,

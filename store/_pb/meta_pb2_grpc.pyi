@@ -69,6 +69,25 @@ class MetaServiceStub:
     """Several stats in one call, coalesced by the SDK like CommitObjects."""
     DeleteObject: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteObjectRequest, _meta_pb2.DeleteObjectResponse]
     ListObjects: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListObjectsRequest, _meta_pb2.ListObjectsResponse]
+    CreateMultipartUpload: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CreateMultipartUploadRequest, _meta_pb2.MultipartUpload]
+    """Multipart uploads. The session and its parts live in the key's shard;
+    each part's bytes are written as an ordinary upload (OpenUpload and
+    chunks), then attached with CommitPart. Completion builds the object's
+    layout from the parts' layouts without copying data.
+    """
+    CommitPart: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CommitPartRequest, _common_pb2.PartInfo]
+    CompleteMultipartUpload: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CompleteMultipartUploadRequest, _common_pb2.ObjectRecord]
+    AbortMultipartUpload: _grpc.UnaryUnaryMultiCallable[_meta_pb2.AbortMultipartUploadRequest, _meta_pb2.AbortMultipartUploadResponse]
+    ListParts: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListPartsRequest, _meta_pb2.ListPartsResponse]
+    ListMultipartUploads: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListMultipartUploadsRequest, _meta_pb2.ListMultipartUploadsResponse]
+    CreateUser: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CreateUserRequest, _common_pb2.UserRecord]
+    """Users and their keys, kept by the primary."""
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteUserRequest, _meta_pb2.DeleteUserResponse]
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListUsersRequest, _meta_pb2.ListUsersResponse]
+    GetCredentials: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetCredentialsRequest, _common_pb2.UserRecord]
+    """Returns the user of an access key with its secret, for gateways that
+    verify signatures.
+    """
     GetStatus: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]
     """Operations."""
 
@@ -111,6 +130,25 @@ class MetaServiceAsyncStub(MetaServiceStub):
     """Several stats in one call, coalesced by the SDK like CommitObjects."""
     DeleteObject: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteObjectRequest, _meta_pb2.DeleteObjectResponse]  # type: ignore[assignment]
     ListObjects: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListObjectsRequest, _meta_pb2.ListObjectsResponse]  # type: ignore[assignment]
+    CreateMultipartUpload: _aio.UnaryUnaryMultiCallable[_meta_pb2.CreateMultipartUploadRequest, _meta_pb2.MultipartUpload]  # type: ignore[assignment]
+    """Multipart uploads. The session and its parts live in the key's shard;
+    each part's bytes are written as an ordinary upload (OpenUpload and
+    chunks), then attached with CommitPart. Completion builds the object's
+    layout from the parts' layouts without copying data.
+    """
+    CommitPart: _aio.UnaryUnaryMultiCallable[_meta_pb2.CommitPartRequest, _common_pb2.PartInfo]  # type: ignore[assignment]
+    CompleteMultipartUpload: _aio.UnaryUnaryMultiCallable[_meta_pb2.CompleteMultipartUploadRequest, _common_pb2.ObjectRecord]  # type: ignore[assignment]
+    AbortMultipartUpload: _aio.UnaryUnaryMultiCallable[_meta_pb2.AbortMultipartUploadRequest, _meta_pb2.AbortMultipartUploadResponse]  # type: ignore[assignment]
+    ListParts: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListPartsRequest, _meta_pb2.ListPartsResponse]  # type: ignore[assignment]
+    ListMultipartUploads: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListMultipartUploadsRequest, _meta_pb2.ListMultipartUploadsResponse]  # type: ignore[assignment]
+    CreateUser: _aio.UnaryUnaryMultiCallable[_meta_pb2.CreateUserRequest, _common_pb2.UserRecord]  # type: ignore[assignment]
+    """Users and their keys, kept by the primary."""
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteUserRequest, _meta_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    ListUsers: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListUsersRequest, _meta_pb2.ListUsersResponse]  # type: ignore[assignment]
+    GetCredentials: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetCredentialsRequest, _common_pb2.UserRecord]  # type: ignore[assignment]
+    """Returns the user of an access key with its secret, for gateways that
+    verify signatures.
+    """
     GetStatus: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]  # type: ignore[assignment]
     """Operations."""
 
@@ -252,6 +290,85 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meta_pb2.ListObjectsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_meta_pb2.ListObjectsResponse, _abc.Awaitable[_meta_pb2.ListObjectsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateMultipartUpload(
+        self,
+        request: _meta_pb2.CreateMultipartUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.MultipartUpload, _abc.Awaitable[_meta_pb2.MultipartUpload]]:
+        """Multipart uploads. The session and its parts live in the key's shard;
+        each part's bytes are written as an ordinary upload (OpenUpload and
+        chunks), then attached with CommitPart. Completion builds the object's
+        layout from the parts' layouts without copying data.
+        """
+
+    @_abc_1.abstractmethod
+    def CommitPart(
+        self,
+        request: _meta_pb2.CommitPartRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.PartInfo, _abc.Awaitable[_common_pb2.PartInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def CompleteMultipartUpload(
+        self,
+        request: _meta_pb2.CompleteMultipartUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.ObjectRecord, _abc.Awaitable[_common_pb2.ObjectRecord]]: ...
+
+    @_abc_1.abstractmethod
+    def AbortMultipartUpload(
+        self,
+        request: _meta_pb2.AbortMultipartUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.AbortMultipartUploadResponse, _abc.Awaitable[_meta_pb2.AbortMultipartUploadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListParts(
+        self,
+        request: _meta_pb2.ListPartsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.ListPartsResponse, _abc.Awaitable[_meta_pb2.ListPartsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListMultipartUploads(
+        self,
+        request: _meta_pb2.ListMultipartUploadsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.ListMultipartUploadsResponse, _abc.Awaitable[_meta_pb2.ListMultipartUploadsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateUser(
+        self,
+        request: _meta_pb2.CreateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.UserRecord, _abc.Awaitable[_common_pb2.UserRecord]]:
+        """Users and their keys, kept by the primary."""
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _meta_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.DeleteUserResponse, _abc.Awaitable[_meta_pb2.DeleteUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _meta_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.ListUsersResponse, _abc.Awaitable[_meta_pb2.ListUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetCredentials(
+        self,
+        request: _meta_pb2.GetCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.UserRecord, _abc.Awaitable[_common_pb2.UserRecord]]:
+        """Returns the user of an access key with its secret, for gateways that
+        verify signatures.
+        """
 
     @_abc_1.abstractmethod
     def GetStatus(
