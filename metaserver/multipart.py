@@ -26,24 +26,18 @@ from metaserver.shard import GroupView, Shard
 from store import digests
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
-from store.errors import InvalidArgument, NoSuchUpload
+from store.errors import (
+    EntityTooSmall,
+    InvalidArgument,
+    InvalidPart,
+    InvalidPartOrder,
+    NoSuchUpload,
+)
 from store.layout import new_upload_id
 
 MAX_PART_NUMBER = 10_000
 # Upper bound on the part records one operation reads.
 MAX_PARTS_SCANNED = MAX_PART_NUMBER + 1
-
-
-class InvalidPart(InvalidArgument):
-    code = "InvalidPart"
-
-
-class InvalidPartOrder(InvalidArgument):
-    code = "InvalidPartOrder"
-
-
-class EntityTooSmall(InvalidArgument):
-    code = "EntityTooSmall"
 
 
 def check_part_number(number: int) -> int:
@@ -52,7 +46,9 @@ def check_part_number(number: int) -> int:
     return number
 
 
-def _load_upload(view: GroupView, upload_id: str, bucket: str, key: bytes) -> meta_pb2.MultipartUpload:
+def _load_upload(
+    view: GroupView, upload_id: str, bucket: str, key: bytes
+) -> meta_pb2.MultipartUpload:
     value = view.get(keys.multipart_key(upload_id))
     name = object_name(bucket, key)
     if value is None:
@@ -81,7 +77,9 @@ def _part_refs(parts: list[pb.PartInfo]) -> list[pb.ChunkRef]:
     return [chunk for part in parts for stripe in part.layout.stripes for chunk in stripe.chunks]
 
 
-def _forget(view: GroupView, upload: meta_pb2.MultipartUpload, parts: dict[int, pb.PartInfo]) -> None:
+def _forget(
+    view: GroupView, upload: meta_pb2.MultipartUpload, parts: dict[int, pb.PartInfo]
+) -> None:
     view.delete(keys.multipart_key(upload.upload_id))
     view.delete(keys.upload_index_key(upload.bucket, upload.key, upload.upload_id))
     for number in parts:

@@ -9,11 +9,11 @@ import grpc.aio
 
 from metaserver import keys, multipart
 from metaserver.shard import ShardCursor
-from metaserver.users import UserDirectory, UserNotFound
+from metaserver.users import UserDirectory
 from store import digests
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
-from store.errors import InvalidArgument
+from store.errors import InvalidArgument, NoSuchUser
 from store.layout import check_layout, check_upload_id
 from store.limits import MAX_LIST_KEYS
 from store.listing import merge_page
@@ -176,5 +176,5 @@ class MultipartHandlers:
     ) -> pb.UserRecord:
         record = self._users().by_access_key(request.access_key)
         if record is None:
-            raise UserNotFound(f"no user has the access key {request.access_key}")
+            raise NoSuchUser(f"no user has the access key {request.access_key}")
         return record

@@ -21,7 +21,7 @@ import time
 import rocksdict
 
 from store._pb import common_pb2 as pb
-from store.errors import AlreadyExists, InvalidArgument, NotFound
+from store.errors import AlreadyExists, InvalidArgument, NoSuchUser
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ _USER_NAME = re.compile(r"^[A-Za-z0-9_.@+=,-]{1,64}$")
 _ACCESS_KEY = re.compile(r"^[A-Za-z0-9]{16,128}$")
 ACCESS_KEY_CHARS = string.ascii_uppercase + string.digits
 SECRET_KEY_CHARS = string.ascii_letters + string.digits + "+/"
-
-
-class UserNotFound(NotFound):
-    code = "NoSuchUser"
 
 
 def generate_keys() -> tuple[str, str]:
@@ -112,7 +108,7 @@ class UserDirectory:
             raise InvalidArgument("the root user cannot be removed")
         record = self._by_name(name)
         if record is None:
-            raise UserNotFound(f"user {name!r} does not exist")
+            raise NoSuchUser(f"user {name!r} does not exist")
         self._remove(record)
         log.info("user removed name=%s access_key=%s", name, record.access_key)
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from store import cli_cluster, cli_objects
+from store import cli_cluster, cli_objects, cli_users
 from store.cluster import START_TIMEOUT_S, STOP_TIMEOUT_S
 from store.discovery import DEFAULT_CLUSTER_DIR, META_ENV_VAR
 from store.errors import StoreError, Unavailable
@@ -147,6 +147,25 @@ def add_bucket_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         add_common(parser, metadata_timeout, handler)
 
 
+def add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    timeout = f"seconds the command may take (default: {cli_users.DEFAULT_TIMEOUT_S:.0f})"
+    user = commands.add_parser("user", help="add, list and remove S3 users and their keys")
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create a user and print its new key pair once")
+    add.add_argument("name", metavar="NAME")
+    listing = actions.add_parser("ls", help="list users and their access keys")
+    remove = actions.add_parser("rm", help="remove a user and its keys")
+    remove.add_argument("name", metavar="NAME")
+    for parser, handler in (
+        (add, cli_users.user_add),
+        (listing, cli_users.user_ls),
+        (remove, cli_users.user_rm),
+    ):
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        add_address(parser)
+        add_common(parser, timeout, handler)
+
+
 def add_object_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     metadata_timeout = (
         f"seconds the command may take (default: {cli_objects.DEFAULT_TIMEOUT_S:.0f})"
@@ -203,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_cluster_commands(commands)
     add_bucket_commands(commands)
+    add_user_commands(commands)
     add_object_commands(commands)
     return parser
 

@@ -23,6 +23,7 @@ from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
 from store.batching import commit_batcher, stat_batcher
 from store.checksum import crc32c
+from store.client_multipart import MultipartMethods
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
 from store.download import Reader, ReadTarget
@@ -56,7 +57,7 @@ DEFAULT_WINDOW_CHUNKS = 8
 DEFAULT_CHUNK_TIMEOUT_S = 60.0
 
 
-class AsyncClient:
+class AsyncClient(MultipartMethods):
     """Client of one cluster, reached through any of its metaservers.
 
     `address` is one "host:port" or several separated by commas. `window_chunks`

@@ -20,7 +20,7 @@ from typing import Any
 
 import awscrt.checksums as crt
 
-from store.errors import InvalidArgument
+from store.errors import BadDigest, InvalidArgument
 
 CRC_ALGORITHMS = ("crc32", "crc32c", "crc64nvme")
 HASH_ALGORITHMS = ("sha1", "sha256")
@@ -35,12 +35,6 @@ _CRC_COMBINE = {
     "crc64nvme": crt.combine_crc64nvme,
 }
 _CRC_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8}
-
-
-class BadDigest(InvalidArgument):
-    """The content does not match the checksum or Content-MD5 the writer sent."""
-
-    code = "BadDigest"
 
 
 def check_algorithm(name: str) -> str:
@@ -96,7 +90,12 @@ class Digests:
         """Raise BadDigest unless every expected checksum and the Content-MD5 match."""
         actual = self.values()
         for name, value in expected.items():
-            if actual.get(name) != value:
+            if name not in actual:
+                raise InvalidArgument(
+                    f"a {name} checksum was expected but not computed; declare {name} among "
+                    "the checksum algorithms before the data is read"
+                )
+            if actual[name] != value:
                 raise BadDigest(
                     f"the {name} checksum of the content is {actual.get(name)}, but the request "
                     f"declared {value}; the data changed in transit, send it again"

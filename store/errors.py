@@ -42,6 +42,10 @@ class ChunkNotFound(NotFound):
     code = "ChunkNotFound"
 
 
+class NoSuchUser(NotFound):
+    code = "NoSuchUser"
+
+
 class AlreadyExists(StoreError):
     code = "AlreadyExists"
     grpc_status = grpc.StatusCode.ALREADY_EXISTS
@@ -55,6 +59,28 @@ class BucketNotEmpty(StoreError):
 class InvalidArgument(StoreError):
     code = "InvalidArgument"
     grpc_status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class BadDigest(InvalidArgument):
+    """The content does not match the checksum or Content-MD5 the writer sent."""
+
+    code = "BadDigest"
+
+
+class InvalidPart(InvalidArgument):
+    """A part listed to complete a multipart upload is missing or has another ETag."""
+
+    code = "InvalidPart"
+
+
+class InvalidPartOrder(InvalidArgument):
+    code = "InvalidPartOrder"
+
+
+class EntityTooSmall(InvalidArgument):
+    """A part other than the last is smaller than the minimum part size."""
+
+    code = "EntityTooSmall"
 
 
 class PreconditionFailed(StoreError):

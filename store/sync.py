@@ -15,11 +15,12 @@ shared by many threads: their calls run concurrently on that loop.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import io
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from store._pb import common_pb2 as pb
@@ -33,7 +34,15 @@ from store.client import (
 from store.limits import MAX_LIST_KEYS
 from store.reader import AsyncObjectReader
 from store.sources import PutData
-from store.types import BucketInfo, ListPage, ObjectInfo
+from store.types import (
+    BucketInfo,
+    ListPage,
+    ObjectInfo,
+    PartResult,
+    PartsPage,
+    UploadsPage,
+    UserInfo,
+)
 
 T = TypeVar("T")
 
@@ -164,8 +173,12 @@ class Client:
         *,
         content_type: str = "",
         metadata: Mapping[str, str] | None = None,
+        system_metadata: Mapping[str, str] | None = None,
         chunk_size_bytes: int = 0,
         compute_md5: bool = False,
+        checksum_algorithms: Sequence[str] = (),
+        expected_checksums: Mapping[str, str] | None = None,
+        content_md5: str | None = None,
         if_match: str = "",
         if_none_match: bool = False,
         timeout_s: float | None = None,
@@ -178,8 +191,12 @@ class Client:
                 data,
                 content_type=content_type,
                 metadata=metadata,
+                system_metadata=system_metadata,
                 chunk_size_bytes=chunk_size_bytes,
                 compute_md5=compute_md5,
+                checksum_algorithms=checksum_algorithms,
+                expected_checksums=expected_checksums,
+                content_md5=content_md5,
                 if_match=if_match,
                 if_none_match=if_none_match,
                 timeout_s=timeout_s,
@@ -313,6 +330,57 @@ class Client:
                 timeout_s=timeout_s,
             )
         )
+
+    # Multipart uploads and users; see AsyncClient for each method.
+
+    def create_multipart_upload(self, bucket: str, key: Key, **options: Any) -> str:
+        return self._loop.run(self._async.create_multipart_upload(bucket, key, **options))
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: Key,
+        upload_id: str,
+        part_number: int,
+        data: PutData,
+        **options: Any,
+    ) -> PartResult:
+        return self._loop.run(
+            self._async.upload_part(bucket, key, upload_id, part_number, data, **options)
+        )
+
+    def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: Key,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        **options: Any,
+    ) -> ObjectInfo:
+        return self._loop.run(
+            self._async.complete_multipart_upload(bucket, key, upload_id, parts, **options)
+        )
+
+    def abort_multipart_upload(self, bucket: str, key: Key, upload_id: str, **options: Any) -> None:
+        self._loop.run(self._async.abort_multipart_upload(bucket, key, upload_id, **options))
+
+    def list_parts(self, bucket: str, key: Key, upload_id: str, **options: Any) -> PartsPage:
+        return self._loop.run(self._async.list_parts(bucket, key, upload_id, **options))
+
+    def list_multipart_uploads(self, bucket: str, **options: Any) -> UploadsPage:
+        return self._loop.run(self._async.list_multipart_uploads(bucket, **options))
+
+    def create_user(self, name: str, **options: Any) -> UserInfo:
+        return self._loop.run(self._async.create_user(name, **options))
+
+    def delete_user(self, name: str, **options: Any) -> None:
+        self._loop.run(self._async.delete_user(name, **options))
+
+    def list_users(self, **options: Any) -> builtins.list[UserInfo]:
+        return self._loop.run(self._async.list_users(**options))
+
+    def get_credentials(self, access_key: str, **options: Any) -> UserInfo:
+        return self._loop.run(self._async.get_credentials(access_key, **options))
 
 
 class ObjectFile(io.RawIOBase):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from store._pb import common_pb2 as pb
+from store._pb import meta_pb2
 
 
 def _time(unix_ns: int) -> datetime:
@@ -42,6 +43,13 @@ class ObjectInfo:
     chunk_size_bytes: int
     stripe_count: int
     is_inline: bool
+    # Stored HTTP headers (content-encoding, cache-control, ...).
+    system_metadata: dict[str, str] = field(default_factory=dict)
+    # Base64 checksums by algorithm name; "-N" ends a composite multipart checksum.
+    checksums: dict[str, str] = field(default_factory=dict)
+    checksum_type: str = ""
+    # The parts of an object completed from a multipart upload.
+    parts: list[PartRange] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, bucket: str, key: bytes, record: pb.ObjectRecord) -> ObjectInfo:
@@ -58,7 +66,108 @@ class ObjectInfo:
             chunk_size_bytes=record.layout.chunk_size_bytes,
             stripe_count=len(record.layout.stripes),
             is_inline=record.is_inline,
+            system_metadata=dict(record.system_metadata),
+            checksums=dict(record.checksums),
+            checksum_type=record.checksum_type,
+            parts=[
+                PartRange(part.part_number, part.offset_bytes, part.size_bytes)
+                for part in record.parts
+            ],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PartRange:
+    """Where one part of a multipart object lies in it."""
+
+    part_number: int
+    offset_bytes: int
+    size_bytes: int
+
+
+@dataclass(slots=True)
+class PartResult:
+    """A part of a multipart upload."""
+
+    part_number: int
+    etag: str
+    size_bytes: int
+    checksums: dict[str, str]
+    modified_unix_ns: int
+
+    @property
+    def modified(self) -> datetime:
+        return _time(self.modified_unix_ns)
+
+    @classmethod
+    def from_proto(cls, part: pb.PartInfo) -> PartResult:
+        return cls(
+            part.part_number,
+            part.etag,
+            part.size_bytes,
+            dict(part.checksums),
+            part.modified_unix_ns,
+        )
+
+
+@dataclass(slots=True)
+class MultipartUploadInfo:
+    bucket: str
+    key: str
+    upload_id: str
+    created: datetime
+    content_type: str
+    metadata: dict[str, str]
+    system_metadata: dict[str, str]
+    checksum_algorithm: str
+    checksum_type: str
+    owner: str
+
+    @classmethod
+    def from_proto(cls, upload: meta_pb2.MultipartUpload) -> MultipartUploadInfo:
+        return cls(
+            upload.bucket,
+            decode_key(upload.key),
+            upload.upload_id,
+            _time(upload.created_unix_ns),
+            upload.content_type,
+            dict(upload.user_metadata),
+            dict(upload.system_metadata),
+            upload.checksum_algorithm,
+            upload.checksum_type,
+            upload.owner,
+        )
+
+
+@dataclass(slots=True)
+class PartsPage:
+    upload: MultipartUploadInfo
+    parts: list[PartResult]
+    truncated: bool
+    # Pass as part_number_marker for the next page.
+    next_part_number_marker: int
+
+
+@dataclass(slots=True)
+class UploadsPage:
+    uploads: list[MultipartUploadInfo]
+    truncated: bool
+    # Pass as key_marker and upload_id_marker for the next page.
+    next_key_marker: str
+    next_upload_id_marker: str
+
+
+@dataclass(slots=True)
+class UserInfo:
+    name: str
+    access_key: str
+    # Empty in listings.
+    secret_key: str
+    created: datetime
+
+    @classmethod
+    def from_record(cls, record: pb.UserRecord) -> UserInfo:
+        return cls(record.name, record.access_key, record.secret_key, _time(record.created_unix_ns))
 
 
 @dataclass(slots=True)
@@ -88,4 +197,15 @@ class ListPage:
     next_token: str | None = None
 
 
-__all__ = ["BucketInfo", "ListEntry", "ListPage", "ObjectInfo"]
+__all__ = [
+    "BucketInfo",
+    "ListEntry",
+    "ListPage",
+    "MultipartUploadInfo",
+    "ObjectInfo",
+    "PartRange",
+    "PartResult",
+    "PartsPage",
+    "UploadsPage",
+    "UserInfo",
+]
