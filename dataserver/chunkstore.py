@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store._pb import common_pb2 as pb
-from store.checksum import crc32c
+from store.checksum import combine, crc32c
 from store.durable import fsync_directory
 from store.errors import (
     ChecksumMismatch,
@@ -70,7 +70,7 @@ class Usage:
 
 
 class Checksummer:
-    """CRC32C of a chunk and of each of its blocks, fed piece by piece."""
+    """CRC32C of each block of a chunk, and of the whole chunk combined from them."""
 
     def __init__(self, block_size_bytes: int) -> None:
         assert block_size_bytes > 0
@@ -82,23 +82,25 @@ class Checksummer:
 
     def update(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
-        self.crc = crc32c(view, self.crc)
         while view:
             piece = view[: self.block_size_bytes - self._block_filled]
             self._block_crc = crc32c(piece, self._block_crc)
             self._block_filled += len(piece)
             view = view[len(piece) :]
             if self._block_filled == self.block_size_bytes:
-                self.block_crcs.append(self._block_crc)
-                self._block_crc = 0
-                self._block_filled = 0
+                self._close_block()
+
+    def _close_block(self) -> None:
+        # One pass over the data: the chunk's CRC is combined from the blocks' CRCs.
+        self.crc = combine(self.crc, self._block_crc, self._block_filled)
+        self.block_crcs.append(self._block_crc)
+        self._block_crc = 0
+        self._block_filled = 0
 
     def finish(self) -> list[int]:
-        """Return the block CRCs, including the final short block."""
+        """Close the final short block and return the block CRCs; `crc` is then complete."""
         if self._block_filled:
-            self.block_crcs.append(self._block_crc)
-            self._block_crc = 0
-            self._block_filled = 0
+            self._close_block()
         return self.block_crcs
 
 
@@ -292,6 +294,7 @@ class ChunkStore:
         checksummer = Checksummer(CHECKSUM_BLOCK_BYTES)
         for part in parts:
             checksummer.update(part)
+        block_crcs = checksummer.finish()
         if checksummer.crc != header.crc32c:
             raise ChecksumMismatch(
                 f"chunk {chunk_hex}: data has CRC32C {checksummer.crc:#010x} but the writer "
@@ -299,7 +302,7 @@ class ChunkStore:
             )
         header.block_size_bytes = CHECKSUM_BLOCK_BYTES
         del header.block_crc32c[:]
-        header.block_crc32c.extend(checksummer.finish())
+        header.block_crc32c.extend(block_crcs)
 
         head, data_offset = encode_prefix_and_header(header)
         padding = bytes(data_offset - len(head))
