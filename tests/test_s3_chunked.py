@@ -19,7 +19,6 @@ from typing import Any
 from unittest import mock
 
 import awscrt.checksums
-import crc32c
 import pytest
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
@@ -31,6 +30,7 @@ from botocore.httpchecksum import (
     Sha256Checksum,
 )
 
+from store.checksum import crc32c
 from store.s3 import (
     AuthResult,
     AuthType,
@@ -192,7 +192,7 @@ def test_aws_example_signed_trailer(piece_size: int) -> None:
     assert decode(reader) == DOC_DATA
     assert reader.complete
     assert reader.trailers == {"x-amz-checksum-crc32c": "sOO8/Q=="}
-    computed = base64.b64encode(crc32c.crc32c(DOC_DATA).to_bytes(4, "big")).decode()
+    computed = base64.b64encode(crc32c(DOC_DATA).to_bytes(4, "big")).decode()
     assert computed == "sOO8/Q=="
 
 
@@ -423,7 +423,7 @@ def crc64nvme_b64(data: bytes) -> str:
 
 CHECKSUMS = {
     "crc32": (Crc32Checksum, lambda data: zlib.crc32(data).to_bytes(4, "big")),
-    "crc32c": (CrtCrc32cChecksum, lambda data: crc32c.crc32c(data).to_bytes(4, "big")),
+    "crc32c": (CrtCrc32cChecksum, lambda data: crc32c(data).to_bytes(4, "big")),
     "crc64nvme": (
         CrtCrc64NvmeChecksum,
         lambda data: awscrt.checksums.crc64nvme(data).to_bytes(8, "big"),
