@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from store.errors import StoreError
 from store.s3 import (
@@ -106,6 +107,11 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         response = _error(request, from_auth_error(error), location, request_id)
     except StoreError as error:
         response = _error(request, from_store_error(error), location, request_id)
+    except RequestPayloadError as error:
+        body_error = S3Error(
+            "IncompleteBody", f"The request body could not be read: {error}; send it again"
+        )
+        response = _error(request, body_error, location, request_id)
     except Exception:
         log.exception(
             "request_id=%s %s %s failed with an internal error",
@@ -117,6 +123,10 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         response = _error(request, internal, location, request_id)
     if not response.prepared:
         response.headers.update(standard_headers(request_id))
+        if request.body_exists and not request.content.is_eof():
+            # The body was not read: a client that sent Expect: 100-continue never sent
+            # it, so the next bytes on this connection cannot be trusted to be a request.
+            response.force_close()
     _log_request(request, context, response, request_id, started_s)
     return response
 

@@ -78,6 +78,8 @@ class S3Server(web.Server):
             max_field_size=MAX_FIELD_BYTES,
             max_headers=MAX_HEADERS,
             access_log=None,
+            # Content-Encoding describes the object (gzip stays gzip), so bodies pass as sent.
+            auto_decompress=False,
             **kwargs,
         )
 
