@@ -68,7 +68,9 @@ def s3_client(
         aws_access_key_id=access_key or gateway.access_key,
         aws_secret_access_key=secret_key or gateway.secret_key,
         region_name=REGION,
-        config=Config(s3=s3_config, retries={"max_attempts": 1}, **config),
+        config=Config(
+            s3=s3_config, signature_version="s3v4", retries={"max_attempts": 1}, **config
+        ),
     )
 
 

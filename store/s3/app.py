@@ -95,8 +95,10 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             query.setdefault(name, value)
         context = RequestContext(request, gateway, request_id, location, query)
         context.extra_headers = standard_headers(request_id)
-        context.operation = choose_operation(request.method, location, query, request.headers)
+        # Authentication comes first, as in S3: an unsigned or badly signed request
+        # learns nothing about which operations or buckets exist.
         context.caller, context.auth = await authenticate(parsed, gateway.credentials)
+        context.operation = choose_operation(request.method, location, query, request.headers)
         response = await HANDLERS[context.operation](context)
     except asyncio.CancelledError:
         raise
