@@ -8,9 +8,7 @@ traceback; cancellation (the client went away) is re-raised, never answered.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -32,7 +30,7 @@ from store.s3.api_errors import S3Error, from_auth_error, from_store_error
 from store.s3.context import Gateway, RequestContext
 from store.s3.errors import S3AuthError
 from store.s3.request import ParsedRequest
-from store.s3.responses import error_response
+from store.s3.responses import error_response, new_request_id, standard_headers
 from store.s3.routing import choose_operation
 
 log = logging.getLogger("store.s3")
@@ -66,19 +64,6 @@ HANDLERS: dict[str, Handler] = {
 
 # Query parameters whose values are credentials: kept out of the log.
 _SECRET_PARAMETERS = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token")
-
-
-def new_request_id() -> str:
-    return os.urandom(8).hex().upper()
-
-
-def standard_headers(request_id: str) -> dict[str, str]:
-    """Return the headers every response carries."""
-    return {
-        "x-amz-request-id": request_id,
-        "x-amz-id-2": base64.b64encode(request_id.encode()).decode(),
-        "Server": "store-s3",
-    }
 
 
 async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamResponse:

@@ -26,3 +26,5 @@ class GatewayConfig:
     directory: Path | None = None
     window_chunks: int = DEFAULT_WINDOW_CHUNKS
     credential_ttl_s: float = 5.0
+    # Time each metadata call of the SDK may take before the request fails with 503.
+    timeout_s: float = 30.0

@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from store.s3.api_errors import S3Error
-from store.s3.responses import error_response
+from store.s3.responses import error_response, new_request_id, standard_headers
 
 log = logging.getLogger("store.s3")
 
@@ -44,9 +44,11 @@ class S3RequestHandler(RequestHandler):
             log.error("request from %s failed: %s", request.remote, message, exc_info=exc)
         else:
             log.info("bad request from %s: %s %s", request.remote, error.code, error.message)
+        request_id = new_request_id()
         response = error_response(
-            error, resource=request.path, request_id="0000000000000000", with_body=True
+            error, resource=request.path, request_id=request_id, with_body=True
         )
+        response.headers.update(standard_headers(request_id))
         response.force_close()
         return response
 

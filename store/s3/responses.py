@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import xml.etree.ElementTree as ET
 
 from aiohttp import web
 
 from store.s3.api_errors import S3Error
 from store.s3.xmlcodec import XML_CONTENT_TYPE, add, serialize
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+def standard_headers(request_id: str) -> dict[str, str]:
+    """Return the headers every response carries."""
+    return {
+        "x-amz-request-id": request_id,
+        "x-amz-id-2": base64.b64encode(request_id.encode()).decode(),
+        "Server": "store-s3",
+    }
 
 
 def xml_response(

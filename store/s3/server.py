@@ -69,7 +69,9 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
 
 async def connect_client(config: GatewayConfig) -> AsyncClient:
     """Connect to the metaserver, waiting up to CONNECT_TIMEOUT_S for it to answer."""
-    client = AsyncClient(config.meta, window_chunks=config.window_chunks)
+    client = AsyncClient(
+        config.meta, timeout_s=config.timeout_s, window_chunks=config.window_chunks
+    )
     deadline_s = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:
@@ -288,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a looked-up access key is cached (default: {DEFAULT_TTL_S:g})",
     )
     parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=30.0,
+        help="seconds a metadata call may take before the request fails with 503 (default: 30)",
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=None,
@@ -315,6 +323,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         directory=args.dir,
         window_chunks=args.window_chunks,
         credential_ttl_s=args.credential_ttl_s,
+        timeout_s=args.timeout_s,
     )
 
 
