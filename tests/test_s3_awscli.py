@@ -153,3 +153,37 @@ def test_s3api_calls(gateway: GatewayInfo, tmp_path: Path) -> None:
     aws_cli(gateway, config, "s3api", "delete-bucket", "--bucket", bucket)
     buckets = json.loads(aws_cli(gateway, config, "s3api", "list-buckets"))
     assert bucket not in [b["Name"] for b in buckets["Buckets"]]
+
+
+def test_empty_files_keep_connections_usable(gateway: GatewayInfo, tmp_path: Path) -> None:
+    # The CLI's vendored botocore took a final response that came instead of "100
+    # Continue" (as it may for an empty body) for the interim one, then misread the
+    # next response on that connection and stalled until its read timeout. One
+    # connection, no retries and a short timeout make that stall a failure here.
+    config = tmp_path / "aws"
+    config.mkdir()
+    (config / "config").write_text(
+        "[default]\nregion = us-east-1\nmax_attempts = 1\ns3 =\n    max_concurrent_requests = 1\n"
+    )
+    source = tmp_path / "up"
+    source.mkdir()
+    for index in range(4):
+        (source / f"{index}-empty").write_bytes(b"")
+        (source / f"{index}-full").write_bytes(f"file {index}\n".encode())
+    bucket = new_bucket_name("empty")
+    aws_cli(gateway, config, "s3", "mb", f"s3://{bucket}")
+
+    aws_cli(
+        gateway,
+        config,
+        "--cli-read-timeout",
+        "10",
+        "s3",
+        "sync",
+        "--no-progress",
+        str(source),
+        f"s3://{bucket}/",
+    )
+
+    listing = aws_cli(gateway, config, "s3", "ls", f"s3://{bucket}/")
+    assert len(listing.strip().splitlines()) == 8

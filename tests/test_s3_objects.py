@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import awscrt.checksums
 import pytest
 from botocore.exceptions import ClientError
 
+from .s3gw_support import s3_client
 from .support import MIB, make_data
 
 
@@ -43,6 +45,18 @@ def test_empty_and_inline_objects(s3: Any, s3_bucket: str) -> None:
         s3.put_object(Bucket=s3_bucket, Key=key, Body=data)
         assert s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
         assert s3.head_object(Bucket=s3_bucket, Key=key)["ContentLength"] == len(data)
+
+
+def test_empty_put_keeps_the_connection_usable(gateway: Any, s3_bucket: str) -> None:
+    # A file-like body makes botocore send Expect: 100-continue. After an empty PUT
+    # answered without "100 Continue", botocore misread the next response on the same
+    # pooled connection and stalled until its read timeout (boto/botocore#3755).
+    s3 = s3_client(gateway, read_timeout=5, max_pool_connections=1)
+    for index in range(3):
+        s3.put_object(Bucket=s3_bucket, Key=f"empty-{index}", Body=io.BytesIO(b""))
+        s3.put_object(Bucket=s3_bucket, Key=f"full-{index}", Body=io.BytesIO(b"data"))
+    got = s3.get_object(Bucket=s3_bucket, Key="full-2")["Body"].read()
+    assert got == b"data"
 
 
 def test_metadata_and_headers_round_trip(s3: Any, s3_bucket: str) -> None:

@@ -27,6 +27,7 @@ from store.s3 import (
 from store.s3.access import authenticate
 from store.s3.addressing import Location, locate
 from store.s3.api_errors import S3Error, from_auth_error, from_store_error
+from store.s3.body import awaits_continue, send_continue
 from store.s3.context import Gateway, RequestContext
 from store.s3.errors import S3AuthError
 from store.s3.request import ParsedRequest
@@ -114,6 +115,12 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             # The body was not read: a client that sent Expect: 100-continue never sent
             # it, so the next bytes on this connection cannot be trusted to be a request.
             response.force_close()
+        elif awaits_continue(request):
+            # An empty body is never read, so no "100 Continue" went out. RFC 9110 lets
+            # the final response come alone then, but botocore takes it for the interim
+            # one and misreads the next response on the same connection, stalling until
+            # its read timeout (boto/botocore#3755). The interim response costs 25 bytes.
+            await send_continue(request)
     _log_request(request, context, response, request_id, started_s)
     return response
 

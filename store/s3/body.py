@@ -91,21 +91,31 @@ class ContinueOnFirstRead:
 
     def __init__(self, request: web.BaseRequest) -> None:
         self._request = request
-        self._continued = False
 
     async def read(self, n: int) -> bytes:
-        if not self._continued:
-            self._continued = True
-            await self._send_continue()
+        await send_continue(self._request)
         return await self._request.content.read(n)
 
-    async def _send_continue(self) -> None:
-        request = self._request
-        expect = request.headers.get("Expect", "")
-        if request.version == HttpVersion11 and expect.lower() == "100-continue":
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            # The 100 response is not part of the final response's size.
-            request.writer.output_size = 0
+
+# The request's key that records whether "100 Continue" went out.
+_CONTINUED_KEY = "store.s3.continued"
+
+
+def awaits_continue(request: web.BaseRequest) -> bool:
+    """Tell whether the client waits for "100 Continue" and has not had it yet."""
+    if request.get(_CONTINUED_KEY) or request.version != HttpVersion11:
+        return False
+    return request.headers.get("Expect", "").lower() == "100-continue"
+
+
+async def send_continue(request: web.BaseRequest) -> None:
+    """Send the interim "100 Continue" response once, if the client asked for it."""
+    if not awaits_continue(request):
+        return
+    request[_CONTINUED_KEY] = True
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # The 100 response is not part of the final response's size.
+    request.writer.output_size = 0
 
 
 def check_size(size_bytes: int, max_bytes: int = MAX_PUT_BYTES) -> None:
