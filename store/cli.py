@@ -109,6 +109,14 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         action="store_true",
         help="exit once every server responds and leave the cluster running",
     )
+    s3 = up.add_mutually_exclusive_group()
+    s3.add_argument(
+        "--s3",
+        metavar="HOST:PORT",
+        default=None,
+        help="address of the S3 gateway (default: as in DIR, else 127.0.0.1 and a free port)",
+    )
+    s3.add_argument("--no-s3", action="store_true", help="start no S3 gateway")
     up.add_argument("--log-level", default="info", choices=LEVELS, help="servers' log level")
     add_common(up, f"seconds to wait for every server (default: {START_TIMEOUT_S:.0f})", _up)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from store.cluster import CLUSTER_FILE, LocalCluster, ManagedProcess, pid_alive
-from store.discovery import resolve_meta_address
+from store.discovery import DEFAULT_CLUSTER_DIR, resolve_meta_address
 from store.errors import InvalidArgument, StoreError, Unavailable
 from store.status import collect_status, format_status
 from store.tables import format_table
@@ -66,7 +66,7 @@ def _without_listen(args: list[str]) -> list[str]:
 
 
 def running_processes(cluster: LocalCluster) -> list[ManagedProcess]:
-    return [p for p in cluster.metaservers + cluster.dataservers if is_recorded_process(p)]
+    return [p for p in cluster.processes if is_recorded_process(p)]
 
 
 def load_previous(directory: Path) -> LocalCluster | None:
@@ -111,15 +111,18 @@ def cluster_up(args: argparse.Namespace) -> int:
             metaservers=_pick(args.metaservers, previous, "metaservers", 1),
             log_level=args.log_level,
         )
+        if not args.no_s3:
+            cluster.s3_listen = args.s3 or cluster.default_s3_listen()
+        created = previous is None
         if args.detach:
             _start(cluster, detach=True, timeout_s=args.timeout_s)
-            _print_started(cluster, directory)
+            _print_started(cluster, directory, created)
             print(f"stop it with: storectl cluster down --dir {directory}")
             return 0
         # Handlers first: a signal that arrives during the start stops the cluster after it.
         stop_requested = _catch_stop_signals()
         _start(cluster, detach=False, timeout_s=args.timeout_s)
-        _print_started(cluster, directory)
+        _print_started(cluster, directory, created)
         return _run_foreground(cluster, stop_requested)
 
 
@@ -189,17 +192,24 @@ def _last_log_error(log_directory: Path, log_sizes: dict[Path, int]) -> str:
     return last_line
 
 
-def _print_started(cluster: LocalCluster, directory: Path) -> None:
-    rows = [
-        [p.role, p.name, p.server_id, p.address, p.pid]
-        for p in cluster.metaservers + cluster.dataservers
-    ]
+def _print_started(cluster: LocalCluster, directory: Path, created: bool) -> None:
+    rows = [[p.role, p.name, p.server_id, p.address, p.pid] for p in cluster.processes]
     print(
         f"cluster started in {directory}: {_count(len(cluster.metaservers), 'metaserver')}, "
         f"{_count(len(cluster.dataservers), 'dataserver')}, {_count(cluster.shards, 'shard')}"
     )
     print(format_table(["ROLE", "NAME", "ID", "ADDRESS", "PID"], rows))
     print(f"metaserver address: {cluster.meta_address}")
+    if cluster.gateways:
+        print(f"S3 endpoint: {cluster.s3_endpoint}")
+        if created and cluster.root_keys is not None:
+            access_key, secret_key = cluster.root_keys
+            print(f"root access key: {access_key}")
+            print(f"root secret key: {secret_key}")
+            print(
+                f"the keys are shown only now; they are also in {directory / CLUSTER_FILE} "
+                "(readable by you only)"
+            )
     print(f"logs: {cluster.root / 'logs'}")
 
 
@@ -227,7 +237,7 @@ def _run_foreground(cluster: LocalCluster, stop_requested: threading.Event) -> i
     reported: set[str] = set()
     status = 0
     while not stop_requested.wait(WATCH_INTERVAL_S):
-        exited = [p for p in cluster.metaservers + cluster.dataservers if not p.alive()]
+        exited = [p for p in cluster.processes if not p.alive()]
         for process in exited:
             if process.name not in reported:
                 reported.add(process.name)
@@ -263,10 +273,16 @@ def cluster_down(args: argparse.Namespace) -> int:
     if not running:
         print(f"the cluster in {directory} is not running; nothing to stop")
         return 0
-    # Dataservers first, so none of them heartbeats into a stopped metaserver.
+    # Gateways first, so they take no request the cluster cannot serve, then dataservers,
+    # so none of them heartbeats into a stopped metaserver.
+    gateways = [p for p in running if p.role == "s3"]
     dataservers = [p for p in running if p.role == "dataserver"]
-    metaservers = [p for p in running if p.role != "dataserver"]
-    failed = _stop_group(dataservers, args.timeout_s) + _stop_group(metaservers, args.timeout_s)
+    metaservers = [p for p in running if p.role == "metaserver"]
+    failed = (
+        _stop_group(gateways, args.timeout_s)
+        + _stop_group(dataservers, args.timeout_s)
+        + _stop_group(metaservers, args.timeout_s)
+    )
     if failed:
         names = ", ".join(f"{p.name} pid={p.pid}" for p in failed)
         raise Unavailable(f"could not stop {names}; check them with `ps -p PID`")
@@ -313,8 +329,33 @@ def _send(process: ManagedProcess, signum: int) -> None:
 def cluster_status(args: argparse.Namespace) -> int:
     address = resolve_meta_address(args.meta, args.dir)
     status = collect_status(address, args.timeout_s)
+    gateway = _gateway_status(args)
+    if gateway is not None:
+        status["s3"] = gateway
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         print(format_status(status))
+        if gateway is not None:
+            state = "running" if gateway["running"] else "not running"
+            print(f"\nS3 gateway: {gateway['endpoint']} pid={gateway['pid']} ({state})")
     return 0
+
+
+def _gateway_status(args: argparse.Namespace) -> dict[str, object] | None:
+    """Return the S3 gateway recorded in the cluster directory, without its keys."""
+    if args.meta:
+        return None
+    directory = args.dir if args.dir is not None else DEFAULT_CLUSTER_DIR
+    try:
+        cluster = load_previous(directory)
+    except InvalidArgument:
+        return None
+    if cluster is None or not cluster.gateways:
+        return None
+    gateway = cluster.gateways[0]
+    return {
+        "endpoint": f"http://{gateway.address}",
+        "pid": gateway.pid,
+        "running": is_recorded_process(gateway),
+    }

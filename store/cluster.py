@@ -2,9 +2,11 @@
 
 Layout under the cluster directory:
 
-    cluster.json          roles, ids, addresses and pids of every process
+    cluster.json          roles, ids, addresses and pids of every process, and the
+                          S3 endpoint with the root user's keys (so it is mode 0600)
     meta-0/ ...           metaserver directories (RocksDB shards)
     data-0/ ...           dataserver directories (chunk files)
+    s3-0/                 the S3 gateway's server.json
     logs/<name>.log       each process's log
 
 Each server writes DIR/server.json once it listens; the cluster waits for
@@ -38,6 +40,10 @@ from store.shardmap import format_shard_ranges
 log = logging.getLogger(__name__)
 
 CLUSTER_FILE = "cluster.json"
+# The key of the S3 gateway in cluster.json.
+S3_RECORD_KEY = "s3"
+# The name of the user that the metaserver creates with the cluster.
+ROOT_USER_NAME = "root"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
@@ -190,6 +196,8 @@ class LocalCluster:
         data_args: list[str] | None = None,
         log_level: str = "info",
         python: str = sys.executable,
+        s3_listen: str | None = None,
+        s3_args: list[str] | None = None,
     ) -> None:
         if dataservers < 0 or not 1 <= metaservers <= shards:
             raise InvalidArgument(
@@ -208,6 +216,17 @@ class LocalCluster:
         self.metaservers: list[ManagedProcess] = [self._metaserver_spec(0, metaservers)]
         self.dataservers: list[ManagedProcess] = []
         self._dataserver_count = dataservers
+        # S3 gateways; `start` starts one on `s3_listen` when it is set.
+        self.gateways: list[ManagedProcess] = []
+        self.s3_listen = s3_listen
+        self.s3_args = list(s3_args or [])
+        # The root user's (access key, secret key), read from the metaserver with the gateway.
+        self.root_keys: tuple[str, str] | None = None
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        """Every process of the cluster: metaservers, dataservers and gateways."""
+        return self.metaservers + self.dataservers + self.gateways
 
     # Process specs.
 
@@ -261,6 +280,30 @@ class LocalCluster:
             "dataserver", f"data-{index}", directory, args, self.root / "logs" / f"data-{index}.log"
         )
 
+    def _gateway_spec(self, index: int, listen: str, extra: list[str]) -> ManagedProcess:
+        name = f"s3-{index}"
+        directory = self.root / name
+        args = [
+            self.python,
+            "-m",
+            "store.s3.server",
+            "--listen",
+            listen,
+            "--meta",
+            ",".join(m.address for m in self.metaservers),
+            "--dir",
+            str(directory),
+            "--log-level",
+            self.log_level,
+            *self.s3_args,
+            *extra,
+        ]
+        return ManagedProcess("s3", name, directory, args, self.root / "logs" / f"{name}.log")
+
+    def default_s3_listen(self) -> str:
+        """Return the gateway address of the last run in this directory if free, else port 0."""
+        return self._listen_address("s3-0")
+
     def _listen_address(self, name: str) -> str:
         """Return the address `name` had in the last run in this directory, if still free.
 
@@ -308,10 +351,52 @@ class LocalCluster:
                 process.wait_listening(deadline_s)
                 _pin_listen_address(process)
             self.wait_ready(deadline_s)
+            if self.s3_listen is not None:
+                self._start_gateway(self.s3_listen, [], detach, deadline_s)
         except BaseException:
             self.stop()
             raise
         self.write_cluster_file()
+
+    def add_gateway(
+        self,
+        listen: str = "127.0.0.1:0",
+        extra_args: list[str] | None = None,
+        timeout_s: float = START_TIMEOUT_S,
+    ) -> ManagedProcess:
+        """Start an S3 gateway on the running cluster and wait until it listens."""
+        deadline_s = time.monotonic() + timeout_s
+        process = self._start_gateway(listen, list(extra_args or []), False, deadline_s)
+        self.write_cluster_file()
+        return process
+
+    def _start_gateway(
+        self, listen: str, extra: list[str], detach: bool, deadline_s: float
+    ) -> ManagedProcess:
+        process = self._gateway_spec(len(self.gateways), listen, extra)
+        self.gateways.append(process)
+        self._start_listening(process, detach, deadline_s)
+        self.root_keys = self.read_root_keys()
+        return process
+
+    def read_root_keys(self) -> tuple[str, str]:
+        """Return the root user's (access key, secret key) from the primary metaserver."""
+        with grpc.insecure_channel(self.meta_address, options=CHANNEL_OPTIONS) as channel:
+            stub = meta_pb2_grpc.MetaServiceStub(channel)
+            users = stub.ListUsers(meta_pb2.ListUsersRequest(), timeout=5)
+            roots = [user for user in users.users if user.name == ROOT_USER_NAME]
+            if not roots:
+                raise Unavailable(f"the metaserver at {self.meta_address} has no root user")
+            request = meta_pb2.GetCredentialsRequest(access_key=roots[0].access_key)
+            record = stub.GetCredentials(request, timeout=5)
+        return record.access_key, record.secret_key
+
+    @property
+    def s3_endpoint(self) -> str:
+        """Return the http URL of the first S3 gateway."""
+        if not self.gateways or not self.gateways[0].address:
+            raise Unavailable("the cluster has no S3 gateway running")
+        return f"http://{self.gateways[0].address}"
 
     def _start_listening(self, process: ManagedProcess, detach: bool, deadline_s: float) -> None:
         process.directory.mkdir(parents=True, exist_ok=True)
@@ -386,7 +471,9 @@ class LocalCluster:
         return cluster_map
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop dataservers, then metaservers (SIGTERM, then SIGKILL after `timeout_s`)."""
+        """Stop gateways, dataservers, then metaservers (SIGTERM, then SIGKILL after timeout_s)."""
+        for process in self.gateways:
+            process.stop(timeout_s)
         for process in self.dataservers:
             process.signal(signal.SIGTERM)
         for process in self.dataservers:
@@ -404,7 +491,22 @@ class LocalCluster:
             "metaservers": [p.to_json() for p in self.metaservers],
             "dataservers": [p.to_json() for p in self.dataservers],
         }
-        write_file_atomic(self.root / CLUSTER_FILE, json.dumps(record, indent=2).encode() + b"\n")
+        if self.gateways:
+            record[S3_RECORD_KEY] = self._gateway_record()
+        # The file may hold the root secret key, so only its owner may read it.
+        data = json.dumps(record, indent=2).encode() + b"\n"
+        write_file_atomic(self.root / CLUSTER_FILE, data, mode=0o600)
+
+    def _gateway_record(self) -> dict[str, Any]:
+        """Describe the first gateway: its endpoint, the root keys, and its process."""
+        gateway = self.gateways[0]
+        access_key, secret_key = self.root_keys or ("", "")
+        return {
+            "endpoint": f"http://{gateway.address}",
+            "access_key": access_key,
+            "secret_key": secret_key,
+            **gateway.to_json(),
+        }
 
     @classmethod
     def load(cls, root: Path) -> LocalCluster:
@@ -424,6 +526,10 @@ class LocalCluster:
         cluster.dataservers = [
             ManagedProcess.from_json("dataserver", d) for d in record["dataservers"]
         ]
+        gateway = record.get(S3_RECORD_KEY)
+        if gateway:
+            cluster.gateways = [ManagedProcess.from_json("s3", gateway)]
+            cluster.root_keys = (gateway.get("access_key", ""), gateway.get("secret_key", ""))
         return cluster
 
 
@@ -432,6 +538,8 @@ def _recorded_addresses(path: Path) -> dict[str, str]:
     try:
         record = json.loads(path.read_text())
         processes = record["metaservers"] + record["dataservers"]
+        if record.get(S3_RECORD_KEY):
+            processes.append(record[S3_RECORD_KEY])
         return {p["name"]: p["address"] for p in processes if p.get("address")}
     except (OSError, ValueError, KeyError, TypeError):
         return {}

@@ -8,7 +8,9 @@ leaves out site-packages and dist-packages because they contain third-party
 packages. It then generates one large random file under DIR and uploads it, lists
 the bucket and checks the key set, and reads every object back to compare it with
 its local file. It prints the write and read rates and each dataserver's chunk
-count, and exits with status 1 on any mismatch.
+count, and exits with status 1 on any mismatch. When the cluster has an S3
+gateway, the aws CLI then uploads a few standard-library packages and the big
+file through it, downloads them again and compares every byte (store.demo_s3).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from store.demo_files import (
     scan_files,
     stdlib_root,
 )
+from store.demo_s3 import S3DemoFailure, run_s3_demo
 from store.discovery import DEFAULT_CLUSTER_DIR, read_meta_addresses
 from store.errors import AlreadyExists, StoreError
 from store.limits import GIB, MAX_LIST_KEYS
@@ -402,8 +405,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         result = asyncio.run(run(args, address, scan, big_path))
         status = wait_for_chunk_counts(address, result.writes_done_unix_ms, args.timeout_s)
+        for phase, objects, size_bytes, seconds in run_s3_demo(args.dir, scan.root, big_path):
+            result.rates.append(Rate(phase, objects, size_bytes, seconds))
         print_summary(result, status)
-    except (StoreError, DemoFailure) as error:
+    except (StoreError, DemoFailure, S3DemoFailure) as error:
         print(f"demo: FAILED: {error}", file=sys.stderr)
         if big_path.exists():
             print(f"demo: kept {big_path} for inspection", file=sys.stderr)

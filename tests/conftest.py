@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import store
 from store.cluster import LocalCluster, tail
 
+from .s3gw_support import DOMAIN as S3_DOMAIN
+from .s3gw_support import GatewayInfo, s3_client
 from .support import (
     BASE_META_ARGS,
     DATASERVER_COUNT,
@@ -39,7 +42,7 @@ def _record_cluster(node: pytest.Item, cluster: LocalCluster) -> None:
 
 def _log_tails(cluster: LocalCluster) -> str:
     parts = []
-    for process in cluster.metaservers + cluster.dataservers:
+    for process in cluster.processes:
         state = "running" if process.alive() else "not running"
         parts.append(
             f"--- {process.name} pid={process.pid} ({state}), last {LOG_TAIL_LINES} lines of "
@@ -134,3 +137,34 @@ def two_meta_client(
     _record_cluster(request.node, _two_meta_cluster)
     with store.Client(_two_meta_cluster.meta_address) as client:
         yield client
+
+
+# The S3 gateway of the shared cluster.
+
+
+@pytest.fixture(scope="session")
+def _shared_gateway(_shared_cluster: LocalCluster) -> GatewayInfo:
+    process = _shared_cluster.add_gateway(extra_args=["--domain", S3_DOMAIN])
+    access_key, secret_key = _shared_cluster.read_root_keys()
+    return GatewayInfo(process, access_key, secret_key)
+
+
+@pytest.fixture
+def gateway(request: pytest.FixtureRequest, _shared_gateway: GatewayInfo) -> GatewayInfo:
+    """An S3 gateway (store-s3) of the shared cluster, with the root user's keys."""
+    _record_cluster(request.node, request.getfixturevalue("_shared_cluster"))
+    return _shared_gateway
+
+
+@pytest.fixture
+def s3(gateway: GatewayInfo) -> Any:
+    """A boto3 S3 client of the shared gateway, signed as root."""
+    return s3_client(gateway)
+
+
+@pytest.fixture
+def s3_bucket(s3: Any) -> str:
+    """A new, empty bucket created through the gateway."""
+    name = new_bucket_name("s3")
+    s3.create_bucket(Bucket=name)
+    return name

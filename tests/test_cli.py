@@ -54,7 +54,8 @@ def storectl(
 
 def recorded_pids(cluster_dir: Path) -> list[int]:
     record = json.loads((cluster_dir / "cluster.json").read_text())
-    return [p["pid"] for p in record["metaservers"] + record["dataservers"]]
+    gateways = [record["s3"]] if record.get("s3") else []
+    return [p["pid"] for p in record["metaservers"] + record["dataservers"] + gateways]
 
 
 def wait_gone(pids: list[int]) -> list[int]:

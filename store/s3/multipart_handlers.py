@@ -1,0 +1,268 @@
+"""Multipart uploads: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+AbortMultipartUpload, ListParts and ListMultipartUploads.
+
+Each part is stored like an object (its MD5 is its ETag); completing the upload
+joins the parts' layouts into one object without copying data, and the SDK
+computes the md5-of-part-md5s-N ETag and the object's checksum.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from aiohttp import web
+
+from store.client_multipart import MAX_LIST_PARTS, MAX_PART_NUMBER
+from store.errors import InvalidArgument
+from store.layout import check_upload_id
+from store.limits import MAX_LIST_KEYS
+from store.s3.access import authorize_bucket
+from store.s3.api_errors import S3Error, not_implemented
+from store.s3.body import MAX_PUT_BYTES, RequestBody
+from store.s3.bucket_handlers import add_owner, bucket_info
+from store.s3.checksums import (
+    XML_NAMES,
+    check_checksum_type,
+    declared_algorithm,
+    parse_checksum_request,
+    response_headers,
+)
+from store.s3.conditions import write_conditions
+from store.s3.context import RequestContext
+from store.s3.copy_handlers import checksum_fields, parse_part_number
+from store.s3.listing_handlers import encode_name, encoding_type, parse_max
+from store.s3.object_handlers import reject_unsupported_object_headers
+from store.s3.object_headers import quoted_etag, stored_headers
+from store.s3.responses import xml_response
+from store.s3.xmlcodec import (
+    MAX_REQUEST_XML_BYTES,
+    add,
+    add_fields,
+    child_text,
+    iso_time,
+    new_document,
+    parse_document,
+)
+
+
+def upload_id_of(context: RequestContext) -> str:
+    """Return the uploadId parameter; a malformed one names no upload (NoSuchUpload)."""
+    upload_id = context.query.get("uploadId", "")
+    try:
+        return check_upload_id(upload_id)
+    except InvalidArgument:
+        raise _no_such_upload(upload_id) from None
+
+
+def _no_such_upload(upload_id: str) -> S3Error:
+    return S3Error(
+        "NoSuchUpload",
+        f"The specified upload {upload_id[:80]!r} does not exist: it may have been "
+        "aborted or completed, or the upload id is wrong",
+    )
+
+
+async def create_multipart_upload(context: RequestContext) -> web.StreamResponse:
+    await authorize_bucket(context.client, context.user, context.bucket)
+    reject_unsupported_object_headers(context.headers)
+    stored = stored_headers(context.headers)
+    algorithm = declared_algorithm(context.headers)
+    checksum_type = check_checksum_type(context.headers.get("x-amz-checksum-type"), algorithm)
+    upload_id = await context.client.create_multipart_upload(
+        context.bucket,
+        context.key,
+        content_type=stored.content_type,
+        metadata=stored.metadata,
+        system_metadata=stored.system_metadata,
+        checksum_algorithm=algorithm or "",
+        checksum_type=checksum_type,
+        owner=context.user.name,
+    )
+    root = new_document("InitiateMultipartUploadResult")
+    add(root, "Bucket", context.bucket)
+    add(root, "Key", context.key)
+    add(root, "UploadId", upload_id)
+    headers: dict[str, str] = {}
+    if algorithm:
+        headers["x-amz-checksum-algorithm"] = algorithm.upper()
+        headers["x-amz-checksum-type"] = checksum_type or "COMPOSITE"
+    return xml_response(root, headers=headers)
+
+
+async def upload_part(context: RequestContext) -> web.StreamResponse:
+    await authorize_bucket(context.client, context.user, context.bucket)
+    part_number = parse_part_number(context.query.get("partNumber"))
+    upload_id = upload_id_of(context)
+    body = RequestBody(context)
+    body.require_length(MAX_PUT_BYTES)
+    checksums = parse_checksum_request(context.headers, default_algorithm=None)
+    part = await context.client.upload_part(
+        context.bucket,
+        context.key,
+        upload_id,
+        part_number,
+        body.pieces(checksums),
+        content_md5=checksums.content_md5,
+        checksum_algorithms=checksums.algorithms,
+        expected_checksums=checksums.expected,
+    )
+    headers = {"ETag": quoted_etag(part.etag)}
+    headers.update(response_headers(part.checksums, ""))
+    headers.pop("x-amz-checksum-type", None)
+    return web.Response(status=200, headers=headers)
+
+
+async def complete_multipart_upload(context: RequestContext) -> web.StreamResponse:
+    await authorize_bucket(context.client, context.user, context.bucket)
+    upload_id = upload_id_of(context)
+    conditions = write_conditions(context.headers)
+    document = await RequestBody(context).read_all(MAX_REQUEST_XML_BYTES)
+    parts = parse_completed_parts(document)
+    info = await context.client.complete_multipart_upload(
+        context.bucket,
+        context.key,
+        upload_id,
+        parts,
+        if_match=conditions.if_match,
+        if_none_match=conditions.if_none_match,
+    )
+    root = new_document("CompleteMultipartUploadResult")
+    add(root, "Location", f"/{context.bucket}/{context.key}")
+    add(root, "Bucket", context.bucket)
+    add(root, "Key", context.key)
+    add(root, "ETag", quoted_etag(info.etag))
+    add_fields(root, checksum_fields(info))
+    return xml_response(root, headers=response_headers(info.checksums, info.checksum_type))
+
+
+def parse_completed_parts(document: bytes) -> list[tuple[int, str]]:
+    """Return the (part number, ETag) pairs of a CompleteMultipartUpload document."""
+    root = parse_document(document, "CompleteMultipartUpload")
+    parts: list[tuple[int, str]] = []
+    for element in root.findall("Part"):
+        number_text = (child_text(element, "PartNumber") or "").strip()
+        etag = (child_text(element, "ETag") or "").strip().strip('"')
+        if not number_text.isdigit() or not 1 <= int(number_text) <= MAX_PART_NUMBER:
+            raise S3Error(
+                "InvalidArgument",
+                f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive; "
+                f"got {number_text[:20]!r}",
+            )
+        if not etag:
+            raise S3Error("InvalidPart", f"Part {number_text} has no ETag; send each part's ETag")
+        parts.append((int(number_text), etag))
+    if not parts:
+        raise S3Error(
+            "MalformedXML",
+            "The XML you provided was not well-formed or did not validate against our "
+            "published schema: CompleteMultipartUpload lists no Part",
+        )
+    for previous, current in itertools.pairwise(parts):
+        if current[0] <= previous[0]:
+            raise S3Error(
+                "InvalidPartOrder",
+                f"The list of parts was not in ascending order: part {current[0]} follows "
+                f"part {previous[0]}; list each part once, by part number",
+            )
+    return parts
+
+
+async def abort_multipart_upload(context: RequestContext) -> web.StreamResponse:
+    await authorize_bucket(context.client, context.user, context.bucket)
+    await context.client.abort_multipart_upload(context.bucket, context.key, upload_id_of(context))
+    return web.Response(status=204)
+
+
+async def list_parts(context: RequestContext) -> web.StreamResponse:
+    await authorize_bucket(context.client, context.user, context.bucket)
+    upload_id = upload_id_of(context)
+    marker_text = context.query.get("part-number-marker", "0") or "0"
+    if not marker_text.isdigit():
+        raise S3Error(
+            "InvalidArgument", f"part-number-marker {marker_text[:20]!r} must be an integer"
+        )
+    max_parts = parse_max(context.query.get("max-parts"), "max-parts", MAX_LIST_PARTS)
+    page = await context.client.list_parts(
+        context.bucket,
+        context.key,
+        upload_id,
+        part_number_marker=int(marker_text),
+        max_parts=max(max_parts, 1),
+    )
+    upload = page.upload
+    root = new_document("ListPartsResult")
+    add(root, "Bucket", context.bucket)
+    add(root, "Key", context.key)
+    add(root, "UploadId", upload_id)
+    add_owner(root, "Initiator", upload.owner or "root")
+    add_owner(root, "Owner", upload.owner or "root")
+    add(root, "StorageClass", "STANDARD")
+    add(root, "PartNumberMarker", int(marker_text))
+    add(root, "NextPartNumberMarker", page.next_part_number_marker)
+    add(root, "MaxParts", max_parts)
+    add(root, "IsTruncated", page.truncated)
+    if upload.checksum_algorithm:
+        add(root, "ChecksumAlgorithm", upload.checksum_algorithm.upper())
+        add(root, "ChecksumType", upload.checksum_type or "COMPOSITE")
+    for part in page.parts if max_parts else []:
+        entry = add(root, "Part")
+        add(entry, "PartNumber", part.part_number)
+        add(entry, "LastModified", iso_time(part.modified))
+        add(entry, "ETag", quoted_etag(part.etag))
+        add(entry, "Size", part.size_bytes)
+        add_fields(
+            entry,
+            [(XML_NAMES[n], v) for n, v in sorted(part.checksums.items()) if n in XML_NAMES],
+        )
+    return xml_response(root)
+
+
+async def list_multipart_uploads(context: RequestContext) -> web.StreamResponse:
+    await bucket_info(context)
+    if "delimiter" in context.query:
+        raise not_implemented("ListMultipartUploads with a delimiter")
+    encode = encoding_type(context.query)
+    prefix = context.query.get("prefix", "")
+    key_marker = context.query.get("key-marker", "")
+    upload_id_marker = context.query.get("upload-id-marker", "") if key_marker else ""
+    max_uploads = parse_max(context.query.get("max-uploads"), "max-uploads", MAX_LIST_KEYS)
+    root = new_document("ListMultipartUploadsResult")
+    add(root, "Bucket", context.bucket)
+    add(root, "KeyMarker", encode_name(key_marker, encode))
+    add(root, "UploadIdMarker", upload_id_marker)
+    if max_uploads == 0:
+        add_fields(root, [("MaxUploads", 0), ("IsTruncated", False), ("Prefix", prefix)])
+        return xml_response(root)
+    if upload_id_marker:
+        try:
+            check_upload_id(upload_id_marker)
+        except InvalidArgument:
+            raise S3Error(
+                "InvalidArgument", f"Invalid uploadId marker {upload_id_marker[:80]!r}"
+            ) from None
+    page = await context.client.list_multipart_uploads(
+        context.bucket,
+        prefix=prefix,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        max_uploads=max_uploads,
+    )
+    add(root, "NextKeyMarker", encode_name(page.next_key_marker, encode))
+    add(root, "NextUploadIdMarker", page.next_upload_id_marker)
+    add(root, "MaxUploads", max_uploads)
+    add(root, "IsTruncated", page.truncated)
+    add(root, "Prefix", encode_name(prefix, encode))
+    if encode:
+        add(root, "EncodingType", "url")
+    for upload in page.uploads:
+        entry = add(root, "Upload")
+        add(entry, "Key", encode_name(upload.key, encode))
+        add(entry, "UploadId", upload.upload_id)
+        add_owner(entry, "Initiator", upload.owner or "root")
+        add_owner(entry, "Owner", upload.owner or "root")
+        add(entry, "StorageClass", "STANDARD")
+        add(entry, "Initiated", iso_time(upload.created))
+        if upload.checksum_algorithm:
+            add(entry, "ChecksumAlgorithm", upload.checksum_algorithm.upper())
+            add(entry, "ChecksumType", upload.checksum_type or "COMPOSITE")
+    return xml_response(root)

@@ -1,0 +1,164 @@
+"""Choose the S3 operation of a request from its method, target and query parameters.
+
+Every query parameter must be one the chosen operation understands. Anything else,
+such as ?versioning, ?policy or ?lifecycle, is a subresource this gateway does not
+implement and gets NotImplemented, never a plain listing or read that would look
+like a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from store.s3.addressing import Location
+from store.s3.api_errors import S3Error, not_implemented
+
+# Parameters any request may carry: presigned-URL authentication and the operation
+# name that botocore appends ("x-id=PutObject").
+_ALWAYS_ALLOWED = frozenset(
+    {
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "x-id",
+    }
+)
+_RESPONSE_OVERRIDES = frozenset(
+    {
+        "response-content-type",
+        "response-content-language",
+        "response-expires",
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+    }
+)
+
+# The parameters each operation accepts, besides those above.
+ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
+    "ListBuckets": frozenset({"max-buckets", "continuation-token", "prefix", "bucket-region"}),
+    "ListObjects": frozenset({"prefix", "delimiter", "marker", "max-keys", "encoding-type"}),
+    "ListObjectsV2": frozenset(
+        {
+            "list-type",
+            "prefix",
+            "delimiter",
+            "max-keys",
+            "encoding-type",
+            "continuation-token",
+            "start-after",
+            "fetch-owner",
+        }
+    ),
+    "ListMultipartUploads": frozenset(
+        {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads", "encoding-type"}
+    ),
+    "GetBucketLocation": frozenset({"location"}),
+    "GetBucketAcl": frozenset({"acl"}),
+    "CreateBucket": frozenset(),
+    "HeadBucket": frozenset(),
+    "DeleteBucket": frozenset(),
+    "DeleteObjects": frozenset({"delete"}),
+    "GetObject": frozenset({"partNumber", "versionId"}) | _RESPONSE_OVERRIDES,
+    "HeadObject": frozenset({"partNumber", "versionId"}) | _RESPONSE_OVERRIDES,
+    "GetObjectAcl": frozenset({"acl", "versionId"}),
+    "PutObject": frozenset(),
+    "CopyObject": frozenset(),
+    "DeleteObject": frozenset({"versionId"}),
+    "CreateMultipartUpload": frozenset({"uploads"}),
+    "UploadPart": frozenset({"partNumber", "uploadId"}),
+    "UploadPartCopy": frozenset({"partNumber", "uploadId"}),
+    "CompleteMultipartUpload": frozenset({"uploadId"}),
+    "AbortMultipartUpload": frozenset({"uploadId"}),
+    "ListParts": frozenset({"uploadId", "part-number-marker", "max-parts"}),
+}
+
+
+def choose_operation(
+    method: str, location: Location, query: Mapping[str, str], headers: Mapping[str, str]
+) -> str:
+    """Return the operation name, or raise NotImplemented / MethodNotAllowed."""
+    names = set(query)
+    if location.bucket is None:
+        operation = _service_operation(method)
+    elif location.key is None:
+        operation = _bucket_operation(method, names)
+    else:
+        operation = _object_operation(method, names, headers)
+    _check_parameters(operation, names)
+    return operation
+
+
+def _service_operation(method: str) -> str:
+    if method in ("GET", "HEAD"):
+        return "ListBuckets"
+    raise S3Error(
+        "MethodNotAllowed",
+        f"The specified method {method} is not allowed against the service; name a bucket",
+    )
+
+
+def _bucket_operation(method: str, names: Collection[str]) -> str:
+    if method == "GET":
+        for parameter, operation in (
+            ("location", "GetBucketLocation"),
+            ("uploads", "ListMultipartUploads"),
+            ("acl", "GetBucketAcl"),
+        ):
+            if parameter in names:
+                return operation
+        return "ListObjectsV2" if "list-type" in names else "ListObjects"
+    if method == "PUT":
+        return "CreateBucket"
+    if method == "HEAD":
+        return "HeadBucket"
+    if method == "DELETE":
+        return "DeleteBucket"
+    if method == "POST" and "delete" in names:
+        return "DeleteObjects"
+    raise _unknown(method, names, "bucket")
+
+
+def _object_operation(method: str, names: Collection[str], headers: Mapping[str, str]) -> str:
+    copy = "x-amz-copy-source" in headers
+    if method == "GET":
+        if "uploadId" in names:
+            return "ListParts"
+        return "GetObjectAcl" if "acl" in names else "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT":
+        if "uploadId" in names or "partNumber" in names:
+            return "UploadPartCopy" if copy else "UploadPart"
+        return "CopyObject" if copy else "PutObject"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if "uploadId" in names else "DeleteObject"
+    if method == "POST":
+        if "uploads" in names:
+            return "CreateMultipartUpload"
+        if "uploadId" in names:
+            return "CompleteMultipartUpload"
+    raise _unknown(method, names, "object")
+
+
+def _check_parameters(operation: str, names: Collection[str]) -> None:
+    allowed = ALLOWED_PARAMETERS[operation]
+    unknown = sorted(name for name in names if name not in allowed and name not in _ALWAYS_ALLOWED)
+    if unknown:
+        raise not_implemented(f"{operation} with the query parameter(s) {', '.join(unknown)}")
+
+
+def _unknown(method: str, names: Collection[str], target: str) -> S3Error:
+    if names:
+        return not_implemented(
+            f"{method} on a{'n' if target == 'object' else ''} {target} "
+            f"with ?{'&'.join(sorted(names))}"
+        )
+    return S3Error(
+        "MethodNotAllowed",
+        f"The specified method {method} is not allowed against this {target}",
+    )

@@ -1,0 +1,208 @@
+"""Error responses of the gateway: the S3 XML error for each mistake a client can make,
+malformed requests that leave the gateway up and the store unchanged, and
+NotImplemented for what the gateway does not do."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from store.cluster import LocalCluster
+
+from .s3gw_support import GatewayInfo, Reply, error_code, object_url, s3_client, send, sign
+from .support import MIB
+
+
+def assert_error(reply: Reply, status: int, code: str) -> None:
+    assert reply.status == status, reply.body
+    assert reply.code == code, reply.body
+    assert reply.headers.get("x-amz-request-id")
+    assert b"<RequestId>" in reply.body
+    assert b"<Resource>" in reply.body
+
+
+def keys_of(s3: Any, bucket: str) -> list[str]:
+    return [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_malformed_xml_documents(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="keep", Body=b"x")
+    upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key="mp")["UploadId"]
+    cases = [
+        ("POST", object_url(gateway, s3_bucket, "mp", f"uploadId={upload_id}"), b"<Complete"),
+        ("POST", object_url(gateway, s3_bucket, "mp", f"uploadId={upload_id}"), b"<Other/>"),
+        (
+            "POST",
+            object_url(gateway, s3_bucket, "mp", f"uploadId={upload_id}"),
+            b"<CompleteMultipartUpload></CompleteMultipartUpload>",
+        ),
+        ("POST", object_url(gateway, s3_bucket, query="delete"), b"<Delete><Object>"),
+        (
+            "POST",
+            object_url(gateway, s3_bucket, query="delete"),
+            b'<!DOCTYPE x [<!ENTITY a "b">]><Delete><Object><Key>&a;</Key></Object></Delete>',
+        ),
+        ("PUT", object_url(gateway, "new-bucket-bad-xml"), b"<CreateBucketConfiguration"),
+    ]
+    for method, url, body in cases:
+        reply = send(gateway, sign(gateway, method, url, body=body))
+        assert_error(reply, 400, "MalformedXML")
+
+    assert keys_of(s3, s3_bucket) == ["keep"]
+    with pytest.raises(ClientError):
+        s3.head_bucket(Bucket="new-bucket-bad-xml")
+
+
+def test_bad_chunk_framing(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    url = object_url(gateway, s3_bucket, "framed")
+    headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": "5"}
+    for body in (b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhello0\r\n\r\n", b"5\r\nhel"):
+        request = sign(gateway, "PUT", url, headers, payload="STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+        reply = send(gateway, request, [body], chunked=True)
+        assert reply.status == 400
+        assert reply.code in ("InvalidArgument", "IncompleteBody")
+    assert keys_of(s3, s3_bucket) == []
+
+
+def test_oversized_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    url = object_url(gateway, s3_bucket, "k")
+    long_header = sign(gateway, "GET", url, {"x-long": "v" * 9000})
+    many_headers = sign(gateway, "GET", url, {f"x-h{i}": "v" for i in range(200)})
+
+    for request in (long_header, many_headers):
+        reply = send(gateway, request)
+        assert reply.status == 400
+        assert reply.code == "RequestHeaderSectionTooLarge"
+
+    s3.put_object(Bucket=s3_bucket, Key="still-up", Body=b"x")
+    assert keys_of(s3, s3_bucket) == ["still-up"]
+
+
+def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as connection:
+        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = connection.recv(65536)
+    assert reply.split(b" ", 2)[1] == b"400"
+    assert b"<Code>InvalidRequest</Code>" in reply
+    assert s3.list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "query", "with_key"),
+    [
+        ("GET", "versioning", False),
+        ("PUT", "versioning", False),
+        ("GET", "policy", False),
+        ("PUT", "policy", False),
+        ("DELETE", "policy", False),
+        ("GET", "lifecycle", False),
+        ("PUT", "lifecycle", False),
+        ("PUT", "acl", False),
+        ("PUT", "acl", True),
+        ("GET", "tagging", True),
+        ("PUT", "tagging", True),
+        ("GET", "versions", False),
+        ("GET", "cors", False),
+        ("POST", "select&select-type=2", True),
+        ("POST", "restore", True),
+        ("GET", "attributes", True),
+    ],
+)
+def test_unsupported_subresources(
+    gateway: GatewayInfo, s3: Any, s3_bucket: str, method: str, query: str, with_key: bool
+) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
+    url = object_url(gateway, s3_bucket, "k" if with_key else "", query)
+
+    reply = send(gateway, sign(gateway, method, url, body=b"<x/>" if method != "GET" else b""))
+
+    assert_error(reply, 501, "NotImplemented")
+    assert keys_of(s3, s3_bucket) == ["k"]
+
+
+def test_unsupported_write_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    for headers in (
+        {"x-amz-tagging": "a=b"},
+        {"x-amz-server-side-encryption": "AES256"},
+        {"x-amz-storage-class": "GLACIER"},
+        {"x-amz-acl": "public-read"},
+        {"If-None-Match": '"abc"'},
+    ):
+        url = object_url(gateway, s3_bucket, "k")
+        reply = send(gateway, sign(gateway, "PUT", url, headers, body=b"x"))
+        assert_error(reply, 501, "NotImplemented")
+    assert keys_of(s3, s3_bucket) == []
+
+
+def test_bucket_errors(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
+
+    with pytest.raises(ClientError) as error:
+        s3.delete_bucket(Bucket=s3_bucket)
+    assert error.value.response["Error"]["Code"] == "BucketNotEmpty"
+    with pytest.raises(ClientError) as error:
+        s3.put_object(Bucket="missing-bucket-x", Key="k", Body=b"x")
+    assert error.value.response["Error"]["Code"] == "NoSuchBucket"
+    reply = send(gateway, sign(gateway, "PUT", object_url(gateway, "Bad_Name")))
+    assert_error(reply, 400, "InvalidBucketName")
+    configuration = (
+        b"<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint>"
+        b"</CreateBucketConfiguration>"
+    )
+    reply = send(
+        gateway, sign(gateway, "PUT", object_url(gateway, "eu-bucket-x"), body=configuration)
+    )
+    assert_error(reply, 400, "IllegalLocationConstraintException")
+
+
+def test_head_errors_have_no_body(gateway: GatewayInfo, s3_bucket: str) -> None:
+    for url in (object_url(gateway, s3_bucket, "missing"), object_url(gateway, "missing-bucket-y")):
+        reply = send(gateway, sign(gateway, "HEAD", url))
+        assert reply.status == 404
+        assert reply.body == b""
+        assert reply.headers["x-amz-request-id"]
+
+
+def test_declared_length_limits(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    url = object_url(gateway, s3_bucket, "huge")
+    huge = sign(
+        gateway,
+        "PUT",
+        url,
+        {"Content-Length": str(6 * 1024**3), "Expect": "100-continue"},
+        payload="UNSIGNED-PAYLOAD",
+    )
+    assert_error(send(gateway, huge, b""), 400, "EntityTooLarge")
+
+    unsized = sign(gateway, "PUT", url, payload="UNSIGNED-PAYLOAD")
+    assert_error(send(gateway, unsized, [b"abc"], chunked=True), 411, "MissingContentLength")
+    assert keys_of(s3, s3_bucket) == []
+
+
+def test_wrong_method(gateway: GatewayInfo) -> None:
+    reply = send(gateway, sign(gateway, "DELETE", f"{gateway.endpoint}/"))
+    assert_error(reply, 405, "MethodNotAllowed")
+
+
+def test_unavailable_metaserver(cluster_factory: Any) -> None:
+    cluster: LocalCluster = cluster_factory(dataservers=1)
+    process = cluster.add_gateway(extra_args=["--timeout-s", "1"])
+    access_key, secret_key = cluster.read_root_keys()
+    gateway = GatewayInfo(process, access_key, secret_key)
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="before-the-outage")
+    s3.put_object(Bucket="before-the-outage", Key="k", Body=b"x" * MIB)
+
+    cluster.metaservers[0].kill()
+    started_s = time.monotonic()
+    with pytest.raises(ClientError) as error:
+        s3.get_object(Bucket="before-the-outage", Key="k")
+
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert error.value.response["Error"]["Code"] in ("ServiceUnavailable", "SlowDown")
+    assert time.monotonic() - started_s < 20
+    assert error_code(b"") is None

@@ -1,0 +1,302 @@
+"""Multipart uploads through the gateway: boto3's transfer manager, part rules,
+ListParts and ListMultipartUploads, UploadPartCopy and conditional completion."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import awscrt.checksums
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from .s3gw_support import GatewayInfo, s3_client
+from .support import MIB, make_data
+
+PART_BYTES = 5 * MIB
+
+
+def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(error.value.response["Error"]["Code"])
+
+
+def multipart_etag(parts: list[bytes]) -> str:
+    digests = b"".join(hashlib.md5(part).digest() for part in parts)
+    return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def upload_parts(
+    s3: Any, bucket: str, key: str, parts: list[bytes], **create: Any
+) -> tuple[str, list[dict[str, Any]]]:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **create)["UploadId"]
+    done = []
+    for number, data in enumerate(parts, start=1):
+        etag = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+        )["ETag"]
+        done.append({"PartNumber": number, "ETag": etag})
+    return upload_id, done
+
+
+def test_transfer_manager_round_trip(s3: Any, s3_bucket: str, tmp_path: Path) -> None:
+    data = make_data(12 * MIB + 321, seed=10)
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
+
+    s3.upload_file(str(source), s3_bucket, "big.bin", Config=config)
+    s3.download_file(s3_bucket, "big.bin", str(tmp_path / "copy.bin"), Config=config)
+
+    parts = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    head = s3.head_object(Bucket=s3_bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert (tmp_path / "copy.bin").read_bytes() == data
+    assert head["ETag"] == multipart_etag(parts)
+    assert head["ContentLength"] == len(data)
+
+
+def test_small_file_below_threshold(s3: Any, s3_bucket: str, tmp_path: Path) -> None:
+    data = make_data(PART_BYTES - 1, seed=11)
+    source = tmp_path / "small.bin"
+    source.write_bytes(data)
+    config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
+
+    s3.upload_file(str(source), s3_bucket, "small.bin", Config=config)
+
+    head = s3.head_object(Bucket=s3_bucket, Key="small.bin")
+    assert head["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_full_object_crc64nvme(s3: Any, s3_bucket: str) -> None:
+    parts = [make_data(PART_BYTES, 12), make_data(1234, 13)]
+    upload_id = s3.create_multipart_upload(
+        Bucket=s3_bucket, Key="crc", ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT"
+    )["UploadId"]
+    done = []
+    for number, data in enumerate(parts, start=1):
+        part = s3.upload_part(
+            Bucket=s3_bucket,
+            Key="crc",
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="CRC64NVME",
+        )
+        done.append({"PartNumber": number, "ETag": part["ETag"]})
+
+    completed = s3.complete_multipart_upload(
+        Bucket=s3_bucket, Key="crc", UploadId=upload_id, MultipartUpload={"Parts": done}
+    )
+
+    whole = awscrt.checksums.crc64nvme(b"".join(parts)).to_bytes(8, "big")
+    expected = base64.b64encode(whole).decode()
+    assert completed["ChecksumCRC64NVME"] == expected
+    head = s3.head_object(Bucket=s3_bucket, Key="crc", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == expected
+    assert head["ChecksumType"] == "FULL_OBJECT"
+
+
+def test_part_too_small(s3: Any, s3_bucket: str) -> None:
+    upload_id, done = upload_parts(s3, s3_bucket, "k", [b"a" * 1000, b"b" * 1000])
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done}
+        )
+    assert error_code(error) == "EntityTooSmall"
+
+
+def test_invalid_part_and_order(s3: Any, s3_bucket: str) -> None:
+    upload_id, done = upload_parts(s3, s3_bucket, "k", [make_data(PART_BYTES, 14), b"end"])
+
+    wrong_etag = [done[0], {"PartNumber": 2, "ETag": '"00000000000000000000000000000000"'}]
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": wrong_etag}
+        )
+    assert error_code(error) == "InvalidPart"
+    missing = [done[0], {"PartNumber": 3, "ETag": done[1]["ETag"]}]
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": missing}
+        )
+    assert error_code(error) == "InvalidPart"
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done[::-1]}
+        )
+    assert error_code(error) == "InvalidPartOrder"
+
+    s3.complete_multipart_upload(
+        Bucket=s3_bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done}
+    )
+    assert s3.head_object(Bucket=s3_bucket, Key="k")["ContentLength"] == PART_BYTES + 3
+
+
+def test_abort_then_no_such_upload(s3: Any, s3_bucket: str) -> None:
+    upload_id, _done = upload_parts(s3, s3_bucket, "k", [b"x"])
+
+    s3.abort_multipart_upload(Bucket=s3_bucket, Key="k", UploadId=upload_id)
+
+    with pytest.raises(ClientError) as error:
+        s3.upload_part(Bucket=s3_bucket, Key="k", UploadId=upload_id, PartNumber=2, Body=b"y")
+    assert error_code(error) == "NoSuchUpload"
+    with pytest.raises(ClientError) as error:
+        s3.list_parts(Bucket=s3_bucket, Key="k", UploadId=upload_id)
+    assert error_code(error) == "NoSuchUpload"
+    with pytest.raises(ClientError) as error:
+        s3.abort_multipart_upload(Bucket=s3_bucket, Key="k", UploadId=upload_id)
+    assert error_code(error) == "NoSuchUpload"
+    with pytest.raises(ClientError) as error:
+        s3.list_parts(Bucket=s3_bucket, Key="k", UploadId="not-an-upload-id")
+    assert error_code(error) == "NoSuchUpload"
+
+
+def test_part_number_out_of_range(s3: Any, s3_bucket: str) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key="k")["UploadId"]
+    for number in (0, 10001):
+        with pytest.raises(ClientError) as error:
+            s3.upload_part(
+                Bucket=s3_bucket, Key="k", UploadId=upload_id, PartNumber=number, Body=b"x"
+            )
+        assert error_code(error) == "InvalidArgument"
+
+
+def test_list_parts_paginated(s3: Any, s3_bucket: str) -> None:
+    parts = [f"part {n}".encode() for n in range(1, 8)]
+    upload_id, done = upload_parts(s3, s3_bucket, "k", parts)
+
+    pages = list(
+        s3.get_paginator("list_parts").paginate(
+            Bucket=s3_bucket, Key="k", UploadId=upload_id, PaginationConfig={"PageSize": 3}
+        )
+    )
+
+    listed = [part for page in pages for part in page.get("Parts", [])]
+    assert len(pages) == 3
+    assert [p["PartNumber"] for p in listed] == list(range(1, 8))
+    assert [p["ETag"] for p in listed] == [d["ETag"] for d in done]
+    assert [p["Size"] for p in listed] == [len(p) for p in parts]
+
+
+def test_list_multipart_uploads(s3: Any, s3_bucket: str) -> None:
+    created = {}
+    for key in ("a/1", "a/2", "b/1", "a/1"):
+        upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+        created.setdefault(key, []).append(upload_id)
+
+    pages = list(
+        s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=s3_bucket, Prefix="a/", PaginationConfig={"PageSize": 2}
+        )
+    )
+
+    listed = [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", [])]
+    expected = sorted((key, upload) for key in ("a/1", "a/2") for upload in created[key])
+    assert sorted(listed) == expected
+    assert len(listed) == len(set(listed))
+    for key, upload_id in listed:
+        s3.abort_multipart_upload(Bucket=s3_bucket, Key=key, UploadId=upload_id)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=s3_bucket, Prefix="a/")
+
+
+def test_upload_part_copy(s3: Any, s3_bucket: str) -> None:
+    source = make_data(7 * MIB, seed=15)
+    s3.put_object(Bucket=s3_bucket, Key="source", Body=source)
+    upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key="target")["UploadId"]
+
+    first = s3.upload_part_copy(
+        Bucket=s3_bucket,
+        Key="target",
+        UploadId=upload_id,
+        PartNumber=1,
+        CopySource={"Bucket": s3_bucket, "Key": "source"},
+        CopySourceRange=f"bytes=0-{PART_BYTES - 1}",
+    )
+    second = s3.upload_part_copy(
+        Bucket=s3_bucket,
+        Key="target",
+        UploadId=upload_id,
+        PartNumber=2,
+        CopySource={"Bucket": s3_bucket, "Key": "source"},
+        CopySourceRange=f"bytes={6 * MIB}-{7 * MIB - 1}",
+    )
+    s3.complete_multipart_upload(
+        Bucket=s3_bucket,
+        Key="target",
+        UploadId=upload_id,
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
+                {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]},
+            ]
+        },
+    )
+
+    body = s3.get_object(Bucket=s3_bucket, Key="target")["Body"].read()
+    assert body == source[:PART_BYTES] + source[6 * MIB :]
+    with pytest.raises(ClientError) as error:
+        s3.upload_part_copy(
+            Bucket=s3_bucket,
+            Key="target2",
+            UploadId=s3.create_multipart_upload(Bucket=s3_bucket, Key="target2")["UploadId"],
+            PartNumber=1,
+            CopySource={"Bucket": s3_bucket, "Key": "source"},
+            CopySourceRange=f"bytes=0-{8 * MIB}",
+        )
+    assert error_code(error) == "InvalidRange"
+
+
+def test_metadata_of_multipart_object(s3: Any, s3_bucket: str) -> None:
+    upload_id, done = upload_parts(
+        s3,
+        s3_bucket,
+        "k",
+        [b"only part"],
+        ContentType="text/plain",
+        Metadata={"origin": "multipart"},
+        CacheControl="no-store",
+    )
+    s3.complete_multipart_upload(
+        Bucket=s3_bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done}
+    )
+
+    head = s3.head_object(Bucket=s3_bucket, Key="k")
+    assert head["ContentType"] == "text/plain"
+    assert head["Metadata"] == {"origin": "multipart"}
+    assert head["CacheControl"] == "no-store"
+    assert head["ETag"] == multipart_etag([b"only part"])
+
+
+def test_conditional_complete_race(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    uploads = [upload_parts(s3, s3_bucket, "race", [f"writer {n}".encode()]) for n in range(4)]
+    barrier = threading.Barrier(len(uploads))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def complete(upload_id: str, parts: list[dict[str, Any]]) -> None:
+        client = s3_client(gateway)
+        barrier.wait(timeout=30)
+        try:
+            client.complete_multipart_upload(
+                Bucket=s3_bucket,
+                Key="race",
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+            outcome = "won"
+        except ClientError as error:
+            outcome = error.response["Error"]["Code"]
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=complete, args=upload) for upload in uploads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(outcomes) == ["PreconditionFailed"] * 3 + ["won"]
