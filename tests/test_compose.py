@@ -22,6 +22,7 @@ import yaml
 import dataserver.main
 import metaserver.main
 from store import cli
+from store.s3 import server as s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -31,6 +32,7 @@ PARSERS: dict[str, Callable[[list[str]], argparse.Namespace]] = {
     "store-metaserver": metaserver.main.parse_args,
     "store-dataserver": dataserver.main.parse_args,
     "storectl": lambda argv: cli.build_parser().parse_args(argv),
+    "store-s3": lambda argv: s3_server.build_parser().parse_args(argv),
 }
 
 
@@ -103,6 +105,19 @@ def test_service_command_parses(name: str) -> None:
 def test_compose_has_one_metaserver_four_dataservers() -> None:
     assert len(services_running("store-metaserver")) == 1
     assert len(services_running("store-dataserver")) == 4
+
+
+def test_gateway_points_at_metaserver() -> None:
+    (meta_name, meta_service), *_ = services_running("store-metaserver").items()
+    meta_address = parse_command(service_argv(meta_service)).advertise
+    gateways = services_running("store-s3")
+    assert len(gateways) == 1
+    for name, service in gateways.items():
+        args = parse_command(service_argv(service))
+        assert args.meta == meta_address, f"{name} --meta {args.meta} is not {meta_address}"
+        assert meta_name in as_argv(service.get("depends_on")), f"{name} must depend on it"
+        port = args.listen.rpartition(":")[2]
+        assert f"{port}:{port}" in service["ports"], f"{name} does not publish port {port}"
 
 
 def test_dataservers_point_at_metaserver() -> None:
