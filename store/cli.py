@@ -129,6 +129,13 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         _down,
     )
 
+    env = actions.add_parser(
+        "env", help='print exports for the aws CLI and storectl: eval "$(storectl cluster env)"'
+    )
+    env.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory")
+    # It reads only DIR/cluster.json, so it takes neither a timeout nor --verbose.
+    env.set_defaults(handler=cli_cluster.cluster_env, parser=env, timeout_s=None, verbose=False)
+
     status = actions.add_parser("status", help="show the cluster map and per-shard figures")
     add_address(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -8,6 +8,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -15,9 +16,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from store.cluster import CLUSTER_FILE, LocalCluster, ManagedProcess, pid_alive
+from store.cluster import CLUSTER_FILE, S3_RECORD_KEY, LocalCluster, ManagedProcess, pid_alive
 from store.discovery import DEFAULT_CLUSTER_DIR, resolve_meta_address
 from store.errors import InvalidArgument, StoreError, Unavailable
+from store.s3.config import DEFAULT_REGION
 from store.status import collect_status, format_status
 from store.tables import format_table
 
@@ -339,6 +341,31 @@ def cluster_status(args: argparse.Namespace) -> int:
         if gateway is not None:
             state = "running" if gateway["running"] else "not running"
             print(f"\nS3 gateway: {gateway['endpoint']} pid={gateway['pid']} ({state})")
+    return 0
+
+
+def cluster_env(args: argparse.Namespace) -> int:
+    """Print `export` lines that point storectl, the aws CLI and boto3 at the cluster."""
+    path = args.dir / CLUSTER_FILE
+    if not path.exists():
+        raise InvalidArgument(
+            f"no cluster at {args.dir}: {path} does not exist; "
+            "pass the --dir that `storectl cluster up` used"
+        )
+    record = json.loads(path.read_text())
+    variables = {"STORE_META": record["meta"]}
+    gateway = record.get(S3_RECORD_KEY)
+    if gateway:
+        variables |= {
+            "AWS_ENDPOINT_URL": gateway["endpoint"],
+            "AWS_ACCESS_KEY_ID": gateway["access_key"],
+            "AWS_SECRET_ACCESS_KEY": gateway["secret_key"],
+            "AWS_DEFAULT_REGION": DEFAULT_REGION,
+        }
+    for name, value in variables.items():
+        print(f"export {name}={shlex.quote(value)}")
+    if not gateway:
+        print(f"# the cluster in {args.dir} has no S3 gateway (started with --no-s3)")
     return 0
 
 

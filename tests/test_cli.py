@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -266,3 +267,30 @@ def test_foreground_stops_on_sigterm(tmp_path: Path) -> None:
             process.kill()
             process.wait()
         kill_leftovers(pids)
+
+
+def test_env_exports_drive_aws_cli(cluster: Path) -> None:
+    # The README's recipe: eval the exports, then the aws CLI and storectl need no flags.
+    storectl_path = storectl_argv()[0]
+    script = (
+        f'eval "$({shlex.quote(storectl_path)} cluster env --dir {shlex.quote(str(cluster))})"'
+        f" && {shlex.quote(str(Path(storectl_path).with_name('aws')))} s3 mb s3://env-exports"
+        f" && {shlex.quote(storectl_path)} bucket ls"
+    )
+    env = {k: v for k, v in clean_env().items() if not k.startswith("AWS_")}
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False
+    )
+
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"make_bucket: env-exports" in result.stdout
+    listed = [line.split()[-1] for line in result.stdout.splitlines()[1:]]
+    assert b"env-exports" in listed
+
+
+def test_env_without_cluster(tmp_path: Path) -> None:
+    result = storectl("cluster", "env", "--dir", str(tmp_path / "none"), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert b"does not exist" in result.stderr
