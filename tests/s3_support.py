@@ -153,6 +153,24 @@ def to_parsed(
     return ParsedRequest.from_target(request.method, target, headers)
 
 
+def with_header(request: ParsedRequest, name: str, value: str) -> ParsedRequest:
+    """Return a copy of `request` with header `name` replaced by `value`."""
+    headers = request.headers.copy()
+    headers.popall(name, None)
+    headers.add(name, value)
+    return ParsedRequest(request.method, request.raw_path, request.query, headers)
+
+
+def replace_query_value(parsed: ParsedRequest, name: str, value: str) -> ParsedRequest:
+    query = tuple((n, value if n == name else v) for n, v in parsed.query)
+    return ParsedRequest(parsed.method, parsed.raw_path, query, parsed.headers)
+
+
+def drop_query(parsed: ParsedRequest, name: str) -> ParsedRequest:
+    query = tuple((n, v) for n, v in parsed.query if n != name)
+    return ParsedRequest(parsed.method, parsed.raw_path, query, parsed.headers)
+
+
 class CapturedRequest(Exception):
     """Raised from botocore's before-send event, so a boto3 call never reaches the network."""
 

@@ -11,6 +11,8 @@ import http.client
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -52,6 +54,22 @@ class GatewayInfo:
     @property
     def port(self) -> int:
         return int(self.process.address.rsplit(":", 1)[1])
+
+
+def default_s3_client(gateway: GatewayInfo) -> Any:
+    """Return a boto3 S3 client of the gateway as most users create one, as root.
+
+    It names no signature_version, so boto3 1.44 presigns URLs with Signature
+    Version 2 (AWSAccessKeyId, Expires, Signature) while its API calls use SigV4.
+    """
+    return boto3.client(
+        "s3",
+        endpoint_url=gateway.endpoint,
+        aws_access_key_id=gateway.access_key,
+        aws_secret_access_key=gateway.secret_key,
+        region_name=REGION,
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def s3_client(
@@ -138,6 +156,29 @@ def sign(
     return request
 
 
+def sign_v2(
+    gateway: GatewayInfo,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    *,
+    auth_path: str | None = None,
+    secret_key: str | None = None,
+) -> AWSRequest:
+    """Sign a request with botocore's Signature Version 2 signer, HmacV1Auth.
+
+    `auth_path` is the path that botocore signs in place of the URL's: "/bucket/key"
+    for a virtual-hosted-style URL, and "/bucket/" for a bucket, as boto3 sets it.
+    """
+    credentials = Credentials(gateway.access_key, secret_key or gateway.secret_key)
+    request = AWSRequest(
+        method=method, url=url, headers=dict(headers or {}), data=body, auth_path=auth_path
+    )
+    botocore.auth.HmacV1Auth(credentials).add_auth(request)
+    return request
+
+
 def send(
     gateway: GatewayInfo,
     request: AWSRequest,
@@ -177,6 +218,19 @@ def send(
         return Reply(response.status, dict(response.getheaders()), response.read())
     finally:
         connection.close()
+
+
+def http_get(url: str, data: bytes | None = None, method: str = "GET") -> Reply:
+    """Send a request with urllib, as a browser or script would use a presigned URL.
+
+    urllib adds Content-Type: application/x-www-form-urlencoded when `data` is given.
+    """
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Reply(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, dict(error.headers), error.read())
 
 
 def _text(value: str | bytes) -> str:

@@ -4,8 +4,6 @@ with plain HTTP, every payload mode, clock skew, users and bucket ownership."""
 from __future__ import annotations
 
 import hashlib
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +18,7 @@ from .s3_support import ChunkSigningContext, encode_signed_chunks, spec_signing_
 from .s3gw_support import (
     DOMAIN,
     GatewayInfo,
-    Reply,
+    http_get,
     object_url,
     s3_client,
     send,
@@ -31,15 +29,6 @@ from .support import MIB, make_data, new_bucket_name
 
 def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
     return str(error.value.response["Error"]["Code"])
-
-
-def http_get(url: str, data: bytes | None = None, method: str = "GET") -> Reply:
-    request = urllib.request.Request(url, data=data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Reply(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return Reply(error.code, dict(error.headers), error.read())
 
 
 def set_signing_time(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:

@@ -1,9 +1,10 @@
-"""AWS Signature Version 4 verification and S3 request body decoding for the S3 gateway.
+"""AWS Signature Version 4 and 2 verification and S3 request body decoding for the S3 gateway.
 
 A handler calls `verify()` on the request line and headers, then reads the body through
 `open_payload_reader()`, which follows the PayloadMode that `verify()` returned.
 """
 
+from store.s3.auth_common import AuthResult, AuthType, PayloadMode
 from store.s3.chunked import (
     AwsChunkedDecoder,
     PayloadReader,
@@ -13,7 +14,7 @@ from store.s3.chunked import (
 from store.s3.errors import S3AuthError
 from store.s3.framing import ByteSource
 from store.s3.request import ParsedRequest
-from store.s3.sigv4 import AuthResult, AuthType, PayloadMode, verify
+from store.s3.sigv4 import verify
 
 __all__ = [
     "AuthResult",

@@ -64,7 +64,13 @@ HANDLERS: dict[str, Handler] = {
 }
 
 # Query parameters whose values are credentials: kept out of the log.
-_SECRET_PARAMETERS = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token")
+_SECRET_PARAMETERS = (
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+    "Signature",
+    "AWSAccessKeyId",
+)
 
 
 async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamResponse:
@@ -83,7 +89,9 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         context.extra_headers = standard_headers(request_id)
         # Authentication comes first, as in S3: an unsigned or badly signed request
         # learns nothing about which operations or buckets exist.
-        context.caller, context.auth = await authenticate(parsed, gateway.credentials)
+        context.caller, context.auth = await authenticate(
+            parsed, gateway.credentials, gateway.config.domain
+        )
         context.operation = choose_operation(request.method, location, query, request.headers)
         response = await HANDLERS[context.operation](context)
     except asyncio.CancelledError:

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from multidict import MultiMapping
 
 from store.s3 import signing
+from store.s3.auth_common import AuthResult, PayloadMode
 from store.s3.errors import (
     INVALID_ARGUMENT,
     MALFORMED_TRAILER_ERROR,
@@ -40,7 +41,6 @@ from store.s3.framing import (
     incomplete_body,
     malformed_body,
 )
-from store.s3.sigv4 import AuthResult, PayloadMode
 
 MIB = 1024 * 1024
 # A signed chunk is held in memory until its signature is checked, so this bounds the

@@ -10,9 +10,9 @@ from multidict import CIMultiDictProxy
 
 from store.client import AsyncClient
 from store.s3.addressing import Location
+from store.s3.auth_common import AuthResult
 from store.s3.config import GatewayConfig
 from store.s3.credentials import Caller, CredentialCache
-from store.s3.sigv4 import AuthResult
 
 log = logging.getLogger("store.s3")
 

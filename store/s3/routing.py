@@ -13,10 +13,13 @@ from collections.abc import Collection, Mapping
 from store.s3.addressing import Location
 from store.s3.api_errors import S3Error, not_implemented
 
-# Parameters any request may carry: presigned-URL authentication and the operation
-# name that botocore appends ("x-id=PutObject").
+# Parameters any request may carry: presigned-URL authentication (Signature Version 4
+# and 2) and the operation name that botocore appends ("x-id=PutObject").
 _ALWAYS_ALLOWED = frozenset(
     {
+        "AWSAccessKeyId",
+        "Expires",
+        "Signature",
         "X-Amz-Algorithm",
         "X-Amz-Credential",
         "X-Amz-Date",

@@ -1,11 +1,13 @@
-"""Verify S3 requests signed with AWS Signature Version 4.
+"""Verify S3 requests signed with AWS Signature Version 4 and pass version 2 to sigv2.py.
 
 `verify()` accepts the three ways a request reaches S3: an Authorization header
 ("AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..."), a presigned
 URL (X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires,
 X-Amz-SignedHeaders and X-Amz-Signature query parameters), and no authentication at
-all. It only reads the request line and headers. The body is checked afterwards by
-the readers in chunked.py, following the PayloadMode that `verify()` returns.
+all. It passes the two Signature Version 2 forms ("Authorization: AWS ..." and the
+AWSAccessKeyId, Expires and Signature query parameters) to sigv2.py. It only reads
+the request line and headers. The body is checked afterwards by the readers in
+chunked.py, following the PayloadMode that `verify()` returns.
 
 The canonical request is built the way S3 builds it, which differs from other AWS
 services: the path is used exactly as sent, with no normalization and no second
@@ -14,38 +16,43 @@ round of percent-encoding.
 
 from __future__ import annotations
 
-import enum
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from store.s3 import signing
+from store.s3 import signing, sigv2
+from store.s3.auth_common import (
+    AMZ_DATE_FORMAT,
+    DEFAULT_MAX_SKEW_S,
+    UNSIGNED_PAYLOAD,
+    AuthResult,
+    AuthType,
+    LookupSecret,
+    check_clock_skew,
+    format_time,
+    parse_amz_date,
+    parse_http_date,
+    payload_mode,
+    payload_mode_of_unsigned_request,
+    shorten,
+    signature_mismatch,
+    single_header,
+    unknown_access_key,
+)
 from store.s3.errors import (
     ACCESS_DENIED,
     AUTHORIZATION_HEADER_MALFORMED,
     AUTHORIZATION_QUERY_PARAMETERS_ERROR,
-    INVALID_ACCESS_KEY_ID,
     INVALID_ARGUMENT,
     INVALID_REQUEST,
     MISSING_SECURITY_HEADER,
-    REQUEST_TIME_TOO_SKEWED,
-    SIGNATURE_DOES_NOT_MATCH,
     S3AuthError,
     auth_error,
 )
 from store.s3.request import ParsedRequest
 
 SERVICE = "s3"
-DEFAULT_MAX_SKEW_S = 900
 MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600
-AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-STREAMING_UNSIGNED_PAYLOAD_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
-STREAMING_SIGNED_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
-STREAMING_SIGNED_PAYLOAD_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 
 # x-amz-* headers that may stay out of SignedHeaders. The signature covers
 # x-amz-content-sha256 anyway, as the last line of the canonical request, and
@@ -60,78 +67,9 @@ _QUERY_AUTH_PARAMETERS = (
     "X-Amz-SignedHeaders",
     "X-Amz-Signature",
 )
-_AMZ_DATE_PATTERN = re.compile(r"\d{8}T\d{6}Z")
 _SCOPE_DATE_PATTERN = re.compile(r"\d{8}")
-_SHA256_HEX_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 # A lowercase HTTP field name (RFC 9110 token).
 _HEADER_NAME_PATTERN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
-
-LookupSecret = Callable[[str], str | None]
-
-
-class PayloadMode(enum.Enum):
-    """The encoding and integrity protection of the body, declared by x-amz-content-sha256.
-
-    SIGNED_PAYLOAD: a plain body whose SHA-256 (AuthResult.payload_sha256) is signed.
-    UNSIGNED_PAYLOAD: a plain body with no integrity check ("UNSIGNED-PAYLOAD").
-    STREAMING_SIGNED: aws-chunked, every chunk signed (STREAMING-AWS4-HMAC-SHA256-PAYLOAD).
-    STREAMING_UNSIGNED_TRAILER: aws-chunked, unsigned chunks and a trailing checksum
-    header (STREAMING-UNSIGNED-PAYLOAD-TRAILER).
-    STREAMING_SIGNED_TRAILER: aws-chunked, signed chunks and signed trailing headers
-    (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER).
-    """
-
-    SIGNED_PAYLOAD = "SIGNED_PAYLOAD"
-    UNSIGNED_PAYLOAD = "UNSIGNED_PAYLOAD"
-    STREAMING_SIGNED = "STREAMING_SIGNED"
-    STREAMING_UNSIGNED_TRAILER = "STREAMING_UNSIGNED_TRAILER"
-    STREAMING_SIGNED_TRAILER = "STREAMING_SIGNED_TRAILER"
-
-    @property
-    def is_aws_chunked(self) -> bool:
-        return self not in (PayloadMode.SIGNED_PAYLOAD, PayloadMode.UNSIGNED_PAYLOAD)
-
-    @property
-    def has_chunk_signatures(self) -> bool:
-        return self in (PayloadMode.STREAMING_SIGNED, PayloadMode.STREAMING_SIGNED_TRAILER)
-
-
-class AuthType(enum.Enum):
-    """The way a request authenticated itself."""
-
-    ANONYMOUS = "ANONYMOUS"
-    AUTHORIZATION_HEADER = "AUTHORIZATION_HEADER"
-    PRESIGNED_URL = "PRESIGNED_URL"
-
-
-_LITERAL_PAYLOAD_MODES = {
-    UNSIGNED_PAYLOAD: PayloadMode.UNSIGNED_PAYLOAD,
-    STREAMING_UNSIGNED_PAYLOAD_TRAILER: PayloadMode.STREAMING_UNSIGNED_TRAILER,
-    STREAMING_SIGNED_PAYLOAD: PayloadMode.STREAMING_SIGNED,
-    STREAMING_SIGNED_PAYLOAD_TRAILER: PayloadMode.STREAMING_SIGNED_TRAILER,
-}
-
-
-@dataclass(frozen=True)
-class AuthResult:
-    """The outcome of a successful `verify()`.
-
-    `access_key` is None for an anonymous request, and so are the signing fields.
-    `payload_sha256` is the lowercase hex digest to check the body against, set only
-    for PayloadMode.SIGNED_PAYLOAD. `signing_key`, `amz_date` ("YYYYMMDDTHHMMSSZ"),
-    `scope` ("YYYYMMDD/region/s3/aws4_request") and `seed_signature` (the request's
-    own signature) start the chain of aws-chunked chunk signatures.
-    """
-
-    access_key: str | None
-    auth_type: AuthType
-    payload_mode: PayloadMode
-    payload_sha256: str | None = None
-    region: str | None = None
-    amz_date: str | None = None
-    scope: str | None = None
-    seed_signature: str | None = None
-    signing_key: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -167,6 +105,7 @@ def verify(
     now: datetime,
     region: str | None = None,
     max_skew_s: float = DEFAULT_MAX_SKEW_S,
+    domain: str | None = None,
 ) -> AuthResult:
     """Authenticate `request` and return who signed it and how its body must be read.
 
@@ -174,6 +113,8 @@ def verify(
     It is called synchronously, at most once, so a store that needs I/O must be
     cached or looked up before. `now` is the server time and must be timezone-aware.
     `region`, when set, is the only region accepted in the credential scope.
+    `domain` is the base domain of virtual-hosted-style requests (BUCKET.DOMAIN),
+    which Signature Version 2 needs because it signs the bucket named in Host.
     A request without any authentication returns access_key None. Whether to
     allow it is the caller's decision.
     NOTE: an X-Amz-Security-Token header or parameter is signed like any other, but
@@ -183,17 +124,17 @@ def verify(
     """
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime, such as datetime.now(UTC)")
-    authorization = _single_header(request, "authorization")
+    authorization = single_header(request, "authorization")
     query_names = {name for name, _ in request.query}
-    if "AWSAccessKeyId" in query_names and "Signature" in query_names:
-        raise _sigv2_not_supported()
     is_presigned = any(name in query_names for name in _QUERY_AUTH_MARKERS)
+    is_presigned_v2 = any(name in query_names for name in sigv2.QUERY_AUTH_MARKERS)
+    _check_one_mechanism(authorization is not None, is_presigned, is_presigned_v2)
 
-    if authorization is not None and is_presigned:
-        raise auth_error(
-            INVALID_ARGUMENT,
-            "Only one auth mechanism allowed: send either the Authorization header or the "
-            "X-Amz-Algorithm query parameters, not both.",
+    if is_presigned_v2:
+        return sigv2.verify_presigned_url(request, lookup_secret, now, domain)
+    if authorization is not None and sigv2.is_v2_authorization(authorization):
+        return sigv2.verify_authorization_header(
+            request, authorization, lookup_secret, now, domain, max_skew_s
         )
     if authorization is not None:
         parts = _parse_authorization_header(authorization, request)
@@ -215,8 +156,17 @@ def verify(
     return _check_signature(request, parts, payload_hash, auth_type, lookup_secret)
 
 
+def _check_one_mechanism(has_header: bool, is_presigned: bool, is_presigned_v2: bool) -> None:
+    if has_header + is_presigned + is_presigned_v2 > 1:
+        raise auth_error(
+            INVALID_ARGUMENT,
+            "Only one auth mechanism allowed: send the Authorization header, the "
+            "X-Amz-Algorithm query parameters or the Signature query parameter, not several.",
+        )
+
+
 def _anonymous_result(request: ParsedRequest) -> AuthResult:
-    mode, sha256 = _payload_mode_of_unsigned_request(request)
+    mode, sha256 = payload_mode_of_unsigned_request(request)
     return AuthResult(None, AuthType.ANONYMOUS, mode, sha256)
 
 
@@ -230,12 +180,7 @@ def _check_signature(
     credential = parts.credential
     secret_key = lookup_secret(credential.access_key)
     if secret_key is None:
-        raise auth_error(
-            INVALID_ACCESS_KEY_ID,
-            f"The AWS access key ID {_shorten(credential.access_key)} does not exist in our "
-            "records. "
-            "Check the access key ID that the client is configured with.",
-        )
+        raise unknown_access_key(credential.access_key)
 
     canonical = canonical_request(request, parts.signed_headers, payload_hash, auth_type)
     string_to_sign = signing.request_string_to_sign(parts.amz_date, credential.scope, canonical)
@@ -244,18 +189,12 @@ def _check_signature(
     )
     expected = signing.sign(signing_key, string_to_sign)
     if not signing.signatures_equal(expected, parts.signature):
-        raise auth_error(
-            SIGNATURE_DOES_NOT_MATCH,
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method.",
-            canonical_request=canonical,
-            string_to_sign=string_to_sign,
-        )
+        raise signature_mismatch(string_to_sign, canonical)
 
     if auth_type is AuthType.PRESIGNED_URL:
-        mode, sha256 = _payload_mode_of_unsigned_request(request)
+        mode, sha256 = payload_mode_of_unsigned_request(request)
     else:
-        mode, sha256 = _payload_mode(payload_hash, allow_signed_streaming=True)
+        mode, sha256 = payload_mode(payload_hash, allow_signed_streaming=True)
     return AuthResult(
         access_key=credential.access_key,
         auth_type=auth_type,
@@ -328,7 +267,7 @@ def _parse_authorization_fields(text: str) -> dict[str, str]:
         name, equals, value = item.strip().partition("=")
         if not equals or name not in ("Credential", "SignedHeaders", "Signature"):
             raise _header_malformed(
-                f"The component {_shorten(item.strip())} is not one of Credential=, "
+                f"The component {shorten(item.strip())} is not one of Credential=, "
                 "SignedHeaders= and Signature=."
             )
         if name in fields:
@@ -342,15 +281,15 @@ def _parse_authorization_fields(text: str) -> dict[str, str]:
 
 def _request_time_from_headers(request: ParsedRequest) -> tuple[str, datetime]:
     """Return the request timestamp from X-Amz-Date, or else from Date."""
-    amz_date = _single_header(request, "x-amz-date")
+    amz_date = single_header(request, "x-amz-date")
     if amz_date is not None:
-        request_time = _parse_amz_date(amz_date)
+        request_time = parse_amz_date(amz_date)
         if request_time is not None:
             return amz_date, request_time
     else:
-        http_date = _single_header(request, "date")
+        http_date = single_header(request, "date")
         if http_date is not None:
-            request_time = _parse_http_date(http_date)
+            request_time = parse_http_date(http_date)
             if request_time is not None:
                 return request_time.strftime(AMZ_DATE_FORMAT), request_time
     raise auth_error(
@@ -361,14 +300,14 @@ def _request_time_from_headers(request: ParsedRequest) -> tuple[str, datetime]:
 
 
 def _required_payload_hash(request: ParsedRequest) -> str:
-    value = _single_header(request, "x-amz-content-sha256")
+    value = single_header(request, "x-amz-content-sha256")
     if value is None:
         raise auth_error(
             MISSING_SECURITY_HEADER,
             "Your request is missing the required header x-amz-content-sha256. Send the "
             "hex SHA-256 of the body, UNSIGNED-PAYLOAD or a STREAMING-* value.",
         )
-    _payload_mode(value, allow_signed_streaming=True)
+    payload_mode(value, allow_signed_streaming=True)
     return value
 
 
@@ -380,14 +319,14 @@ def _parse_presigned_query(request: ParsedRequest) -> _SignedRequestParts:
     if params["X-Amz-Algorithm"] != signing.ALGORITHM:
         raise _query_error(
             f'X-Amz-Algorithm only supports "{signing.ALGORITHM}", '
-            f"not {_shorten(params['X-Amz-Algorithm'])}."
+            f"not {shorten(params['X-Amz-Algorithm'])}."
         )
     credential = _parse_credential(params["X-Amz-Credential"], AUTHORIZATION_QUERY_PARAMETERS_ERROR)
     amz_date = params["X-Amz-Date"]
-    request_time = _parse_amz_date(amz_date)
+    request_time = parse_amz_date(amz_date)
     if request_time is None:
         raise _query_error(
-            f"X-Amz-Date {_shorten(amz_date)} must be in the ISO8601 basic format YYYYMMDDTHHMMSSZ."
+            f"X-Amz-Date {shorten(amz_date)} must be in the ISO8601 basic format YYYYMMDDTHHMMSSZ."
         )
     signed_headers = _parse_signed_headers(
         params["X-Amz-SignedHeaders"], AUTHORIZATION_QUERY_PARAMETERS_ERROR
@@ -407,7 +346,7 @@ def _parse_presigned_query(request: ParsedRequest) -> _SignedRequestParts:
 def _parse_expires(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise _query_error(
-            f"X-Amz-Expires {_shorten(text)} must be a whole number of seconds from 0 to "
+            f"X-Amz-Expires {shorten(text)} must be a whole number of seconds from 0 to "
             f"{MAX_PRESIGNED_EXPIRES_S}."
         )
     expires_s = int(text)
@@ -446,15 +385,15 @@ def _check_presigned_validity(
         raise auth_error(
             ACCESS_DENIED,
             f"Request is not valid yet: X-Amz-Date {parts.amz_date} is more than "
-            f"{max_skew_s:g} s ahead of the server time {_format_time(now)}. Check the "
+            f"{max_skew_s:g} s ahead of the server time {format_time(now)}. Check the "
             "clock of the machine that created the URL.",
         )
     expiry = parts.request_time + timedelta(seconds=expires_s)
     if now > expiry:
         raise auth_error(
             ACCESS_DENIED,
-            f"Request has expired: the presigned URL was valid until {_format_time(expiry)} "
-            f"(X-Amz-Date plus X-Amz-Expires) and the server time is {_format_time(now)}. "
+            f"Request has expired: the presigned URL was valid until {format_time(expiry)} "
+            f"(X-Amz-Date plus X-Amz-Expires) and the server time is {format_time(now)}. "
             "Create a new presigned URL.",
         )
 
@@ -463,14 +402,7 @@ def _check_presigned_validity(
 
 
 def _check_request_time(parts: _SignedRequestParts, now: datetime, max_skew_s: float) -> None:
-    skew = abs(now - parts.request_time)
-    if skew > timedelta(seconds=max_skew_s):
-        raise auth_error(
-            REQUEST_TIME_TOO_SKEWED,
-            "The difference between the request time and the server's time is too large: "
-            f"the request time is {parts.amz_date} and the server time is {_format_time(now)}, "
-            f"more than {max_skew_s:g} s apart. Synchronize the client's clock.",
-        )
+    check_clock_skew(parts.request_time, parts.amz_date, now, max_skew_s)
 
 
 def _check_credential_scope(parts: _SignedRequestParts, region: str | None) -> None:
@@ -485,13 +417,13 @@ def _check_credential_scope(parts: _SignedRequestParts, region: str | None) -> N
     if credential.service != SERVICE:
         raise _malformed(
             code,
-            f"The credential scope names the service {_shorten(credential.service)}, but "
+            f"The credential scope names the service {shorten(credential.service)}, but "
             f'this endpoint belongs to "{SERVICE}". Sign the request for service "{SERVICE}".',
         )
     if region is not None and credential.region != region:
         raise _malformed(
             code,
-            f"The region {_shorten(credential.region)} in the credential scope is wrong, "
+            f"The region {shorten(credential.region)} in the credential scope is wrong, "
             f"expecting {region!r}. Configure the client with region {region}.",
         )
 
@@ -502,7 +434,7 @@ def _check_signed_headers(request: ParsedRequest, parts: _SignedRequestParts) ->
     if "host" not in signed:
         raise _malformed(
             parts.malformed_code,
-            f"SignedHeaders {_shorten(';'.join(signed))} must include host. Sign the Host header.",
+            f"SignedHeaders {shorten(';'.join(signed))} must include host. Sign the Host header.",
         )
     missing = [name for name in signed if name not in request.headers]
     if missing:
@@ -530,12 +462,12 @@ def _parse_credential(value: str, code: str) -> _Credential:
     if len(parts) != 5 or not all(parts) or parts[4] != signing.SCOPE_TERMINATOR:
         raise _malformed(
             code,
-            f"The Credential {_shorten(value)} is malformed, expecting "
+            f"The Credential {shorten(value)} is malformed, expecting "
             '"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".',
         )
     access_key, date, region, service, _ = parts
     if not _SCOPE_DATE_PATTERN.fullmatch(date):
-        raise _malformed(code, f"The credential date {_shorten(date)} must have the form YYYYMMDD.")
+        raise _malformed(code, f"The credential date {shorten(date)} must have the form YYYYMMDD.")
     return _Credential(access_key, date, region, service)
 
 
@@ -545,97 +477,23 @@ def _parse_signed_headers(value: str, code: str) -> tuple[str, ...]:
         if not _HEADER_NAME_PATTERN.fullmatch(name):
             raise _malformed(
                 code,
-                f"SignedHeaders {_shorten(value)} must be lowercase header names separated "
-                f"by ';', but contains {_shorten(name)}.",
+                f"SignedHeaders {shorten(value)} must be lowercase header names separated "
+                f"by ';', but contains {shorten(name)}.",
             )
     if len(set(names)) != len(names):
-        raise _malformed(code, f"SignedHeaders {_shorten(value)} lists a header more than once.")
+        raise _malformed(code, f"SignedHeaders {shorten(value)} lists a header more than once.")
     return names
 
 
 def _checked_signature(value: str, code: str) -> str:
     if not signing.SIGNATURE_PATTERN.fullmatch(value):
         raise _malformed(
-            code, f"The signature {_shorten(value)} must be 64 lowercase hexadecimal characters."
+            code, f"The signature {shorten(value)} must be 64 lowercase hexadecimal characters."
         )
     return value
 
 
-def _payload_mode(value: str, *, allow_signed_streaming: bool) -> tuple[PayloadMode, str | None]:
-    """Map an x-amz-content-sha256 value to its PayloadMode and the expected body digest."""
-    if _SHA256_HEX_PATTERN.fullmatch(value):
-        return PayloadMode.SIGNED_PAYLOAD, value.lower()
-    mode = _LITERAL_PAYLOAD_MODES.get(value)
-    if mode is None:
-        raise auth_error(
-            INVALID_ARGUMENT,
-            f"x-amz-content-sha256 {_shorten(value)} must be UNSIGNED-PAYLOAD, "
-            "STREAMING-UNSIGNED-PAYLOAD-TRAILER, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, "
-            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER or a valid sha256 value.",
-        )
-    if mode.has_chunk_signatures and not allow_signed_streaming:
-        raise auth_error(
-            INVALID_ARGUMENT,
-            f"x-amz-content-sha256 {value} needs the Authorization header, because the chunk "
-            "signatures chain from its signature. Sign the request with the header, or use "
-            "UNSIGNED-PAYLOAD.",
-        )
-    return mode, None
-
-
-def _payload_mode_of_unsigned_request(request: ParsedRequest) -> tuple[PayloadMode, str | None]:
-    """Return the body mode of a presigned or anonymous request, whose payload is unsigned.
-
-    The body still follows x-amz-content-sha256 when the client sends it: a digest is
-    checked and an aws-chunked body is decoded.
-    """
-    value = _single_header(request, "x-amz-content-sha256")
-    if value is None:
-        return PayloadMode.UNSIGNED_PAYLOAD, None
-    return _payload_mode(value, allow_signed_streaming=False)
-
-
 # Small helpers.
-
-
-def _single_header(request: ParsedRequest, name: str) -> str | None:
-    values = request.headers.getall(name, [])
-    if len(values) > 1:
-        raise auth_error(
-            INVALID_ARGUMENT,
-            f"The header {name} appears {len(values)} times. Send it once.",
-        )
-    return values[0] if values else None
-
-
-def _parse_amz_date(value: str) -> datetime | None:
-    if not _AMZ_DATE_PATTERN.fullmatch(value):
-        return None
-    try:
-        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _parse_http_date(value: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(AMZ_DATE_FORMAT)
-
-
-def _shorten(value: str, max_chars: int = 100) -> str:
-    """Quote a client-supplied value for an error message, cut to `max_chars`."""
-    if len(value) > max_chars:
-        value = value[:max_chars] + "..."
-    return repr(value)
 
 
 def _malformed(code: str, detail: str) -> S3AuthError:
@@ -654,16 +512,8 @@ def _query_error(message: str) -> S3AuthError:
     return auth_error(AUTHORIZATION_QUERY_PARAMETERS_ERROR, message)
 
 
-def _sigv2_not_supported() -> S3AuthError:
-    return auth_error(
-        INVALID_REQUEST,
-        "The authorization mechanism you have provided is not supported: Signature Version 2. "
-        f"Please use {signing.ALGORITHM}.",
-    )
-
-
 def _unsupported_authorization(algorithm: str) -> S3AuthError:
-    if algorithm in ("AWS", "AWS4-ECDSA-P256-SHA256"):
+    if algorithm == "AWS4-ECDSA-P256-SHA256":
         return auth_error(
             INVALID_REQUEST,
             f"The authorization mechanism you have provided is not supported: {algorithm}. "
@@ -671,6 +521,6 @@ def _unsupported_authorization(algorithm: str) -> S3AuthError:
         )
     return auth_error(
         INVALID_ARGUMENT,
-        f"Unsupported Authorization Type {_shorten(algorithm, 40)}. Sign the request with "
+        f"Unsupported Authorization Type {shorten(algorithm, 40)}. Sign the request with "
         f"{signing.ALGORITHM}.",
     )
