@@ -27,8 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
+# The script installs rclone and s3cmd for the client tests when it can (as root or with
+# passwordless sudo). Otherwise it prints how to install them, and those tests skip.
 test: $(STAMP)
 	$(MAKE) lint
+	bash tools/install-s3-clients.sh
 	$(BIN)/pytest -q tests
 
 # Start a cluster in DIR, run the demo against it, and stop the cluster even when the

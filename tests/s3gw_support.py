@@ -8,8 +8,6 @@ sent with http.client, so a test controls every header and byte on the wire.
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -27,6 +25,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from store.cluster import ManagedProcess
+
+from .s3_clients_support import client_env, run_client
 
 REGION = "us-east-1"
 # The base domain of virtual-hosted-style requests that the test gateway serves.
@@ -243,11 +243,7 @@ def aws_cli(gateway: GatewayInfo, config_dir: Path, *args: str, check: bool = Tr
     config = config_dir / "config"
     if not config.exists():
         config.write_text(f"[default]\nregion = {REGION}\n")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("AWS_") and key not in ("HTTP_PROXY", "HTTPS_PROXY")
-    }
+    env = client_env(config_dir / "home")
     env.update(
         AWS_CONFIG_FILE=str(config),
         AWS_SHARED_CREDENTIALS_FILE=str(config_dir / "credentials-none"),
@@ -255,20 +251,8 @@ def aws_cli(gateway: GatewayInfo, config_dir: Path, *args: str, check: bool = Tr
         AWS_SECRET_ACCESS_KEY=gateway.secret_key,
         AWS_EC2_METADATA_DISABLED="true",
     )
-    completed = subprocess.run(
-        [AWS_CLI, "--endpoint-url", gateway.endpoint, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=AWS_CLI_TIMEOUT_S,
-        check=False,
-    )
-    if check and completed.returncode != 0:
-        raise AssertionError(
-            f"aws {' '.join(args)} exited with {completed.returncode}:\n"
-            f"stdout: {completed.stdout[-2000:]}\nstderr: {completed.stderr[-2000:]}"
-        )
-    return completed.stdout
+    argv = [AWS_CLI, "--endpoint-url", gateway.endpoint, *args]
+    return run_client(argv, env, AWS_CLI_TIMEOUT_S, check=check).stdout
 
 
 def rss_peak_bytes(pid: int) -> int:

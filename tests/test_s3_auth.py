@@ -141,6 +141,7 @@ def test_other_users_get_access_denied(
         lambda: other.list_objects_v2(Bucket=s3_bucket),
         lambda: other.delete_object(Bucket=s3_bucket, Key="root-object"),
         lambda: other.delete_bucket(Bucket=s3_bucket),
+        lambda: other.get_bucket_versioning(Bucket=s3_bucket),
         lambda: other.create_multipart_upload(Bucket=s3_bucket, Key="k"),
         lambda: other.copy_object(
             Bucket=s3_bucket, Key="c", CopySource={"Bucket": s3_bucket, "Key": "root-object"}

@@ -5,25 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .s3_clients_support import assert_same_tree, make_tree
 from .s3gw_support import GatewayInfo, aws_cli
 from .support import MIB, make_data, new_bucket_name
-
-
-def make_tree(root: Path) -> dict[str, bytes]:
-    """Write a small directory tree, including one file above the multipart threshold."""
-    files = {
-        "top.txt": b"top\n",
-        "a/one.txt": b"one\n",
-        "a/b/two.bin": make_data(100_000, seed=30),
-        "a/b/c/empty": b"",
-        "big/large.bin": make_data(9 * MIB, seed=31),
-        "space dir/name with spaces.txt": b"spaces\n",
-    }
-    for name, data in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return files
 
 
 def test_cp_ls_rm(gateway: GatewayInfo, tmp_path: Path) -> None:
@@ -76,8 +60,7 @@ def test_sync_both_ways(gateway: GatewayInfo, tmp_path: Path) -> None:
         gateway, config, "s3", "sync", "--no-progress", str(tmp_path / "up"), f"s3://{bucket}/tree"
     )
 
-    for name, data in files.items():
-        assert (tmp_path / "down" / name).read_bytes() == data, name
+    assert_same_tree(files, tmp_path / "down")
     assert again.strip() == ""
     listing = aws_cli(gateway, config, "s3", "ls", "--recursive", f"s3://{bucket}/")
     assert len(listing.strip().splitlines()) == len(files)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import socket
 import time
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from store.cluster import LocalCluster
+from store.s3.xmlcodec import S3_NAMESPACE
 
 from .s3gw_support import GatewayInfo, Reply, error_code, object_url, s3_client, send, sign
 from .support import MIB
@@ -94,7 +96,6 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
 @pytest.mark.parametrize(
     ("method", "query", "with_key"),
     [
-        ("GET", "versioning", False),
         ("PUT", "versioning", False),
         ("GET", "policy", False),
         ("PUT", "policy", False),
@@ -122,6 +123,23 @@ def test_unsupported_subresources(
 
     assert_error(reply, 501, "NotImplemented")
     assert keys_of(s3, s3_bucket) == ["k"]
+
+
+def test_bucket_versioning_never_enabled(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    url = object_url(gateway, s3_bucket, query="versioning")
+
+    reply = send(gateway, sign(gateway, "GET", url))
+    versioning = s3.get_bucket_versioning(Bucket=s3_bucket)
+    with pytest.raises(ClientError) as error:
+        s3.get_bucket_versioning(Bucket="missing-bucket-v")
+
+    assert reply.status == 200, reply.body
+    document = ET.fromstring(reply.body)
+    assert document.tag == f"{{{S3_NAMESPACE}}}VersioningConfiguration"
+    assert list(document) == []
+    assert "Status" not in versioning
+    assert "MFADelete" not in versioning
+    assert error.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
 def test_unsupported_write_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:

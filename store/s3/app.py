@@ -45,6 +45,7 @@ HANDLERS: dict[str, Handler] = {
     "DeleteBucket": bucket_handlers.delete_bucket,
     "GetBucketLocation": bucket_handlers.get_bucket_location,
     "GetBucketAcl": bucket_handlers.get_bucket_acl,
+    "GetBucketVersioning": bucket_handlers.get_bucket_versioning,
     "ListObjects": listing_handlers.list_objects,
     "ListObjectsV2": listing_handlers.list_objects_v2,
     "DeleteObjects": object_handlers.delete_objects,

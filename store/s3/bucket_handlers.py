@@ -1,5 +1,5 @@
 """Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-GetBucketLocation and GetBucketAcl."""
+GetBucketLocation, GetBucketAcl and GetBucketVersioning."""
 
 from __future__ import annotations
 
@@ -92,6 +92,13 @@ async def get_bucket_location(context: RequestContext) -> web.StreamResponse:
 async def get_bucket_acl(context: RequestContext) -> web.StreamResponse:
     info = await bucket_info(context)
     return xml_response(acl_document(info.owner or "root"))
+
+
+async def get_bucket_versioning(context: RequestContext) -> web.StreamResponse:
+    """Report that versioning was never enabled, because an object has one version and a
+    write replaces it. s3fs requests this before it deletes a whole bucket."""
+    await bucket_info(context)
+    return xml_response(new_document("VersioningConfiguration"))
 
 
 def acl_document(owner: str) -> ET.Element:

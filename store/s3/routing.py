@@ -1,7 +1,7 @@
 """Choose the S3 operation of a request from its method, target and query parameters.
 
 Every query parameter must be one the chosen operation understands. Anything else,
-such as ?versioning, ?policy or ?lifecycle, is a subresource this gateway does not
+such as PUT ?versioning, ?policy or ?lifecycle, is a subresource this gateway does not
 implement and gets NotImplemented, never a plain listing or read that would look
 like a success.
 """
@@ -62,6 +62,7 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     ),
     "GetBucketLocation": frozenset({"location"}),
     "GetBucketAcl": frozenset({"acl"}),
+    "GetBucketVersioning": frozenset({"versioning"}),
     "CreateBucket": frozenset(),
     "HeadBucket": frozenset(),
     "DeleteBucket": frozenset(),
@@ -111,6 +112,7 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
             ("location", "GetBucketLocation"),
             ("uploads", "ListMultipartUploads"),
             ("acl", "GetBucketAcl"),
+            ("versioning", "GetBucketVersioning"),
         ):
             if parameter in names:
                 return operation
