@@ -117,6 +117,12 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="address of the S3 gateway (default: as in DIR, else 127.0.0.1 and a free port)",
     )
     s3.add_argument("--no-s3", action="store_true", help="start no S3 gateway")
+    up.add_argument(
+        "--s3-workers",
+        type=positive_int,
+        default=1,
+        help="worker processes of the S3 gateway, sharing its port (default: 1)",
+    )
     up.add_argument("--log-level", default="info", choices=LEVELS, help="servers' log level")
     add_common(up, f"seconds to wait for every server (default: {START_TIMEOUT_S:.0f})", _up)
 

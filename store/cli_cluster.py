@@ -115,6 +115,8 @@ def cluster_up(args: argparse.Namespace) -> int:
         )
         if not args.no_s3:
             cluster.s3_listen = args.s3 or cluster.default_s3_listen()
+            if args.s3_workers > 1:
+                cluster.s3_args = ["--workers", str(args.s3_workers)]
         created = previous is None
         if args.detach:
             _start(cluster, detach=True, timeout_s=args.timeout_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from store.errors import InvalidArgument
 from store.limits import (
@@ -19,6 +20,8 @@ _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
+# Every SDK call checks its bucket name, and the IP address test alone costs microseconds.
+@lru_cache(maxsize=4096)
 def bucket_name_problem(name: str) -> str | None:
     """Return why `name` is not a valid bucket name, or None when it is."""
     if not MIN_BUCKET_NAME_CHARS <= len(name) <= MAX_BUCKET_NAME_CHARS:

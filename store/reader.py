@@ -4,11 +4,13 @@ Sequential reads fetch whole stripes and keep up to `window` stripes in
 flight ahead of the position, so a reader streaming a large object keeps
 every dataserver busy. A read that does not continue where the previous one
 ended is treated as random access and fetches only the blocks it covers.
+`limit(end)` keeps the prefetch from reading past the end of a byte range.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import io
 
 from store.connection import Deadline
@@ -28,11 +30,30 @@ class AsyncObjectReader:
         self._sequential_from = 0
         self._stripes = list(target.record.layout.stripes)
         self._prefetched: dict[int, asyncio.Task[bytes]] = {}
+        # Prefetching reads no byte at or past `_limit_bytes`, so no stripe from
+        # `_limit_stripe` on.
+        self._limit_bytes = self.size_bytes
+        self._limit_stripe = len(self._stripes)
         self.closed = False
 
     @property
     def name(self) -> str:
         return self._target.name()
+
+    def limit(self, end_bytes: int) -> None:
+        """Prefetch nothing at or past `end_bytes`, where the caller stops reading.
+
+        A reader of a byte range sets this to the range's end. Without it, a read
+        that continues from the previous one prefetches whole stripes past the
+        range. Reads past the limit still work, without prefetching.
+        """
+        # Stripes prefetched under another limit may be cut short: fetch them again.
+        for task in self._prefetched.values():
+            task.cancel()
+        self._prefetched.clear()
+        self._limit_bytes = max(0, min(end_bytes, self.size_bytes))
+        offsets = [stripe.offset_bytes for stripe in self._stripes]
+        self._limit_stripe = bisect.bisect_left(offsets, self._limit_bytes)
 
     def tell(self) -> int:
         return self._position
@@ -61,7 +82,7 @@ class AsyncObjectReader:
         start = self._position
         if self._target.record.is_inline:
             data = self._target.record.inline_data[start:end]
-        elif start == self._sequential_from:
+        elif start == self._sequential_from and end <= self._limit_bytes:
             data = await self._read_sequential(start, end)
         else:
             deadline = Deadline(self._timeout_s, f"read {self.name}")
@@ -103,14 +124,15 @@ class AsyncObjectReader:
         # Drop stripes behind the position, then keep `window` stripes in flight from it.
         for index in [i for i in self._prefetched if i < first]:
             self._prefetched.pop(index).cancel()
-        last = min(first + self._reader.window, len(self._stripes))
+        last = min(first + self._reader.window, self._limit_stripe)
         for index in range(first, last):
             if index not in self._prefetched:
                 self._prefetched[index] = asyncio.ensure_future(self._fetch_stripe(index))
 
     async def _fetch_stripe(self, index: int) -> bytes:
         stripe = self._stripes[index]
-        piece = StripeSlice(index, stripe, 0, stripe.length_bytes)
+        length_bytes = min(stripe.length_bytes, self._limit_bytes - stripe.offset_bytes)
+        piece = StripeSlice(index, stripe, 0, length_bytes)
         deadline = Deadline(self._timeout_s, f"read {self.name}")
         parts = await self._reader.read_slice(self._target, piece, deadline)
         return parts[0] if len(parts) == 1 else b"".join(parts)

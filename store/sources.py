@@ -77,7 +77,10 @@ class IterableSource:
             self._async = aiter(pieces)
         else:
             self._sync = iter(pieces)
-        self._buffer = bytearray()
+        # Pieces read but not yet returned, and their total length. Each byte is copied
+        # once, by the join that builds a read's result.
+        self._pieces: list[bytes | memoryview] = []
+        self._buffered_bytes = 0
         self._done = False
 
     async def _next_piece(self) -> bytes | None:
@@ -87,17 +90,38 @@ class IterableSource:
         return await asyncio.to_thread(next, self._sync, None)
 
     async def read_exact(self, size_bytes: int) -> bytes:
-        while len(self._buffer) < size_bytes and not self._done:
+        while self._buffered_bytes < size_bytes and not self._done:
             piece = await self._next_piece()
             if piece is None:
                 self._done = True
                 break
             if not isinstance(piece, bytes | bytearray | memoryview):
                 raise InvalidArgument(f"a put stream must yield bytes, got {type(piece).__name__}")
-            self._buffer += piece
-        result = bytes(self._buffer[:size_bytes])
-        del self._buffer[:size_bytes]
-        return result
+            if not isinstance(piece, bytes):
+                # A producer may reuse its buffer once it has yielded it.
+                piece = bytes(piece)
+            self._pieces.append(piece)
+            self._buffered_bytes += len(piece)
+        return self._take(size_bytes)
+
+    def _take(self, size_bytes: int) -> bytes:
+        """Remove and return the first `size_bytes` buffered bytes (fewer at the end)."""
+        result_pieces: list[bytes | memoryview] = []
+        remaining_bytes = min(size_bytes, self._buffered_bytes)
+        self._buffered_bytes -= remaining_bytes
+        index = 0
+        while remaining_bytes > 0 and len(self._pieces[index]) <= remaining_bytes:
+            result_pieces.append(self._pieces[index])
+            remaining_bytes -= len(self._pieces[index])
+            index += 1
+        rest = self._pieces[index:]
+        if remaining_bytes > 0:
+            # Split the piece that straddles the boundary without copying it.
+            view = memoryview(rest[0]).cast("B")
+            result_pieces.append(view[:remaining_bytes])
+            rest[0] = view[remaining_bytes:]
+        self._pieces = rest
+        return b"".join(result_pieces)
 
     async def close(self) -> None:
         if self._async is not None and hasattr(self._async, "aclose"):

@@ -406,6 +406,11 @@ class ObjectFile(io.RawIOBase):
         self._checkClosed()
         return self._reader.seek(offset, whence)
 
+    def limit(self, end_bytes: int) -> None:
+        """Prefetch nothing at or past `end_bytes`; see AsyncObjectReader.limit."""
+        self._checkClosed()
+        self._reader.limit(end_bytes)
+
     def read(self, size: int | None = -1) -> bytes:
         self._checkClosed()
         return self._loop.run(self._reader.read(-1 if size is None else size))

@@ -179,6 +179,25 @@ def test_open_seek_read(client: store.Client, bucket: str) -> None:
         assert b"".join(pieces) == data, "odd-sized sequential reads returned different bytes"
 
 
+def test_open_limit_stops_prefetch(client: store.Client, bucket: str) -> None:
+    size = 4 * CHUNK
+    data = make_data(size, seed=14)
+    client.put(bucket, "open/limited", data)
+    end = 2 * CHUNK + 100
+
+    with client.open(bucket, "open/limited") as file:
+        file.limit(end)
+        file.seek(CHUNK - 7)
+        assert file.read(14) == data[CHUNK - 7 : CHUNK + 7], "read across a chunk boundary"
+        assert file.read(CHUNK) == data[CHUNK + 7 : 2 * CHUNK + 7], "sequential read"
+        prefetched = sorted(file._reader._prefetched)
+        assert prefetched and prefetched[-1] <= 2, f"prefetched stripes {prefetched} past the limit"
+        assert file.read(93) == data[2 * CHUNK + 7 : end], "sequential read up to the limit"
+        assert file.read(50) == data[end : end + 50], "read past the limit"
+        file.seek(0)
+        assert file.read() == data, "read of the whole object after the limit"
+
+
 def test_open_inline(client: store.Client, bucket: str) -> None:
     data = make_data(1000, seed=12)
     client.put(bucket, "open/inline", data)

@@ -44,6 +44,10 @@ def client_for(endpoint: str, access_key: str, secret_key: str) -> Any:
     )
 
 
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def small_cluster_args(directory: Path) -> list[str]:
     return ["cluster", "up", "--dir", str(directory), "--detach", "--dataservers", "1"]
 
@@ -92,6 +96,25 @@ def test_cluster_up_without_gateway(tmp_path: Path) -> None:
         assert "s3" not in record
     finally:
         storectl("cluster", "down", "--dir", str(directory), cwd=tmp_path)
+
+
+def test_cluster_up_gateway_workers(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    storectl(*small_cluster_args(directory), "--s3-workers", "2", cwd=tmp_path)
+    try:
+        s3 = json.loads((directory / "cluster.json").read_text())["s3"]
+        assert s3["args"][-2:] == ["--workers", "2"], f"gateway command: {s3['args']}"
+        children = Path(f"/proc/{s3['pid']}/task/{s3['pid']}/children").read_text().split()
+        # multiprocessing also starts a resource tracker beside the two workers.
+        workers = [int(pid) for pid in children if b"spawn_main" in cmdline(int(pid))]
+        assert len(workers) == 2, f"the gateway supervisor has children {children}"
+        client = client_for(s3["endpoint"], s3["access_key"], s3["secret_key"])
+        client.create_bucket(Bucket="from-two-workers")
+        assert client.list_buckets()["Buckets"][0]["Name"] == "from-two-workers"
+    finally:
+        storectl("cluster", "down", "--dir", str(directory), cwd=tmp_path)
+    for pid in [s3["pid"], *workers]:
+        assert not pid_alive(pid), f"process {pid} still runs after cluster down"
 
 
 def test_root_keys_from_environment(tmp_path: Path) -> None:

@@ -195,8 +195,17 @@ def single_header(request: ParsedRequest, name: str) -> str | None:
 def parse_amz_date(value: str) -> datetime | None:
     if not _AMZ_DATE_PATTERN.fullmatch(value):
         return None
+    # The pattern fixed every position, so slicing replaces the slower strptime.
     try:
-        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
 

@@ -26,6 +26,10 @@ log = logging.getLogger("store.s3")
 MAX_LINE_BYTES = 8190
 MAX_FIELD_BYTES = 8190
 MAX_HEADERS = 128
+# Bytes of a request body that aiohttp buffers per connection before it stops reading
+# the socket (it stops at twice this). Larger than aiohttp's 256 KiB, so body pieces
+# come in larger runs and cost fewer passes through the Python code per byte.
+READ_BUFFER_BYTES = 1024 * 1024
 
 
 class S3RequestHandler(RequestHandler):
@@ -79,6 +83,7 @@ class S3Server(web.Server):
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_FIELD_BYTES,
             max_headers=MAX_HEADERS,
+            read_bufsize=READ_BUFFER_BYTES,
             access_log=None,
             # Content-Encoding describes the object (gzip stays gzip), so bodies pass as sent.
             auto_decompress=False,

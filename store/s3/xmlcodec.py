@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from xml.sax.saxutils import escape
 
 from store.s3.api_errors import S3Error
 
@@ -47,10 +48,31 @@ def serialize(root: ET.Element) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+# Text rendering, for documents of thousands of elements (a listing page), where
+# building and serializing an ElementTree costs more than the rest of the request.
+
+
+def text_element(name: str, value: Value = None) -> str:
+    """Render one element as `add` and `serialize` would: the text escaped as ElementTree does."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        return f"<{name} />"
+    else:
+        text = escape(str(value))
+    return f"<{name}>{text}</{name}>"
+
+
+def text_document(root_name: str, children: Iterable[str]) -> bytes:
+    """Join rendered children into a document, with the declaration `serialize` writes."""
+    head = f"<?xml version='1.0' encoding='utf-8'?>\n<{root_name} xmlns=\"{S3_NAMESPACE}\">"
+    text = head + "".join(children) + f"</{root_name}>"
+    return text.encode("utf-8", "xmlcharrefreplace")
+
+
 def iso_time(moment: datetime) -> str:
     """Format a time as S3 XML does: 2009-10-12T17:50:30.000Z."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_document(body: bytes, root_name: str) -> ET.Element:
