@@ -53,9 +53,8 @@ NULL_LISTEN = "127.0.0.1:18380"
 CONCURRENCIES = (1, 8)
 # Seconds one s3bench.py run may take before it is stopped.
 RUN_TIMEOUT_S = 900
-# s3bench.py's phase sizes. The full sizes keep one run at concurrency 1 against the
-# slowest server (Swift) within about 3 minutes; the quick ones are for a smoke run
-# of about 20 s.
+# s3bench.py's phase sizes. With the full sizes, one run against the slowest server
+# (Swift) at concurrency 1 takes about 90 s. The quick sizes are for a smoke run.
 SIZE_FLAGS = (
     "--large-count",
     "--count-1m",
@@ -115,6 +114,8 @@ class StoreServer:
         return Endpoint(s3["endpoint"], s3["access_key"], s3["secret_key"], (s3["pid"], *pids))
 
     def stop(self) -> None:
+        if not (self.directory / "cluster.json").exists():
+            return  # cluster up failed and stopped what it had started
         storectl = str(Path(sys.executable).parent / "storectl")
         command = [storectl, "cluster", "down", "--dir", str(self.directory)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=120)
@@ -297,39 +298,51 @@ def run_s3bench(
 def measure_server(
     server: Server, args: argparse.Namespace, repetition: int, results: Results
 ) -> None:
+    """Start the server, run s3bench.py at each concurrency, and stop it, even on failure."""
     progress(f"starting {server.name}")
-    endpoint = server.start()
     try:
+        endpoint = server.start()
         for concurrency in CONCURRENCIES:
-            output = RUNS_DIR / f"{server.name}-c{concurrency}-r{repetition}.json"
-            cpu_before = tree_cpu_s(endpoint.pids)
-            report = run_s3bench(args, endpoint, concurrency, output)
-            server_cpu_s = cpu_used_s(cpu_before, tree_cpu_s(endpoint.pids))
-            client_cpu_s = sum(phase.get("client_cpu_s", 0.0) for phase in report["phases"])
-            wall_s = sum(phase.get("wall_s", 0.0) for phase in report["phases"])
-            results.add_run(server.name, concurrency, report)
-            results.runs.append(
-                {
-                    "server": server.name,
-                    "concurrency": concurrency,
-                    "repetition": repetition,
-                    "json": str(output),
-                    "exit_code": report["exit_code"],
-                    "errored_phases": report["errored_phases"],
-                    "truncated_phases": report["truncated_phases"],
-                    "server_cpu_s": round(server_cpu_s, 2),
-                    "client_cpu_s": round(client_cpu_s, 2),
-                    "phases_wall_s": round(wall_s, 2),
-                }
-            )
-            progress(
-                f"{server.name} c={concurrency}: exit {report['exit_code']}, phases {wall_s:.0f} s,"
-                f" server CPU {server_cpu_s:.0f} s, client CPU {client_cpu_s:.0f} s,"
-                f" errored {report['errored_phases'] or 'none'}"
-            )
+            measure_once(server.name, endpoint, concurrency, args, repetition, results)
     finally:
         progress(f"stopping {server.name}")
         server.stop()
+
+
+def measure_once(
+    name: str,
+    endpoint: Endpoint,
+    concurrency: int,
+    args: argparse.Namespace,
+    repetition: int,
+    results: Results,
+) -> None:
+    output = RUNS_DIR / f"{name}-c{concurrency}-r{repetition}.json"
+    cpu_before = tree_cpu_s(endpoint.pids)
+    report = run_s3bench(args, endpoint, concurrency, output)
+    server_cpu_s = cpu_used_s(cpu_before, tree_cpu_s(endpoint.pids))
+    client_cpu_s = sum(phase.get("client_cpu_s", 0.0) for phase in report["phases"])
+    wall_s = sum(phase.get("wall_s", 0.0) for phase in report["phases"])
+    results.add_run(name, concurrency, report)
+    results.runs.append(
+        {
+            "server": name,
+            "concurrency": concurrency,
+            "repetition": repetition,
+            "json": str(output),
+            "exit_code": report["exit_code"],
+            "errored_phases": report["errored_phases"],
+            "truncated_phases": report["truncated_phases"],
+            "server_cpu_s": round(server_cpu_s, 2),
+            "client_cpu_s": round(client_cpu_s, 2),
+            "phases_wall_s": round(wall_s, 2),
+        }
+    )
+    progress(
+        f"{name} c={concurrency}: exit {report['exit_code']}, phases {wall_s:.0f} s,"
+        f" server CPU {server_cpu_s:.0f} s, client CPU {client_cpu_s:.0f} s,"
+        f" errored {report['errored_phases'] or 'none'}"
+    )
 
 
 # The summary.
