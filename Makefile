@@ -55,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) "$(DIR)" .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) "$(DIR)" .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
