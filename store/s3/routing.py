@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from store.s3 import sigv2, sigv4
 from store.s3.addressing import Location
 from store.s3.api_errors import S3Error, not_implemented
 
@@ -17,15 +18,8 @@ from store.s3.api_errors import S3Error, not_implemented
 # and 2) and the operation name that botocore appends ("x-id=PutObject").
 _ALWAYS_ALLOWED = frozenset(
     {
-        "AWSAccessKeyId",
-        "Expires",
-        "Signature",
-        "X-Amz-Algorithm",
-        "X-Amz-Credential",
-        "X-Amz-Date",
-        "X-Amz-Expires",
-        "X-Amz-SignedHeaders",
-        "X-Amz-Signature",
+        *sigv4.QUERY_AUTH_PARAMETERS,
+        *sigv2.QUERY_AUTH_PARAMETERS,
         "X-Amz-Security-Token",
         "x-id",
     }

@@ -1,6 +1,6 @@
 """Verify S3 requests signed with AWS Signature Version 2 (HMAC-SHA1).
 
-boto3 1.44 still presigns URLs this way unless the client sets
+boto3 (1.43 and 1.44) still presigns URLs this way unless the client sets
 signature_version="s3v4", and older tools sign the Authorization header this way.
 Both forms are accepted:
 
@@ -54,13 +54,14 @@ from store.s3.request import ParsedRequest
 AUTHORIZATION_ALGORITHM = "AWS"
 # Any of these query parameters makes a request a Signature Version 2 presigned URL.
 QUERY_AUTH_MARKERS = ("AWSAccessKeyId", "Signature")
-_QUERY_AUTH_PARAMETERS = ("AWSAccessKeyId", "Expires", "Signature")
+QUERY_AUTH_PARAMETERS = ("AWSAccessKeyId", "Expires", "Signature")
 _AMZ_HEADER_PREFIX = "x-amz-"
 # Twenty digits reach past the year 3 * 10^12, far beyond any real expiry.
 _MAX_EXPIRES_DIGITS = 20
 
 # The query parameters that CanonicalizedResource includes: those the S3 guide lists,
-# and those botocore 1.44's HmacV1Auth signs, so that botocore and the AWS CLI match.
+# and those botocore's HmacV1Auth signs (checked with 1.43 and 1.44), so that botocore
+# and the AWS CLI match.
 SUBRESOURCES = frozenset(
     {
         # Listed in the S3 guide.
@@ -209,7 +210,7 @@ def canonicalized_resource(request: ParsedRequest, bucket: str | None) -> str:
 
     The path is used as sent, still percent-encoded, except that a path-style path
     naming only a bucket ("/photos") gets a trailing slash, the form that a
-    virtual-hosted-style request ("/") gives. botocore 1.44 signs "/photos/" too,
+    virtual-hosted-style request ("/") gives. botocore 1.43 and 1.44 sign "/photos/" too,
     because S3 accepts only that form (botocore/handlers.py).
     Subresource values are the decoded values, unencoded, as the S3 guide specifies.
     """
@@ -280,15 +281,15 @@ def _request_time_from_headers(request: ParsedRequest) -> tuple[str, datetime]:
 def _presigned_parameters(request: ParsedRequest) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in request.query:
-        if name not in _QUERY_AUTH_PARAMETERS:
+        if name not in QUERY_AUTH_PARAMETERS:
             continue
         if name in params:
             raise auth_error(
                 INVALID_ARGUMENT, f"The query parameter {name} appears more than once."
             )
         params[name] = value
-    if len(params) != len(_QUERY_AUTH_PARAMETERS):
-        missing = [name for name in _QUERY_AUTH_PARAMETERS if name not in params]
+    if len(params) != len(QUERY_AUTH_PARAMETERS):
+        missing = [name for name in QUERY_AUTH_PARAMETERS if name not in params]
         raise auth_error(
             ACCESS_DENIED,
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "

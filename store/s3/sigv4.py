@@ -59,7 +59,7 @@ MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600
 # X-Amz-Date as the timestamp of the string to sign. A presigned URL ignores both.
 _BOUND_WITHOUT_LISTING = frozenset({"x-amz-content-sha256", "x-amz-date"})
 _QUERY_AUTH_MARKERS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
-_QUERY_AUTH_PARAMETERS = (
+QUERY_AUTH_PARAMETERS = (
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -362,12 +362,12 @@ def _parse_expires(text: str) -> int:
 def _presigned_parameters(request: ParsedRequest) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in request.query:
-        if name not in _QUERY_AUTH_PARAMETERS:
+        if name not in QUERY_AUTH_PARAMETERS:
             continue
         if name in params:
             raise _query_error(f"The query parameter {name} appears more than once.")
         params[name] = value
-    missing = [name for name in _QUERY_AUTH_PARAMETERS if name not in params]
+    missing = [name for name in QUERY_AUTH_PARAMETERS if name not in params]
     if missing:
         raise _query_error(
             "Query-string authentication version 4 requires the X-Amz-Algorithm, "
