@@ -48,9 +48,9 @@ def test_empty_and_inline_objects(s3: Any, s3_bucket: str) -> None:
 
 
 def test_empty_put_keeps_the_connection_usable(gateway: Any, s3_bucket: str) -> None:
-    # A file-like body makes botocore send Expect: 100-continue. After an empty PUT
-    # answered without "100 Continue", botocore misread the next response on the same
-    # pooled connection and stalled until its read timeout (boto/botocore#3755).
+    # A file-like body makes botocore send Expect: 100-continue. When an empty PUT got
+    # its final response without "100 Continue", botocore up to at least 1.43.62
+    # misread the next response on the same pooled connection (boto/botocore#3755).
     s3 = s3_client(gateway, read_timeout=5, max_pool_connections=1)
     for index in range(3):
         s3.put_object(Bucket=s3_bucket, Key=f"empty-{index}", Body=io.BytesIO(b""))
@@ -204,10 +204,10 @@ def test_get_condition_precedence(s3: Any, s3_bucket: str) -> None:
     past = datetime.now(UTC) - timedelta(days=1)
     future = datetime.now(UTC) + timedelta(days=1)
 
-    # If-Match holds, so the failing If-Unmodified-Since is ignored.
+    # If-Match passes, so the failing If-Unmodified-Since is ignored.
     got = s3.get_object(Bucket=s3_bucket, Key="p", IfMatch=etag, IfUnmodifiedSince=past)
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
-    # If-None-Match holds (another ETag), so the failing If-Modified-Since is ignored.
+    # If-None-Match passes (another ETag), so the failing If-Modified-Since is ignored.
     got = s3.get_object(Bucket=s3_bucket, Key="p", IfNoneMatch='"other"', IfModifiedSince=future)
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
     # If-None-Match fails, so the passing If-Modified-Since does not help.

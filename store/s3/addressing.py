@@ -1,4 +1,4 @@
-"""Where a request points: the bucket and key, from the Host header and the raw path.
+"""The bucket and key a request names, read from the Host header and the raw path.
 
 Path-style requests name the bucket in the first path segment
 (http://host/bucket/key). Virtual-hosted-style requests name it in the host

@@ -1,7 +1,7 @@
 """S3 errors of the gateway: the code, HTTP status and message of every S3 error it returns.
 
 A handler raises S3Error, or lets an SDK StoreError or an authentication S3AuthError
-propagate; `to_s3_error` maps all three to the code and status that Amazon S3 uses, as
+propagate. `to_s3_error` maps all three to the code and status that Amazon S3 uses, as
 listed on the "Error responses" page of the S3 API reference.
 """
 
@@ -96,8 +96,8 @@ _STORE_ERROR_CODES: list[tuple[type[StoreError], str]] = [
     (BucketNotEmpty, "BucketNotEmpty"),
     (PreconditionFailed, "PreconditionFailed"),
     (StaleEpoch, "ServiceUnavailable"),
-    # S3 answers 503 SlowDown when it cannot keep up, and 503 ServiceUnavailable when
-    # it cannot serve at all; an SDK timeout is the first, an unreachable server the second.
+    # S3 returns 503 SlowDown when it cannot keep up, and 503 ServiceUnavailable when
+    # it cannot serve at all. An SDK timeout is the first, an unreachable server the second.
     (Timeout, "SlowDown"),
     (Unavailable, "ServiceUnavailable"),
     (ResourceExhausted, "ServiceUnavailable"),

@@ -2,7 +2,7 @@
 dispatches to the operation's handler and turns every error into an S3 error response.
 
 Every response carries x-amz-request-id, and the log names that id. A 500 logs one
-traceback; cancellation (the client went away) is re-raised, never answered.
+traceback. A cancellation (the client went away) is re-raised and gets no response.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def awaits_continue(request: web.BaseRequest) -> bool:
 
 
 async def send_continue(request: web.BaseRequest) -> None:
-    """Send the interim "100 Continue" response once, if the client asked for it."""
+    """Send the interim "100 Continue" response once, if the client requested it."""
     if not awaits_continue(request):
         return
     request[_CONTINUED_KEY] = True

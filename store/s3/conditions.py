@@ -1,10 +1,10 @@
 """Conditional requests: If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since.
 
-Reads follow RFC 9110 section 13.2.2, as S3 does: If-Match decides and
-If-Unmodified-Since is ignored when If-Match is present; then If-None-Match decides
+Reads follow RFC 9110 section 13.2.2, as S3 does. If-Match decides first, and
+If-Unmodified-Since is ignored when If-Match is present. Then If-None-Match decides,
 and If-Modified-Since is ignored when If-None-Match is present. A failed If-Match or
-If-Unmodified-Since is 412; a failed If-None-Match or If-Modified-Since is 304 on GET
-and HEAD. The x-amz-copy-source-if-* headers of a copy follow the same order, and
+If-Unmodified-Since is 412, and a failed If-None-Match or If-Modified-Since is 304 on
+GET and HEAD. The x-amz-copy-source-if-* headers of a copy follow the same order, and
 every failure is 412.
 
 Conditional writes (PutObject and CompleteMultipartUpload with If-None-Match: * or
@@ -24,7 +24,7 @@ from store.types import ObjectInfo
 
 
 class NotModified(Exception):
-    """A read whose If-None-Match or If-Modified-Since says the client's copy is current."""
+    """A read whose If-None-Match or If-Modified-Since shows the client's copy is current."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ log = logging.getLogger("store.s3")
 
 @dataclass
 class Gateway:
-    """What every request of one gateway process shares."""
+    """The state that every request of one gateway process shares."""
 
     client: AsyncClient
     credentials: CredentialCache

@@ -1,8 +1,8 @@
 """Multipart uploads: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 AbortMultipartUpload, ListParts and ListMultipartUploads.
 
-Each part is stored like an object (its MD5 is its ETag); completing the upload
-joins the parts' layouts into one object without copying data, and the SDK
+Each part is stored like an object, with its MD5 as its ETag. Completing the
+upload joins the parts' layouts into one object without copying data, and the SDK
 computes the md5-of-part-md5s-N ETag and the object's checksum.
 """
 

@@ -32,8 +32,8 @@ MAX_DELETE_KEYS = 1000
 # Deletes of one DeleteObjects request in flight at once.
 DELETE_CONCURRENCY = 16
 
-# Features announced by request headers that this gateway does not store; a write
-# that asks for one gets NotImplemented instead of silently losing it.
+# Features announced by request headers that this gateway does not store. A write
+# that requests one gets NotImplemented instead of silently losing it.
 _UNSUPPORTED_HEADERS = {
     "x-amz-tagging": "Object tagging",
     "x-amz-object-lock-mode": "Object Lock",
@@ -48,7 +48,7 @@ _SUPPORTED_STORAGE_CLASSES = frozenset({"STANDARD"})
 
 
 def reject_unsupported_object_headers(headers: Mapping[str, str]) -> None:
-    """Raise NotImplemented for a write that asks for a feature the gateway lacks."""
+    """Raise NotImplemented for a write that requests a feature the gateway lacks."""
     for name, feature in _UNSUPPORTED_HEADERS.items():
         if name in headers:
             raise not_implemented(f"{feature} ({name})")
@@ -98,7 +98,7 @@ async def put_object(context: RequestContext) -> web.StreamResponse:
 
 
 async def delete_object(context: RequestContext) -> web.StreamResponse:
-    """Delete the object; S3 answers 204 whether or not it existed."""
+    """Delete the object; S3 returns 204 whether or not it existed."""
     await authorize_bucket(context.client, context.user, context.bucket)
     check_version(context.query)
     if_match = context.headers.get("if-match", "").strip().strip('"')

@@ -40,7 +40,7 @@ RESPONSE_OVERRIDES = {
 
 @dataclass(frozen=True, slots=True)
 class StoredHeaders:
-    """What a write stores besides the bytes."""
+    """The headers a write stores besides the bytes."""
 
     content_type: str
     metadata: dict[str, str]

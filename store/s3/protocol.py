@@ -1,8 +1,8 @@
 """The HTTP server of the gateway: aiohttp's low-level server with S3 error bodies.
 
-aiohttp answers requests it cannot parse (a header line over 8190 bytes, more
+aiohttp responds to requests it cannot parse (a header line over 8190 bytes, more
 than 128 headers, broken framing) before any handler runs, with a plain-text
-body. Here those answers are S3 XML errors instead, so every client sees a
+body. Here those responses are S3 XML errors instead, so every client sees a
 parseable error, and the connection is closed as aiohttp always does then.
 """
 
@@ -40,7 +40,7 @@ class S3RequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """Answer a request aiohttp could not parse or serve with an S3 XML error."""
+        """Return an S3 XML error for a request aiohttp could not parse or serve."""
         if request.writer.output_size > 0:
             raise ConnectionError("the response is partly sent; the connection is closed")
         error = _error_for(status, exc, message)

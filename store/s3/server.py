@@ -4,7 +4,7 @@
 
 The gateway keeps no state, so any number can run side by side. With --workers N,
 one supervisor process starts N worker processes that each bind the same port with
-SO_REUSEPORT, so the kernel spreads connections over them; the supervisor restarts
+SO_REUSEPORT, so the kernel spreads connections over them. The supervisor restarts
 a worker that dies and stops them all on SIGTERM or SIGINT.
 """
 
@@ -68,7 +68,7 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
 
 
 async def connect_client(config: GatewayConfig) -> AsyncClient:
-    """Connect to the metaserver, waiting up to CONNECT_TIMEOUT_S for it to answer."""
+    """Connect to the metaserver, waiting up to CONNECT_TIMEOUT_S for it to respond."""
     client = AsyncClient(
         config.meta, timeout_s=config.timeout_s, window_chunks=config.window_chunks
     )
@@ -81,7 +81,7 @@ async def connect_client(config: GatewayConfig) -> AsyncClient:
             if time.monotonic() > deadline_s:
                 await client.close()
                 raise Unavailable(
-                    f"no metaserver answered at {config.meta} within {CONNECT_TIMEOUT_S:.0f}s: "
+                    f"no metaserver responded at {config.meta} within {CONNECT_TIMEOUT_S:.0f}s: "
                     f"{error}; check --meta"
                 ) from None
             log.info("waiting for the metaserver at %s: %s", config.meta, error)
@@ -213,7 +213,7 @@ class Supervisor:
 def run_workers(config: GatewayConfig) -> None:
     host, port = split_address(config.listen)
     # Hold the port (bound, not listening, so it gets no connections) until the workers
-    # listen on it; with port 0 this also picks the port they share.
+    # listen on it. With port 0 this also picks the port they share.
     placeholder = listening_socket(host, port, listen=False)
     address = _address_of(host, placeholder)
     config = _with_listen(config, address)
