@@ -134,7 +134,7 @@ async def measure_cluster(
         await raw.close()
     settings = {
         "chunk_size_bytes": cluster_map.chunk_size_bytes,
-        "replicas": cluster_map.replicas,
+        "default_scheme": cluster_map.default_scheme,
         "window_chunks": client.window_chunks,
     }
     return figures, settings

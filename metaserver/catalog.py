@@ -19,6 +19,8 @@ import rocksdict
 from store._pb import common_pb2 as pb
 from store.errors import AlreadyExists, NoSuchBucket, Unavailable
 from store.names import check_bucket_name
+from store.scheme import Scheme
+from store.scheme import parse as parse_scheme
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ class Buckets:
         if name in self.fenced:
             raise Unavailable(f"bucket {name!r} is being deleted; retry if the delete fails")
 
+    def scheme(self, name: str) -> Scheme:
+        """Return the protection scheme of the bucket's new objects."""
+        text = self.get(name).scheme
+        # Buckets created before schemes existed keep one copy of each chunk.
+        return parse_scheme(text) if text else Scheme()
+
     def sorted_records(self) -> list[pb.BucketRecord]:
         return [self.buckets[name] for name in sorted(self.buckets)]
 
@@ -68,14 +76,16 @@ class BucketCatalog(Buckets):
             self.buckets[record.name] = record
             iterator.next()
 
-    def create(self, name: str, owner: str) -> pb.BucketRecord:
+    def create(self, name: str, owner: str, protection: Scheme) -> pb.BucketRecord:
         check_bucket_name(name)
         if name in self.buckets:
             raise AlreadyExists(f"bucket {name!r} already exists; choose another name")
-        record = pb.BucketRecord(name=name, owner=owner, created_unix_ns=time.time_ns())
+        record = pb.BucketRecord(
+            name=name, owner=owner, created_unix_ns=time.time_ns(), scheme=str(protection)
+        )
         self._write(name, record)
         self.buckets[name] = record
-        log.info("bucket created bucket=%s owner=%s", name, owner or "-")
+        log.info("bucket created bucket=%s owner=%s scheme=%s", name, owner or "-", protection)
         return record
 
     def begin_delete(self, name: str) -> None:

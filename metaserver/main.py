@@ -22,6 +22,7 @@ from metaserver.rocks import RocksEnv
 from metaserver.service import MetaService, ServiceSettings
 from metaserver.shard import Shard
 from metaserver.users import UserDirectory
+from store import scheme
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2_grpc
 from store.durable import write_file_atomic
@@ -32,7 +33,6 @@ from store.limits import (
     DEFAULT_SHARD_COUNT,
     MAX_CHUNK_SIZE_BYTES,
     MAX_INLINE_MAX_BYTES,
-    MAX_REPLICAS,
     MIN_CHUNK_SIZE_BYTES,
 )
 from store.log import LEVELS, setup_logging
@@ -93,7 +93,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="objects up to this size are stored in the metadata record",
     )
     parser.add_argument(
-        "--replicas", type=int, default=1, help="copies of each chunk on distinct dataservers"
+        "--default-scheme",
+        default=scheme.AUTO,
+        help="protection of buckets created without a scheme: ec:K+M, rep:N, or auto (4+2 "
+        "from six failure domains, 2+1 from three, else one copy per domain)",
     )
     parser.add_argument(
         "--dataserver-timeout-s",
@@ -137,8 +140,11 @@ def validate(args: argparse.Namespace) -> None:
             0,
             min(MAX_INLINE_MAX_BYTES, args.chunk_size_bytes - 1),
         ),
-        ("--replicas", args.replicas, 1, MAX_REPLICAS),
     ]
+    try:
+        scheme.check(args.default_scheme)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"--default-scheme: {error}") from None
     for flag, value, low, high in checks:
         if not low <= value <= high:
             raise InvalidArgument(f"{flag} {value} must be between {low} and {high}")
@@ -174,7 +180,7 @@ def cluster_config(system_db: rocksdict.Rdict, args: argparse.Namespace) -> pb.C
         shard_count=args.shard_count,
         chunk_size_bytes=args.chunk_size_bytes,
         inline_max_bytes=args.inline_max_bytes,
-        replicas=args.replicas,
+        default_scheme=args.default_scheme,
     )
     if stored is None:
         wanted.cluster_id = uuid.uuid4().hex
@@ -190,10 +196,10 @@ def cluster_config(system_db: rocksdict.Rdict, args: argparse.Namespace) -> pb.C
     if wanted != stored:
         Membership.store_config(system_db, wanted)
         log.info(
-            "cluster defaults changed chunk_size=%d inline_max=%d replicas=%d",
+            "cluster defaults changed chunk_size=%d inline_max=%d default_scheme=%s",
             wanted.chunk_size_bytes,
             wanted.inline_max_bytes,
-            wanted.replicas,
+            wanted.default_scheme,
         )
     return wanted
 

@@ -19,6 +19,7 @@ from metaserver.objects import (
     chunk_refs,
     load_object,
     object_name,
+    queue_abandoned,
     queue_garbage,
     take_session,
 )
@@ -111,7 +112,17 @@ def commit_part(
     def run(view: GroupView) -> pb.PartInfo:
         _load_upload(view, request.upload_id, request.bucket, request.key)
         if request.chunk_upload_id:
-            take_session(view, request.chunk_upload_id, request.bucket, request.key)
+            take_session(
+                view, request.chunk_upload_id, request.bucket, request.key, request.part.layout
+            )
+            queue_abandoned(
+                view,
+                shard,
+                request.chunk_upload_id,
+                request.abandoned_chunks,
+                request.part.layout,
+                now_unix_ns,
+            )
         part_key = keys.part_key(request.upload_id, part_number)
         previous = view.get(part_key)
         if previous is not None:
@@ -223,6 +234,9 @@ def _assemble(upload: meta_pb2.MultipartUpload, parts: list[pb.PartInfo]) -> pb.
     first_layout = next((p.layout for p in parts if p.layout.stripes), pb.Layout())
     record.layout.chunk_size_bytes = first_layout.chunk_size_bytes
     record.layout.replicas = first_layout.replicas
+    record.layout.data_chunks = first_layout.data_chunks
+    record.layout.parity_chunks = first_layout.parity_chunks
+    record.layout.shared_domains = any(p.layout.shared_domains for p in parts)
     offset = 0
     for part in parts:
         for stripe in part.layout.stripes:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from metaserver import keys
 from metaserver.catalog import Buckets
 from metaserver.shard import GroupView, Shard
+from store import scheme
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
-from store.errors import NoSuchKey, NoSuchUpload, PreconditionFailed
-from store.layout import new_upload_id
+from store.errors import InvalidArgument, NoSuchKey, NoSuchUpload, PreconditionFailed
+from store.layout import new_upload_id, split_chunk_id
 from store.names import display_key
 
 # Extra deletion passes for an abandoned upload's chunks (see GcEntry.repeats).
@@ -52,6 +53,33 @@ def queue_garbage(
         view.put(keys.gc_key(shard.allocate_gc_sequence()), entry.SerializeToString())
 
 
+def queue_abandoned(
+    view: GroupView,
+    shard: Shard,
+    upload_id: str,
+    abandoned: Iterable[pb.ChunkRef],
+    layout: pb.Layout,
+    now_unix_ns: int,
+) -> None:
+    """Queue for deletion the chunks a writer left on dataservers that failed mid-write.
+
+    Only chunks of this upload are accepted, and none that the layout names on the
+    same dataserver.
+    """
+    kept = {(chunk.chunk_id, chunk.target) for stripe in layout.stripes for chunk in stripe.chunks}
+    refs = []
+    for ref in abandoned:
+        if split_chunk_id(ref.chunk_id)[0] != upload_id:
+            raise InvalidArgument(
+                f"abandoned chunk {ref.chunk_id.hex()} does not belong to upload {upload_id}"
+            )
+        if (ref.chunk_id, ref.target) not in kept:
+            refs.append(ref)
+    queue_garbage(
+        view, shard, refs, (), now_unix_ns, f"chunks of upload {upload_id} moved off failed writes"
+    )
+
+
 def check_conditions(
     current: pb.ObjectRecord | None, if_match_etag: str, if_none_match_any: bool, name: str
 ) -> None:
@@ -72,18 +100,20 @@ def open_upload(
     bucket: str,
     key: bytes,
     chunk_size_bytes: int,
-    replicas: int,
     now_unix_ns: int,
 ) -> Callable[[GroupView], pb.UploadSession]:
     def run(view: GroupView) -> pb.UploadSession:
         catalog.check_writable(bucket)
+        protection = catalog.scheme(bucket)
         session = pb.UploadSession(
             upload_id=new_upload_id(),
             bucket=bucket,
             key=key,
             created_unix_ns=now_unix_ns,
             chunk_size_bytes=chunk_size_bytes,
-            replicas=replicas,
+            replicas=protection.replicas,
+            data_chunks=protection.data_chunks if protection.erasure_coded else 0,
+            parity_chunks=protection.parity_chunks,
         )
         view.put(keys.upload_key(session.upload_id), session.SerializeToString())
         return session
@@ -91,8 +121,13 @@ def open_upload(
     return run
 
 
-def take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> None:
-    """Check that the upload is open for (bucket, key) and stage its removal."""
+def take_session(
+    view: GroupView, upload_id: str, bucket: str, key: bytes, layout: pb.Layout | None = None
+) -> None:
+    """Check that the upload is open for (bucket, key) and stage its removal.
+
+    With a layout, also check that it uses the scheme the upload was opened with.
+    """
     value = view.get(keys.upload_key(upload_id))
     name = object_name(bucket, key)
     if value is None:
@@ -105,6 +140,13 @@ def take_session(view: GroupView, upload_id: str, bucket: str, key: bytes) -> No
         raise NoSuchUpload(
             f"upload {upload_id} belongs to {object_name(session.bucket, session.key)}, not {name}"
         )
+    if layout is not None and layout.stripes:
+        wanted = scheme.of_counts(session.data_chunks, session.parity_chunks, session.replicas)
+        if scheme.of_layout(layout) != wanted:
+            raise InvalidArgument(
+                f"layout of upload {upload_id} uses {scheme.of_layout(layout)}, but the bucket "
+                f"stores {name} with {wanted}"
+            )
     view.delete(keys.upload_key(upload_id))
 
 
@@ -121,7 +163,15 @@ def commit_object(
     def run(view: GroupView) -> pb.ObjectRecord:
         catalog.check_writable(bucket)
         if request.upload_id:
-            take_session(view, request.upload_id, bucket, key)
+            take_session(view, request.upload_id, bucket, key, request.record.layout)
+            queue_abandoned(
+                view,
+                shard,
+                request.upload_id,
+                request.abandoned_chunks,
+                request.record.layout,
+                now_unix_ns,
+            )
         current = load_object(view, bucket, key)
         check_conditions(current, request.if_match_etag, request.if_none_match_any, name)
 

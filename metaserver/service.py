@@ -25,6 +25,7 @@ from metaserver.membership import Membership
 from metaserver.service_multipart import MultipartHandlers
 from metaserver.shard import GroupView, Shard
 from metaserver.users import UserDirectory
+from store import scheme
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2, meta_pb2_grpc
 from store.channels import ChannelPool
@@ -232,7 +233,9 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         self, request: meta_pb2.CreateBucketRequest, context: grpc.aio.ServicerContext
     ) -> pb.BucketRecord:
         if isinstance(self.buckets, BucketCatalog):
-            return self.buckets.create(request.name, request.owner)
+            wanted = request.scheme or self.cluster.config.default_scheme or scheme.AUTO
+            protection = scheme.resolve(wanted, self.membership.dataservers.values())
+            return self.buckets.create(request.name, request.owner, protection)
         record = await self._forward(
             "create bucket", lambda stub: stub.CreateBucket(request, timeout=PEER_TIMEOUT_S)
         )
@@ -339,7 +342,6 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
                 request.bucket,
                 request.key,
                 chunk_size,
-                config.replicas,
                 time.time_ns(),
             ),
         )
@@ -348,6 +350,8 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
             chunk_size_bytes=session.chunk_size_bytes,
             replicas=session.replicas,
             epoch=self.cluster.epoch,
+            data_chunks=session.data_chunks,
+            parity_chunks=session.parity_chunks,
         )
 
     @unary_handler

@@ -156,6 +156,12 @@ def add_bucket_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     actions = bucket.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a bucket")
     create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--scheme",
+        default="",
+        help="protection of the bucket's objects, fixed at creation: ec:K+M (erasure coding, "
+        "such as ec:4+2), rep:N (N copies) or auto (default: the cluster's default scheme)",
+    )
     remove = actions.add_parser("rm", help="delete an empty bucket")
     remove.add_argument("name", metavar="NAME")
     listing = actions.add_parser("ls", help="list buckets")

@@ -61,8 +61,10 @@ def _format_time(moment: datetime) -> str:
 
 def bucket_create(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        client.create_bucket(args.name, timeout_s=_metadata_timeout_s(args))
-    print(f"created bucket {args.name}")
+        info = client.create_bucket(
+            args.name, scheme=args.scheme, timeout_s=_metadata_timeout_s(args)
+        )
+    print(f"created bucket {args.name} ({info.scheme})")
     return 0
 
 
@@ -77,7 +79,7 @@ def bucket_ls(args: argparse.Namespace) -> int:
     with connect(args) as client:
         buckets = client.list_buckets(timeout_s=_metadata_timeout_s(args))
     for bucket in sorted(buckets, key=lambda b: b.name):
-        print(f"{_format_time(bucket.created)}  {bucket.name}")
+        print(f"{_format_time(bucket.created)}  {bucket.scheme:<8}  {bucket.name}")
     return 0
 
 

@@ -44,6 +44,7 @@ from store.memory import tune_malloc
 from store.names import check_bucket_name, display_key, encode_key
 from store.put import WriteOptions, Writer
 from store.reader import AsyncObjectReader
+from store.scheme import check as check_scheme
 from store.serving import split_address
 from store.sources import PutData, Source, open_path_source, open_source
 from store.types import BucketInfo, ListEntry, ListPage, ObjectInfo
@@ -120,13 +121,28 @@ class AsyncClient(MultipartMethods):
         view = await self._connection.refresh_map(self._deadline(timeout_s, "cluster map"))
         return view.map
 
+    def bad_chunks(self) -> list[tuple[bytes, str, str]]:
+        """Return the chunks that recent reads found missing or corrupt, oldest first.
+
+        Each entry is (chunk id, dataserver id, error). Reads decode around such
+        chunks when the layout allows it; repair rebuilds them.
+        """
+        return list(self._reader.bad_chunks)
+
     # Buckets.
 
     async def create_bucket(
-        self, name: str, *, owner: str = "", timeout_s: float | None = None
+        self, name: str, *, owner: str = "", scheme: str = "", timeout_s: float | None = None
     ) -> BucketInfo:
+        """Create a bucket whose objects are protected by `scheme`.
+
+        `scheme` is "ec:K+M" (erasure coding), "rep:N" (N copies), "auto", or empty
+        for the cluster's default; it cannot change later.
+        """
         check_bucket_name(name)
-        request = meta_pb2.CreateBucketRequest(name=name, owner=owner)
+        if scheme:
+            check_scheme(scheme)
+        request = meta_pb2.CreateBucketRequest(name=name, owner=owner, scheme=scheme)
         record = await self._connection.meta_call(
             self._deadline(timeout_s, f"create bucket {name}"),
             None,

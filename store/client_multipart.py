@@ -159,6 +159,7 @@ class MultipartMethods:
             upload_id=upload_id,
             chunk_upload_id=stored.upload_id,
             part=part,
+            abandoned_chunks=stored.abandoned,
         )
         try:
             committed: pb.PartInfo = await self._call(

@@ -198,6 +198,7 @@ class LocalCluster:
         python: str = sys.executable,
         s3_listen: str | None = None,
         s3_args: list[str] | None = None,
+        domains: list[str] | None = None,
     ) -> None:
         if dataservers < 0 or not 1 <= metaservers <= shards:
             raise InvalidArgument(
@@ -211,6 +212,8 @@ class LocalCluster:
         self.python = python
         self.meta_args = list(meta_args or [])
         self.data_args = list(data_args or [])
+        # Failure domain labels by dataserver index; by default each is its own domain.
+        self.domains = list(domains or [])
         self._metaserver_count = metaservers
         self._previous_addresses = _recorded_addresses(self.root / CLUSTER_FILE)
         self.metaservers: list[ManagedProcess] = [self._metaserver_spec(0, metaservers)]
@@ -270,7 +273,7 @@ class LocalCluster:
             "--meta",
             self.meta_address,
             "--domain",
-            f"data-{index}",
+            self.domains[index] if index < len(self.domains) else f"data-{index}",
             "--log-level",
             self.log_level,
             *self.data_args,

@@ -43,5 +43,11 @@ class ClusterView:
         return info.address
 
     def is_up(self, dataserver_id: str) -> bool:
+        """Return True when the map says the dataserver takes new chunks and serves reads."""
         info = self.dataservers.get(dataserver_id)
         return info is not None and info.state == pb.DATASERVER_STATE_UP
+
+    def is_down(self, dataserver_id: str) -> bool:
+        """Return True when the map says the dataserver cannot serve reads (down or gone)."""
+        info = self.dataservers.get(dataserver_id)
+        return info is None or info.state == pb.DATASERVER_STATE_DOWN

@@ -121,8 +121,8 @@ async def for_each(
 async def prepare_bucket(client: AsyncClient, bucket: str, args: argparse.Namespace) -> None:
     """Create the bucket, or empty it when a previous run left objects in it."""
     try:
-        await client.create_bucket(bucket, timeout_s=args.timeout_s)
-        print(f"bucket {bucket}: created")
+        info = await client.create_bucket(bucket, timeout_s=args.timeout_s)
+        print(f"bucket {bucket}: created, objects protected by {info.scheme}")
         return
     except AlreadyExists:
         pass
@@ -142,24 +142,24 @@ async def prepare_bucket(client: AsyncClient, bucket: str, args: argparse.Namesp
 async def upload_files(
     client: AsyncClient, bucket: str, files: list[LocalFile], args: argparse.Namespace
 ) -> tuple[Rate, int]:
-    """Upload every file; return the rate and the number of stripes written."""
-    stripes = 0
+    """Upload every file; return the rate and the number of chunks written."""
+    chunks = 0
 
     async def put(local: LocalFile) -> None:
-        nonlocal stripes
+        nonlocal chunks
         info = await client.put_file(bucket, local.key, local.path, timeout_s=args.timeout_s)
         if info.size_bytes != local.size_bytes:
             raise DemoFailure(
                 f"{local.path} has {local.size_bytes} bytes but its object has "
                 f"{info.size_bytes}; did the file change during the demo?"
             )
-        stripes += info.stripe_count
+        chunks += info.chunk_count
 
     started_s = time.perf_counter()
     await for_each(files, args.concurrency, put)
     seconds = time.perf_counter() - started_s
     size_bytes = sum(f.size_bytes for f in files)
-    return Rate("write small files", len(files), size_bytes, seconds), stripes
+    return Rate("write small files", len(files), size_bytes, seconds), chunks
 
 
 async def upload_big(
@@ -168,7 +168,7 @@ async def upload_big(
     started_s = time.perf_counter()
     info = await client.put_file(bucket, BIG_KEY, path, timeout_s=args.big_timeout_s)
     seconds = time.perf_counter() - started_s
-    return Rate("write big file", 1, info.size_bytes, seconds), info.stripe_count
+    return Rate("write big file", 1, info.size_bytes, seconds), info.chunk_count
 
 
 async def check_listing(
@@ -270,12 +270,14 @@ async def run(args: argparse.Namespace, address: str, scan: FileScan, big_path: 
     bucket = args.bucket
     async with AsyncClient(address, timeout_s=args.timeout_s) as client:
         cluster_map = await client.cluster_map()
-        replicas = max(1, cluster_map.replicas)
         up = sum(1 for d in cluster_map.dataservers if d.state == pb.DATASERVER_STATE_UP)
-        print(f"cluster: metaserver {address}, {up} dataservers up, {replicas} replica(s)")
+        print(
+            f"cluster: metaserver {address}, {up} dataservers up, default scheme "
+            f"{cluster_map.default_scheme or 'auto'}"
+        )
         await prepare_bucket(client, bucket, args)
 
-        rate, stripes = await upload_files(client, bucket, scan.files, args)
+        rate, chunks = await upload_files(client, bucket, scan.files, args)
         result.rates.append(rate)
         print(rate.describe() + f" ({args.concurrency} concurrent puts)", flush=True)
 
@@ -286,10 +288,10 @@ async def run(args: argparse.Namespace, address: str, scan: FileScan, big_path: 
         )
         generate_s = await asyncio.to_thread(generate_random_file, big_path, big_size_bytes)
         print(f"generated in {generate_s:.1f} s (not counted in the write rate)")
-        rate, big_stripes = await upload_big(client, bucket, big_path, args)
+        rate, big_chunks = await upload_big(client, bucket, big_path, args)
         result.rates.append(rate)
         print(rate.describe(), flush=True)
-        result.expected_chunks = (stripes + big_stripes) * replicas
+        result.expected_chunks = chunks + big_chunks
         result.writes_done_unix_ms = int(time.time() * 1000)
 
         expected = {f.key: f.size_bytes for f in scan.files}

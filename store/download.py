@@ -1,10 +1,14 @@
 """The read path: verified chunk reads, run in parallel in a bounded window.
 
-A stripe is read from the first of its copies that responds; a copy that is
-down, missing or corrupt is skipped and the next one tried. Every byte
-passes a CRC32C check before it is returned: per 64 KiB block as it
-arrives, and, for a whole-chunk read, against the chunk's CRC32C in the
-layout too.
+A replicated stripe is read from the first of its copies that responds; a
+copy that is down, missing or corrupt is skipped and the next one tried. An
+erasure-coded stripe is read from the data chunks that hold the range; when
+one of them is down, missing or corrupt, the same byte range is read from K
+other chunks of the stripe and the lost bytes are decoded (a degraded read).
+Every chunk that failed is remembered in `bad_chunks` for repair.
+
+Every byte passes a CRC32C check before it is returned: per 64 KiB block as
+it arrives, and against the chunk's CRC32C in the layout too.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from store._pb import data_pb2
 from store.checksum import verify_blocks
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
+from store.erasure import codec
 from store.errors import ChecksumMismatch, InternalError, NotFound, StoreError, Unavailable
-from store.layout import StripeSlice, stripes_for_range
+from store.layout import ChunkSpan, StripeSlice, data_spans, stripes_for_range
 from store.names import display_key
 from store.rpc import error_from_rpc
+from store.scheme import Scheme, of_layout
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,10 @@ class Reader:
         # The most recent corrupt chunks seen: (chunk id, dataserver id, error).
         self.bad_chunks: deque[tuple[bytes, str, str]] = deque(maxlen=MAX_BAD_CHUNKS)
 
+    def window_for(self, layout: pb.Layout) -> int:
+        """Return how many stripes to read at once, since a coded stripe spans K chunks."""
+        return max(self.window // max(layout.data_chunks, 1), 1)
+
     async def read_slice(
         self,
         target: ReadTarget,
@@ -61,11 +71,116 @@ class Reader:
         deadline: Deadline,
         out: memoryview | None = None,
     ) -> list[bytes]:
-        """Return the bytes of one stripe slice, trying each copy in turn.
+        """Return the bytes of one stripe slice.
 
         With `out` (exactly the slice's length), the bytes are copied there as they
         arrive and the returned list is empty.
         """
+        protection = of_layout(target.record.layout)
+        if protection.erasure_coded:
+            return await self._read_coded(target, piece, protection, deadline, out)
+        return await self._read_copies(target, piece, deadline, out)
+
+    async def _read_coded(
+        self,
+        target: ReadTarget,
+        piece: StripeSlice,
+        protection: Scheme,
+        deadline: Deadline,
+        out: memoryview | None,
+    ) -> list[bytes]:
+        """Read the data chunks a slice covers in parallel, decoding any that fail."""
+        view = await self.connection.cluster_view(deadline)
+        spans = data_spans(piece, protection.data_chunks)
+
+        async def one(span: ChunkSpan) -> list[bytes]:
+            region = None
+            if out is not None:
+                region = out[span.slice_offset_bytes :][: span.end_bytes - span.start_bytes]
+            chunk = piece.stripe.chunks[span.position]
+            local = StripeSlice(piece.stripe_index, piece.stripe, span.start_bytes, span.end_bytes)
+            failed: dict[int, StoreError]
+            if not view.is_down(chunk.target):
+                try:
+                    return await self._read_chunk(view, target, local, chunk, deadline, region)
+                except (Unavailable, NotFound, ChecksumMismatch) as error:
+                    self._note_failure(target, piece, chunk, error)
+                    failed = {span.position: error}
+            else:
+                failed = {span.position: Unavailable(f"dataserver {chunk.target} is down")}
+            data = await self._decode_span(view, target, local, protection, failed, deadline)
+            if region is None:
+                return [data]
+            region[:] = data
+            return []
+
+        results = await asyncio.gather(*(one(span) for span in spans))
+        return [part for parts in results for part in parts]
+
+    async def _decode_span(
+        self,
+        view: ClusterView,
+        target: ReadTarget,
+        local: StripeSlice,
+        protection: Scheme,
+        failed: dict[int, StoreError],
+        deadline: Deadline,
+    ) -> bytes:
+        """Rebuild one data chunk's range [local.start, local.end) from K other chunks."""
+        wanted = next(iter(failed))
+        stripe = local.stripe
+        candidates = [p for p in range(len(stripe.chunks)) if p not in failed]
+        # Chunks on dataservers the map shows up first, then data chunks before parity.
+        candidates.sort(key=lambda p: (not view.is_up(stripe.chunks[p].target), p))
+        survivors: dict[int, bytes] = {}
+
+        async def fetch(position: int) -> None:
+            chunk = stripe.chunks[position]
+            try:
+                parts = await self._read_chunk(view, target, local, chunk, deadline, None)
+            except (Unavailable, NotFound, ChecksumMismatch) as error:
+                self._note_failure(target, local, chunk, error)
+                failed[position] = error
+                return
+            survivors[position] = b"".join(parts)
+
+        while len(survivors) < protection.data_chunks and candidates:
+            needed = protection.data_chunks - len(survivors)
+            batch, candidates = candidates[:needed], candidates[needed:]
+            await asyncio.gather(*(fetch(position) for position in batch))
+        if len(survivors) < protection.data_chunks:
+            raise _degraded_failure(target, local, protection, failed)
+        log.info(
+            "degraded read object=%s stripe=%d position=%d from positions %s",
+            target.name(),
+            local.stripe_index,
+            wanted,
+            sorted(survivors),
+        )
+        coder = codec(protection.data_chunks, protection.parity_chunks)
+        return coder.decode(survivors, [wanted])[wanted]
+
+    def _note_failure(
+        self, target: ReadTarget, piece: StripeSlice, chunk: pb.ChunkRef, error: StoreError
+    ) -> None:
+        if isinstance(error, ChecksumMismatch | NotFound):
+            self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
+        log.warning(
+            "chunk read failed object=%s stripe=%d chunk=%s: %s",
+            target.name(),
+            piece.stripe_index,
+            chunk.chunk_id.hex(),
+            error,
+        )
+
+    async def _read_copies(
+        self,
+        target: ReadTarget,
+        piece: StripeSlice,
+        deadline: Deadline,
+        out: memoryview | None,
+    ) -> list[bytes]:
+        """Read a replicated stripe slice, trying each copy in turn."""
         view = await self.connection.cluster_view(deadline)
         errors: list[StoreError] = []
         attempt = 0
@@ -135,7 +250,7 @@ class Reader:
     ) -> list[bytes]:
         """Return the pieces of [offset, offset + length), reading `window` stripes at once."""
         slices = stripes_for_range(target.record.layout, offset_bytes, length_bytes)
-        slots = asyncio.Semaphore(self.window)
+        slots = asyncio.Semaphore(self.window_for(target.record.layout))
 
         async def bounded(piece: StripeSlice) -> list[bytes]:
             async with slots:
@@ -159,7 +274,7 @@ class Reader:
     ) -> None:
         """Copy [offset, offset + len(out)) into `out`, reading `window` stripes at once."""
         slices = stripes_for_range(target.record.layout, offset_bytes, len(out))
-        slots = asyncio.Semaphore(self.window)
+        slots = asyncio.Semaphore(self.window_for(target.record.layout))
 
         async def bounded(piece: StripeSlice) -> None:
             start = piece.stripe.offset_bytes + piece.start_bytes - offset_bytes
@@ -181,9 +296,10 @@ class Reader:
         """Yield the bytes of a range in order, with up to `window` stripes read ahead."""
         slices = deque(stripes_for_range(target.record.layout, offset_bytes, length_bytes))
         pending: deque[asyncio.Task[list[bytes]]] = deque()
+        window = self.window_for(target.record.layout)
         try:
             while slices or pending:
-                while slices and len(pending) < self.window:
+                while slices and len(pending) < window:
                     pending.append(
                         asyncio.create_task(self.read_slice(target, slices.popleft(), deadline))
                     )
@@ -268,6 +384,21 @@ def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:
     if low == 0 and high == len(data):
         return data
     return data[low:high]
+
+
+def _degraded_failure(
+    target: ReadTarget, local: StripeSlice, protection: Scheme, failed: dict[int, StoreError]
+) -> StoreError:
+    lost = "; ".join(
+        f"position {position} on dataserver {local.stripe.chunks[position].target}: {error}"
+        for position, error in sorted(failed.items())
+    )
+    readable = len(local.stripe.chunks) - len(failed)
+    return Unavailable(
+        f"cannot read stripe {local.stripe_index} of {target.name()}: only {readable} of its "
+        f"{len(local.stripe.chunks)} chunks are readable and {protection} needs "
+        f"{protection.data_chunks}. Missing: {lost}. Bring those dataservers back to read it"
+    )
 
 
 def _read_failure(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from store._pb import common_pb2 as pb
 from store.errors import InvalidArgument
+from store.scheme import of_layout
 
 UPLOAD_ID_BYTES = 16
 # upload id, stripe index (u32), position within the stripe (u16).
@@ -84,8 +85,38 @@ def stripes_for_range(layout: pb.Layout, offset_bytes: int, length_bytes: int) -
     return slices
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkSpan:
+    """The bytes of one erasure-coded data chunk that a stripe slice needs."""
+
+    position: int
+    # Offsets within the chunk.
+    start_bytes: int
+    end_bytes: int
+    # Where those bytes start within the slice.
+    slice_offset_bytes: int
+
+
+def data_spans(piece: StripeSlice, data_chunks: int) -> list[ChunkSpan]:
+    """Split a slice of an erasure-coded stripe into the data chunk ranges that hold it."""
+    size = -(-piece.stripe.length_bytes // data_chunks)
+    spans = []
+    position = piece.start_bytes // size
+    while position * size < piece.end_bytes:
+        low = max(piece.start_bytes, position * size)
+        high = min(piece.end_bytes, (position + 1) * size)
+        spans.append(
+            ChunkSpan(
+                position, low - position * size, high - position * size, low - piece.start_bytes
+            )
+        )
+        position += 1
+    return spans
+
+
 def check_layout(layout: pb.Layout, size_bytes: int, upload_id: str) -> None:
     """Raise InvalidArgument unless the layout covers `size_bytes` with this upload's chunks."""
+    scheme = of_layout(layout)
     offset = 0
     for index, stripe in enumerate(layout.stripes):
         if stripe.offset_bytes != offset:
@@ -94,21 +125,29 @@ def check_layout(layout: pb.Layout, size_bytes: int, upload_id: str) -> None:
             )
         if stripe.length_bytes == 0:
             raise InvalidArgument(f"layout stripe {index} is empty")
-        if len(stripe.chunks) != max(layout.replicas, 1):
+        if len(stripe.chunks) != scheme.width:
             raise InvalidArgument(
                 f"layout stripe {index} has {len(stripe.chunks)} chunks, expected "
-                f"{layout.replicas} replicas"
+                f"{scheme.width} for {scheme}"
             )
-        for chunk in stripe.chunks:
-            owner, _, _ = split_chunk_id(chunk.chunk_id)
+        if len({chunk.target for chunk in stripe.chunks}) != scheme.width:
+            raise InvalidArgument(f"layout stripe {index} puts two chunks on one dataserver")
+        chunk_bytes = scheme.chunk_bytes(stripe.length_bytes)
+        for position, chunk in enumerate(stripe.chunks):
+            owner, _, chunk_position = split_chunk_id(chunk.chunk_id)
             if owner != upload_id:
                 raise InvalidArgument(
                     f"layout stripe {index} names chunk {chunk.chunk_id.hex()} of another upload"
                 )
-            if chunk.length_bytes != stripe.length_bytes:
+            if scheme.erasure_coded and chunk_position != position:
                 raise InvalidArgument(
-                    f"layout stripe {index} chunk length {chunk.length_bytes} != stripe length "
-                    f"{stripe.length_bytes}"
+                    f"layout stripe {index} lists chunk {chunk.chunk_id.hex()} at position "
+                    f"{position}, but its id says {chunk_position}"
+                )
+            if chunk.length_bytes != chunk_bytes:
+                raise InvalidArgument(
+                    f"layout stripe {index} chunk length {chunk.length_bytes} != "
+                    f"{chunk_bytes} for a {stripe.length_bytes}-byte stripe under {scheme}"
                 )
         offset += stripe.length_bytes
     if offset != size_bytes:

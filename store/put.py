@@ -26,6 +26,7 @@ from store.connection import Connection, Deadline
 from store.digests import Digests, check_algorithm
 from store.errors import InvalidArgument, NoSuchUpload, StoreError, Unavailable
 from store.names import check_user_metadata, display_key
+from store.scheme import Scheme, of_counts
 from store.sources import Source
 from store.upload import Upload, chunk_etag
 
@@ -89,6 +90,8 @@ class Stored:
     inline_data: bytes | None = None
     upload_id: str = ""
     layout: pb.Layout = field(default_factory=pb.Layout)
+    # Chunks written in part to dataservers that failed, for the commit to collect.
+    abandoned: list[pb.ChunkRef] = field(default_factory=list)
 
 
 class Writer:
@@ -114,6 +117,7 @@ class Writer:
                 upload_id=stored.upload_id,
                 if_match_etag=options.if_match,
                 if_none_match_any=options.if_none_match,
+                abandoned_chunks=stored.abandoned,
             )
             return await self.commit(request, record, deadline)
         except BaseException as error:
@@ -147,13 +151,20 @@ class Writer:
         session = await self._open_upload(bucket, key, options.chunk_size_bytes, deadline)
         try:
             upload = await self._new_upload(bucket, key, session, digests, deadline)
-            first = await _fill_first(source, first, session.chunk_size_bytes)
+            stripe_bytes = session_scheme(session).stripe_bytes(session.chunk_size_bytes)
+            first = await _fill_first(source, first, stripe_bytes)
             result = await upload.write(source, first, deadline)
             digests.verify(options.expected_checksums, options.content_md5)
         except BaseException as error:
             await self.abort_quietly(bucket, key, session.upload_id, error)
             raise
-        return Stored(result.size_bytes, digests, upload_id=session.upload_id, layout=result.layout)
+        return Stored(
+            result.size_bytes,
+            digests,
+            upload_id=session.upload_id,
+            layout=result.layout,
+            abandoned=result.abandoned,
+        )
 
     async def _open_upload(
         self, bucket: str, key: bytes, chunk_size_bytes: int, deadline: Deadline
@@ -198,7 +209,7 @@ class Writer:
                     key,
                     session.upload_id,
                     session.chunk_size_bytes,
-                    session.replicas,
+                    session_scheme(session),
                     self.window,
                     self.chunk_timeout_s,
                     digests,
@@ -285,17 +296,21 @@ class Writer:
             )
 
 
+def session_scheme(session: meta_pb2.OpenUploadResponse) -> Scheme:
+    return of_counts(session.data_chunks, session.parity_chunks, session.replicas)
+
+
 async def _fill_first(
-    source: Source, first: bytes | memoryview, chunk_size_bytes: int
+    source: Source, first: bytes | memoryview, stripe_bytes: int
 ) -> bytes | memoryview:
-    """Top the first read up to the upload's chunk size, which was unknown when it was read."""
-    if len(first) > chunk_size_bytes:
+    """Top the first read up to the upload's stripe size, which was unknown when it was read."""
+    if len(first) > stripe_bytes:
         raise InvalidArgument(
-            f"first read of {len(first)} bytes exceeds the chunk size {chunk_size_bytes}"
+            f"first read of {len(first)} bytes exceeds the stripe size {stripe_bytes}"
         )
-    if len(first) == chunk_size_bytes:
+    if len(first) == stripe_bytes:
         return first
-    rest = await source.read_exact(chunk_size_bytes - len(first))
+    rest = await source.read_exact(stripe_bytes - len(first))
     return bytes(first) + bytes(rest) if rest else first
 
 

@@ -74,7 +74,7 @@ def collect_status(address: str, timeout_s: float) -> Status:
         "shard_count": cluster_map.shard_count,
         "chunk_size_bytes": cluster_map.chunk_size_bytes,
         "inline_max_bytes": cluster_map.inline_max_bytes,
-        "replicas": cluster_map.replicas,
+        "default_scheme": cluster_map.default_scheme or "auto",
         "metaservers": metaservers,
         "dataservers": [_dataserver_json(d) for d in cluster_map.dataservers],
         "shards": shards,
@@ -127,7 +127,8 @@ def format_status(status: Status) -> str:
     header = (
         f"cluster {status['cluster_id']}  epoch {status['epoch']}  "
         f"{status['shard_count']} shards  chunk size {format_bytes(status['chunk_size_bytes'])}  "
-        f"inline max {format_bytes(status['inline_max_bytes'])}  replicas {status['replicas']}"
+        f"inline max {format_bytes(status['inline_max_bytes'])}  "
+        f"default scheme {status['default_scheme']}"
     )
     return "\n\n".join(
         [

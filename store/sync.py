@@ -147,12 +147,19 @@ class Client:
     def cluster_map(self, *, timeout_s: float | None = None) -> pb.ClusterMap:
         return self._loop.run(self._async.cluster_map(timeout_s))
 
+    def bad_chunks(self) -> list[tuple[bytes, str, str]]:
+        """As AsyncClient.bad_chunks."""
+        return self._async.bad_chunks()
+
     # Buckets.
 
     def create_bucket(
-        self, name: str, *, owner: str = "", timeout_s: float | None = None
+        self, name: str, *, owner: str = "", scheme: str = "", timeout_s: float | None = None
     ) -> BucketInfo:
-        return self._loop.run(self._async.create_bucket(name, owner=owner, timeout_s=timeout_s))
+        """Create a bucket; `scheme` as in AsyncClient.create_bucket."""
+        return self._loop.run(
+            self._async.create_bucket(name, owner=owner, scheme=scheme, timeout_s=timeout_s)
+        )
 
     def delete_bucket(self, name: str, *, timeout_s: float | None = None) -> None:
         self._loop.run(self._async.delete_bucket(name, timeout_s=timeout_s))

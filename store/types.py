@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
+from store.scheme import of_layout
 
 
 def _time(unix_ns: int) -> datetime:
@@ -23,10 +24,14 @@ class BucketInfo:
     name: str
     created: datetime
     owner: str
+    # "ec:K+M" or "rep:N"; buckets older than schemes keep one copy ("rep:1").
+    scheme: str = "rep:1"
 
     @classmethod
     def from_record(cls, record: pb.BucketRecord) -> BucketInfo:
-        return cls(record.name, _time(record.created_unix_ns), record.owner)
+        return cls(
+            record.name, _time(record.created_unix_ns), record.owner, record.scheme or "rep:1"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,10 @@ class ObjectInfo:
     chunk_size_bytes: int
     stripe_count: int
     is_inline: bool
+    # The protection of the object's chunks, "ec:K+M" or "rep:N"; empty when inline.
+    scheme: str = ""
+    # Chunks stored on dataservers, parity and copies included.
+    chunk_count: int = 0
     # Stored HTTP headers (content-encoding, cache-control, ...).
     system_metadata: dict[str, str] = field(default_factory=dict)
     # Base64 checksums by algorithm name; "-N" ends a composite multipart checksum.
@@ -66,6 +75,8 @@ class ObjectInfo:
             chunk_size_bytes=record.layout.chunk_size_bytes,
             stripe_count=len(record.layout.stripes),
             is_inline=record.is_inline,
+            scheme="" if record.is_inline else str(of_layout(record.layout)),
+            chunk_count=sum(len(stripe.chunks) for stripe in record.layout.stripes),
             system_metadata=dict(record.system_metadata),
             checksums=dict(record.checksums),
             checksum_type=record.checksum_type,

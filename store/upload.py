@@ -21,16 +21,26 @@ import grpc
 
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2
-from store.checksum import crc32c
+from store.checksum import Buffer, crc32c
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
 from store.digests import Digests
-from store.errors import StoreError
+from store.erasure import codec
+from store.errors import ChecksumMismatch, ResourceExhausted, StoreError, Unavailable
 from store.layout import chunk_id
 from store.limits import MESSAGE_BYTES
 from store.names import display_key
-from store.placement import eligible_dataservers, rank_dataservers, stripe_targets
+from store.placement import (
+    domains_of,
+    eligible_dataservers,
+    interleave_domains,
+    rank_dataservers,
+    replacement_target,
+    shares_domain,
+    stripe_targets,
+)
 from store.rpc import error_from_rpc
+from store.scheme import Scheme
 from store.sources import Source
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,8 @@ log = logging.getLogger(__name__)
 class UploadResult:
     layout: pb.Layout
     size_bytes: int
+    # Chunks left on dataservers that failed while they were being written.
+    abandoned: list[pb.ChunkRef]
 
 
 def chunk_etag(layout: pb.Layout) -> str:
@@ -48,7 +60,9 @@ def chunk_etag(layout: pb.Layout) -> str:
     It is not an MD5 of the content, and its "-N" suffix says so to S3 clients, as
     a multipart ETag does.
     """
-    crcs = b"".join(stripe.chunks[0].crc32c.to_bytes(4, "big") for stripe in layout.stripes)
+    crcs = b"".join(
+        chunk.crc32c.to_bytes(4, "big") for stripe in layout.stripes for chunk in stripe.chunks[:1]
+    )
     return f"{hashlib.md5(crcs).hexdigest()}-{len(layout.stripes)}"
 
 
@@ -63,26 +77,35 @@ class Upload:
         key: bytes,
         upload_id: str,
         chunk_size_bytes: int,
-        replicas: int,
+        scheme: Scheme,
         window: int,
         chunk_timeout_s: float,
         digests: Digests,
     ) -> None:
-        assert window > 0 and chunk_size_bytes > 0 and replicas > 0
+        assert window > 0 and chunk_size_bytes > 0
         self.connection = connection
         self.view = view
         self.bucket = bucket
         self.key = key
         self.upload_id = upload_id
         self.chunk_size_bytes = chunk_size_bytes
-        self.replicas = replicas
-        self.window = window
+        self.scheme = scheme
+        self.stripe_bytes = scheme.stripe_bytes(chunk_size_bytes)
+        # `window` counts chunks of data, and an erasure-coded stripe contains K of them.
+        self.window = max(window // scheme.data_chunks, 1)
         self.chunk_timeout_s = chunk_timeout_s
         # Fed with every byte in order, from a worker thread.
         self.digests = digests
-        self.ranking = rank_dataservers(eligible_dataservers(view.map, chunk_size_bytes), upload_id)
+        self.domains = domains_of(view.map)
+        self.abandoned: list[pb.ChunkRef] = []
+        # Dataservers that failed a chunk write of this upload; later stripes avoid them.
+        self.failed: set[str] = set()
+        self.ranking = interleave_domains(
+            rank_dataservers(eligible_dataservers(view.map, chunk_size_bytes), upload_id),
+            self.domains,
+        )
         # Fail before sending anything when too few dataservers are up.
-        stripe_targets(self.ranking, 0, replicas)
+        stripe_targets(self.ranking, 0, scheme.width, self.domains)
 
     def _name(self) -> str:
         return f"{self.bucket}/{display_key(self.key)}"
@@ -91,7 +114,8 @@ class Upload:
         self, source: Source, first: bytes | memoryview, deadline: Deadline
     ) -> UploadResult:
         """Write `first` and the rest of `source` as stripes and return the layout."""
-        layout = pb.Layout(chunk_size_bytes=self.chunk_size_bytes, replicas=self.replicas)
+        layout = pb.Layout(chunk_size_bytes=self.chunk_size_bytes)
+        self.scheme.fill(layout)
         slots = asyncio.Semaphore(self.window)
         offset = 0
         try:
@@ -102,7 +126,11 @@ class Upload:
                     tasks.create_task(self._write_stripe(index, data, stripe, slots, deadline))
         except BaseExceptionGroup as group:
             raise _first_store_error(group) from None
-        return UploadResult(layout, offset)
+        layout.shared_domains = any(
+            shares_domain([chunk.target for chunk in stripe.chunks], self.domains)
+            for stripe in layout.stripes
+        )
+        return UploadResult(layout, offset, self.abandoned)
 
     async def _stripes(
         self, source: Source, first: bytes | memoryview, slots: asyncio.Semaphore
@@ -114,10 +142,20 @@ class Upload:
             if self.digests.wanted:
                 await asyncio.to_thread(self.digests.update, data)
             yield index, data
-            if len(data) < self.chunk_size_bytes:
+            if len(data) < self.stripe_bytes:
                 return
             index += 1
-            data = await source.read_exact(self.chunk_size_bytes)
+            data = await source.read_exact(self.stripe_bytes)
+
+    def _chunks(self, index: int, data: bytes | memoryview) -> list[tuple[bytes, Buffer]]:
+        """Return (chunk id, bytes) for each position of a stripe."""
+        if not self.scheme.erasure_coded:
+            return [(chunk_id(self.upload_id, index), data)] * self.scheme.width
+        coder = codec(self.scheme.data_chunks, self.scheme.parity_chunks)
+        return [
+            (chunk_id(self.upload_id, index, position), chunk)
+            for position, chunk in enumerate(coder.encode(data))
+        ]
 
     async def _write_stripe(
         self,
@@ -128,32 +166,93 @@ class Upload:
         deadline: Deadline,
     ) -> None:
         try:
-            checksum = crc32c(data)
-            targets = stripe_targets(self.ranking, index, self.replicas)
-            chunk = chunk_id(self.upload_id, index)
-            for target in targets:
-                stripe.chunks.add(
-                    chunk_id=chunk, target=target, length_bytes=len(data), crc32c=checksum
+            targets = self._targets(index)
+            writes = []
+            # Identical copies share their messages and checksum.
+            prepared: dict[bytes, tuple[int, list[bytes]]] = {}
+            for target, (chunk, content) in zip(targets, self._chunks(index, data), strict=True):
+                if chunk not in prepared:
+                    prepared[chunk] = (crc32c(content), _messages(content))
+                checksum, messages = prepared[chunk]
+                ref = stripe.chunks.add(
+                    chunk_id=chunk, target=target, length_bytes=len(content), crc32c=checksum
                 )
-            header = pb.ChunkFileHeader(
-                chunk_id=chunk,
-                upload_id=self.upload_id,
-                bucket=self.bucket,
-                key=self.key,
-                stripe_index=index,
-                length_bytes=len(data),
-                crc32c=checksum,
-            )
-            view = memoryview(data)
-            messages = [
-                bytes(view[start : start + MESSAGE_BYTES])
-                for start in range(0, len(view), MESSAGE_BYTES)
-            ]
-            await asyncio.gather(
-                *(self._write_chunk(target, header, messages, deadline) for target in targets)
-            )
+                header = pb.ChunkFileHeader(
+                    chunk_id=chunk,
+                    upload_id=self.upload_id,
+                    bucket=self.bucket,
+                    key=self.key,
+                    stripe_index=index,
+                    length_bytes=len(content),
+                    crc32c=checksum,
+                )
+                writes.append(self._place_chunk(stripe, ref, header, messages, deadline))
+            await asyncio.gather(*writes)
         finally:
             slots.release()
+
+    def _targets(self, index: int) -> list[str]:
+        ranking = [server for server in self.ranking if server not in self.failed]
+        try:
+            return stripe_targets(ranking, index, self.scheme.width, self.domains)
+        except Unavailable as error:
+            if not self.failed:
+                raise
+            raise Unavailable(
+                f"{error}; dataservers {', '.join(sorted(self.failed))} failed writes of "
+                f"{self._name()} (upload {self.upload_id}), so it was not stored"
+            ) from None
+
+    async def _place_chunk(
+        self,
+        stripe: pb.Stripe,
+        ref: pb.ChunkRef,
+        header: pb.ChunkFileHeader,
+        messages: list[bytes],
+        deadline: Deadline,
+    ) -> None:
+        """Write one chunk to its target, or to a replacement when the target fails.
+
+        A target that fails is left out of this upload's later stripes. When no
+        replacement is left, the chunk is retried on its own target while it may be
+        restarting, and the put fails if that does not succeed.
+        """
+        while True:
+            others = [chunk.target for chunk in stripe.chunks if chunk is not ref]
+            replacement = replacement_target(
+                self.ranking, header.stripe_index, others, {*self.failed, ref.target}, self.domains
+            )
+            try:
+                await self._write_chunk(
+                    ref.target, header, messages, deadline, retry=replacement is None
+                )
+                return
+            except (Unavailable, ResourceExhausted, ChecksumMismatch) as error:
+                self.failed.add(ref.target)
+                # Other chunks of the stripe may have moved while this one was written.
+                others = [chunk.target for chunk in stripe.chunks if chunk is not ref]
+                replacement = replacement_target(
+                    self.ranking, header.stripe_index, others, self.failed, self.domains
+                )
+                if replacement is None:
+                    raise type(error)(
+                        f"{error}; no other dataserver can take chunk {header.chunk_id.hex()} "
+                        f"of {self.scheme} (failed: {', '.join(sorted(self.failed))}), so "
+                        f"{self._name()} was not stored"
+                    ) from None
+                log.warning(
+                    "chunk write moved upload=%s chunk=%s from dataserver=%s to %s: %s",
+                    self.upload_id,
+                    header.chunk_id.hex(),
+                    ref.target,
+                    replacement,
+                    error,
+                )
+                abandoned = pb.ChunkRef()
+                abandoned.CopyFrom(ref)
+                self.abandoned.append(abandoned)
+                ref.target = replacement
+                deadline.remaining_s()
 
     async def _write_chunk(
         self,
@@ -161,6 +260,7 @@ class Upload:
         header: pb.ChunkFileHeader,
         messages: list[bytes],
         deadline: Deadline,
+        retry: bool,
     ) -> None:
         first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
         attempt = 0
@@ -183,9 +283,18 @@ class Upload:
                 "chunk write failed upload=%s attempt=%d: %s", self.upload_id, attempt, error
             )
             # Rewriting a chunk is safe: the dataserver replaces the file atomically.
-            if not await self.connection.should_retry([error], [target], attempt, deadline):
+            if not retry or not await self.connection.should_retry(
+                [error], [target], attempt, deadline
+            ):
                 raise error
             self.view = await self.connection.cluster_view(deadline)
+
+
+def _messages(content: Buffer) -> list[bytes]:
+    view = memoryview(content)
+    return [
+        bytes(view[start : start + MESSAGE_BYTES]) for start in range(0, len(view), MESSAGE_BYTES)
+    ]
 
 
 def _first_store_error(group: BaseExceptionGroup) -> BaseException:

@@ -134,6 +134,7 @@ class ClusterFactory:
         metaservers: int = 1,
         meta_args: Sequence[str] = (),
         data_args: Sequence[str] = (),
+        domains: Sequence[str] = (),
     ) -> LocalCluster:
         """Start a cluster and wait until every dataserver registered."""
         cluster = LocalCluster(
@@ -143,6 +144,7 @@ class ClusterFactory:
             shards=SHARD_COUNT,
             meta_args=[*BASE_META_ARGS, *meta_args],
             data_args=list(data_args),
+            domains=list(domains),
         )
         self.started.append(cluster)
         self._on_create(cluster)

@@ -37,7 +37,7 @@ def test_down_dataserver_gets_no_chunks(cluster_factory: ClusterFactory) -> None
     cluster = cluster_factory(dataservers=3, meta_args=meta_args)
     victim = cluster.dataservers[0]
     with store.Client(cluster.meta_address) as client:
-        client.create_bucket("downs")
+        client.create_bucket("downs", scheme="rep:1")
         before = make_data(6 * CHUNK_SIZE_BYTES, seed=701)
         client.put("downs", "before", before)
         chunks_before = len(chunk_files(victim))

@@ -47,7 +47,7 @@ def stripe_chunk_file(cluster: LocalCluster, version_id: str, stripe_index: int)
 
 
 def put_object(cluster: LocalCluster, client: store.Client) -> tuple[bytes, str]:
-    client.create_bucket("corrupt")
+    client.create_bucket("corrupt", scheme="rep:1")
     data = make_data(SIZE, seed=21)
     info = client.put("corrupt", "obj", data)
     assert info.stripe_count == 4, f"expected 4 stripes, got {info.stripe_count}"

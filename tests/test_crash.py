@@ -118,7 +118,7 @@ def test_read_after_dataserver_restart(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(dataservers=2)
     victim = cluster.dataservers[0]
     with store.Client(cluster.meta_address) as client:
-        client.create_bucket("restart")
+        client.create_bucket("restart", scheme="rep:1")
         data = make_data(4 * CHUNK, seed=500)
         client.put("restart", "obj", data)
         assert chunk_files(victim), f"{victim.name} got no chunks, so killing it tests nothing"

@@ -49,13 +49,13 @@ def test_gc_overwrite_and_delete(cluster_factory: ClusterFactory) -> None:
 
         old_chunks = count_upload_chunks(cluster, first.version_id)
         if time.monotonic() - replaced_at < GC_DELAY_S:
-            assert old_chunks == first.stripe_count, (
+            assert old_chunks == first.chunk_count, (
                 f"the replaced version lost chunks within the {GC_DELAY_S}s GC delay"
             )
 
         live = {
-            untouched.version_id: untouched.stripe_count,
-            second.version_id: second.stripe_count,
+            untouched.version_id: untouched.chunk_count,
+            second.version_id: second.chunk_count,
         }
         wait_collected(cluster, first.version_id, live, "the replaced version's chunks to go")
         assert time.monotonic() - replaced_at >= GC_DELAY_S, (
@@ -67,11 +67,11 @@ def test_gc_overwrite_and_delete(cluster_factory: ClusterFactory) -> None:
         assert client.delete("gc-test", "obj"), "delete of an existing object returned False"
         deleted_chunks = count_upload_chunks(cluster, second.version_id)
         if time.monotonic() - deleted_at < GC_DELAY_S:
-            assert deleted_chunks == second.stripe_count, (
+            assert deleted_chunks == second.chunk_count, (
                 f"the deleted version lost chunks within the {GC_DELAY_S}s GC delay"
             )
 
-        live = {untouched.version_id: untouched.stripe_count}
+        live = {untouched.version_id: untouched.chunk_count}
         wait_collected(cluster, second.version_id, live, "the deleted version's chunks to go")
         assert time.monotonic() - deleted_at >= GC_DELAY_S, (
             f"the deleted version's chunks were deleted before the {GC_DELAY_S}s GC delay"
@@ -79,7 +79,7 @@ def test_gc_overwrite_and_delete(cluster_factory: ClusterFactory) -> None:
 
         # A few more passes must leave the live object alone.
         time.sleep(5 * GC_INTERVAL_S)
-        assert count_upload_chunks(cluster, untouched.version_id) == untouched.stripe_count, (
+        assert count_upload_chunks(cluster, untouched.version_id) == untouched.chunk_count, (
             "the live object lost chunks after the garbage was collected"
         )
         assert client.get("gc-test", "untouched") == untouched_data, "the live object changed"

@@ -9,7 +9,14 @@ import pytest
 
 from store._pb import common_pb2 as pb
 from store.errors import Unavailable
-from store.placement import eligible_dataservers, rank_dataservers, stripe_targets
+from store.placement import (
+    eligible_dataservers,
+    interleave_domains,
+    rank_dataservers,
+    replacement_target,
+    shares_domain,
+    stripe_targets,
+)
 
 DATASERVERS = [f"ds-{index:02d}" for index in range(6)]
 UPLOAD_IDS = [f"{index:032x}" for index in range(1, 201)]
@@ -95,3 +102,35 @@ def test_eligible_dataservers() -> None:
     assert eligible_dataservers(cluster_map, 1 << 20) == ["ds-a", "ds-c"], (
         "eligible dataservers must be up, have room for the chunk, and come sorted"
     )
+
+
+def test_interleaved_ranking_gives_each_stripe_distinct_domains() -> None:
+    domains = {f"ds-{i}": f"rack-{i % 3}" for i in range(9)}
+    ranking = interleave_domains(rank_dataservers(sorted(domains), "upload-x"), domains)
+    counts: dict[str, int] = {}
+    for stripe in range(300):
+        targets = stripe_targets(ranking, stripe, 3, domains)
+        racks = {domains[target] for target in targets}
+        assert len(racks) == 3, f"stripe {stripe} shares a rack: {targets}"
+        for target in targets:
+            counts[target] = counts.get(target, 0) + 1
+    assert max(counts.values()) - min(counts.values()) <= 1, f"uneven spread: {counts}"
+
+
+def test_too_few_domains_share_one_but_never_a_server() -> None:
+    domains = {"a1": "a", "a2": "a", "b1": "b", "b2": "b"}
+    ranking = interleave_domains(rank_dataservers(sorted(domains), "upload-y"), domains)
+    for stripe in range(20):
+        targets = stripe_targets(ranking, stripe, 3, domains)
+        assert len(set(targets)) == 3, f"stripe {stripe} repeats a server: {targets}"
+        assert shares_domain(targets, domains), "three chunks in two domains must share one"
+
+
+def test_replacement_avoids_taken_and_failed_servers_and_their_domains() -> None:
+    domains = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "d1": "d"}
+    ranking = rank_dataservers(sorted(domains), "upload-z")
+    replacement = replacement_target(ranking, 0, ["a1", "b1"], ["c1"], domains)
+    assert replacement == "d1", f"expected the only server in a new domain, got {replacement}"
+    replacement = replacement_target(ranking, 0, ["a1", "b1", "d1"], ["c1"], domains)
+    assert replacement == "a2", f"expected a2 once no new domain is left, got {replacement}"
+    assert replacement_target(ranking, 0, ["a1", "a2", "b1", "d1"], ["c1"], domains) is None

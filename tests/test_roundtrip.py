@@ -16,6 +16,7 @@ import pytest
 import store
 from store.cluster import LocalCluster
 from store.limits import DEFAULT_INLINE_MAX_BYTES
+from store.scheme import parse as parse_scheme
 
 from .support import (
     CHUNK_SIZE_BYTES,
@@ -128,7 +129,8 @@ def test_put_get_sizes(client: store.Client, bucket: str, size: int, tmp_path: P
         f"a {size}-byte object should be inline only up to {INLINE} bytes, is_inline="
         f"{info.is_inline}"
     )
-    expected_stripes = 0 if size <= INLINE else -(-size // CHUNK)
+    stripe = 1 if size <= INLINE else parse_scheme(info.scheme).stripe_bytes(CHUNK)
+    expected_stripes = 0 if size <= INLINE else -(-size // stripe)
     assert info.stripe_count == expected_stripes, (
         f"a {size}-byte object should have {expected_stripes} stripes, has {info.stripe_count}"
     )
@@ -224,8 +226,9 @@ def test_put_iterator_odd_pieces(client: store.Client, bucket: str, tmp_path: Pa
 
     info = client.put(bucket, "stream/odd", pieces())
     assert info.size_bytes == len(data), f"put of a stream stored {info.size_bytes} bytes"
-    assert info.stripe_count == 3, (
-        f"a stream of 2 chunks and a bit gave {info.stripe_count} stripes"
+    stripe = parse_scheme(info.scheme).stripe_bytes(CHUNK)
+    assert info.stripe_count == -(-len(data) // stripe), (
+        f"a stream of 2 chunks and a bit gave {info.stripe_count} stripes of {stripe} bytes"
     )
     check_object(client, bucket, "stream/odd", data, tmp_path)
 
@@ -277,11 +280,12 @@ def test_large_object(
     info = client.put(bucket, "large", data)
 
     assert info.size_bytes == size, f"put stored {info.size_bytes} bytes, wrote {size}"
-    assert info.stripe_count == size // CHUNK, f"expected {size // CHUNK} stripes"
+    stripe = parse_scheme(info.scheme).stripe_bytes(CHUNK)
+    assert info.stripe_count == -(-size // stripe), f"expected {size // stripe} stripes"
 
     chunks = upload_chunk_files(cluster, info.version_id)
     counts = {name: len(paths) for name, paths in chunks.items()}
-    assert sum(counts.values()) == info.stripe_count, f"chunk files per dataserver: {counts}"
+    assert sum(counts.values()) == info.chunk_count, f"chunk files per dataserver: {counts}"
     for name, count in counts.items():
         assert count > 0, f"dataserver {name} got none of the large object's chunks: {counts}"
     assert max(counts.values()) - min(counts.values()) <= 1, f"uneven spread: {counts}"

@@ -1,4 +1,8 @@
-"""A dataserver killed in the middle of a put: the put fails and leaves nothing behind."""
+"""A dataserver killed in the middle of a put.
+
+With another dataserver free, the chunks move there and the put succeeds;
+without one, the put fails and leaves nothing behind.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +60,8 @@ def test_dataserver_killed_mid_put(cluster_factory: ClusterFactory) -> None:
     survivors = cluster.dataservers[1:]
 
     with store.Client(cluster.meta_address) as client:
-        client.create_bucket("upload")
+        # Every stripe needs all four dataservers, so none can stand in for the victim.
+        client.create_bucket("upload", scheme=f"ec:{len(cluster.dataservers) - 1}+1")
         committed = make_data(4 * CHUNK, seed=31)
         committed_info = client.put("upload", "committed", committed)
         live = {
@@ -187,3 +192,50 @@ def test_abandoned_upload_expires(cluster_factory: ClusterFactory, tmp_path: Pat
             assert temp_files(process) == [], f"{process.name} kept unfinished chunk writes"
         with pytest.raises(store.NoSuchKey):
             client.stat("upload", "abandoned")
+
+
+def test_chunks_move_off_a_dataserver_killed_mid_put(cluster_factory: ClusterFactory) -> None:
+    """The put succeeds on the other dataservers, and what the victim kept is collected."""
+    meta_args = ["--gc-interval-s", "0.2", "--gc-delay-s", "0", "--dataserver-timeout-s", "2"]
+    cluster = cluster_factory(meta_args=meta_args)
+    victim = cluster.dataservers[0]
+
+    with store.Client(cluster.meta_address) as client:
+        client.create_bucket("moving", scheme="ec:2+1")
+        written: list[bytes] = []
+
+        def pieces() -> Iterator[bytes]:
+            for index in range(UPLOAD_CHUNKS):
+                if index == KILL_AFTER_CHUNKS:
+                    wait_until(lambda: chunk_files(victim), 10, f"a chunk on {victim.name}")
+                    victim.kill()
+                written.append(make_data(CHUNK, seed=2000 + index))
+                yield written[-1]
+
+        info = client.put("moving", "obj", pieces())
+        data = b"".join(written)
+        assert info.size_bytes == len(data), f"put stored {info.size_bytes} bytes"
+        assert client.get("moving", "obj") == data, "the object read back differs"
+
+        cluster.restart(victim)
+
+        def one_file_per_chunk() -> bool:
+            names = [
+                path.name
+                for paths in upload_chunk_files(cluster, info.version_id).values()
+                for path in paths
+            ]
+            return len(names) == len(set(names)) == info.chunk_count
+
+        # Whatever the victim kept of chunks that moved elsewhere is collected.
+        wait_until(
+            one_file_per_chunk,
+            GC_WAIT_S,
+            f"one file per chunk of the layout ({info.chunk_count})",
+            state=lambda: {
+                n: len(p) for n, p in upload_chunk_files(cluster, info.version_id).items()
+            },
+        )
+        for process in cluster.dataservers:
+            assert temp_files(process) == [], f"{process.name} kept unfinished chunk writes"
+        assert client.get("moving", "obj") == data, "the object changed after the restart"

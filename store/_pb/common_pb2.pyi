@@ -145,6 +145,7 @@ class ClusterMap(_message.Message):
     CHUNK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     INLINE_MAX_BYTES_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
+    DEFAULT_SCHEME_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     cluster_id: _builtins.str
     shard_count: _builtins.int
@@ -152,6 +153,11 @@ class ClusterMap(_message.Message):
     """Defaults for new objects."""
     inline_max_bytes: _builtins.int
     replicas: _builtins.int
+    default_scheme: _builtins.str
+    """The protection scheme of buckets created without one: "auto" (chosen
+    from the number of failure domains when the bucket is created),
+    "ec:K+M" or "rep:N". See store/scheme.py.
+    """
     @_builtins.property
     def metaservers(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetaserverInfo]: ...
     @_builtins.property
@@ -167,10 +173,11 @@ class ClusterMap(_message.Message):
         chunk_size_bytes: _builtins.int = ...,
         inline_max_bytes: _builtins.int = ...,
         replicas: _builtins.int = ...,
+        default_scheme: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size_bytes", b"chunk_size_bytes", "cluster_id", b"cluster_id", "dataservers", b"dataservers", "epoch", b"epoch", "inline_max_bytes", b"inline_max_bytes", "metaservers", b"metaservers", "replicas", b"replicas", "shard_count", b"shard_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size_bytes", b"chunk_size_bytes", "cluster_id", b"cluster_id", "dataservers", b"dataservers", "default_scheme", b"default_scheme", "epoch", b"epoch", "inline_max_bytes", b"inline_max_bytes", "metaservers", b"metaservers", "replicas", b"replicas", "shard_count", b"shard_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -210,7 +217,11 @@ Global___ChunkRef: _TypeAlias = ChunkRef  # noqa: Y015
 @_typing.final
 class Stripe(_message.Message):
     """A contiguous byte range of the object and the chunks that store it. With
-    replication each chunk in `chunks` is a full copy of the range.
+    replication each chunk in `chunks` is a full copy of the range. With
+    erasure coding `chunks` holds K data chunks then M parity chunks, in
+    position order; data chunk i holds bytes [i*C, (i+1)*C) of the stripe,
+    where C = ceil(length_bytes / K) is every chunk's length, and the last
+    data chunks are padded with zeros.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -244,8 +255,19 @@ class Layout(_message.Message):
     CHUNK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
     STRIPES_FIELD_NUMBER: _builtins.int
+    DATA_CHUNKS_FIELD_NUMBER: _builtins.int
+    PARITY_CHUNKS_FIELD_NUMBER: _builtins.int
+    SHARED_DOMAINS_FIELD_NUMBER: _builtins.int
     chunk_size_bytes: _builtins.int
     replicas: _builtins.int
+    """Copies of each stripe; 1 for an erasure-coded layout."""
+    data_chunks: _builtins.int
+    """Erasure coding: K and M, both zero for a replicated layout."""
+    parity_chunks: _builtins.int
+    shared_domains: _builtins.bool
+    """Set when some stripe has two chunks in one failure domain because too
+    few domains had room when it was written.
+    """
     @_builtins.property
     def stripes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Stripe]: ...
     def __init__(
@@ -254,10 +276,13 @@ class Layout(_message.Message):
         chunk_size_bytes: _builtins.int = ...,
         replicas: _builtins.int = ...,
         stripes: _abc.Iterable[Global___Stripe] | None = ...,
+        data_chunks: _builtins.int = ...,
+        parity_chunks: _builtins.int = ...,
+        shared_domains: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size_bytes", b"chunk_size_bytes", "replicas", b"replicas", "stripes", b"stripes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size_bytes", b"chunk_size_bytes", "data_chunks", b"data_chunks", "parity_chunks", b"parity_chunks", "replicas", b"replicas", "shared_domains", b"shared_domains", "stripes", b"stripes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -505,19 +530,25 @@ class BucketRecord(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     CREATED_UNIX_NS_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    SCHEME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     created_unix_ns: _builtins.int
     owner: _builtins.str
+    scheme: _builtins.str
+    """The protection scheme of the bucket's objects, "ec:K+M" or "rep:N",
+    fixed when the bucket is created.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         created_unix_ns: _builtins.int = ...,
         owner: _builtins.str = ...,
+        scheme: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ns", b"created_unix_ns", "name", b"name", "owner", b"owner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_unix_ns", b"created_unix_ns", "name", b"name", "owner", b"owner", "scheme", b"scheme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,12 +595,16 @@ class UploadSession(_message.Message):
     CREATED_UNIX_NS_FIELD_NUMBER: _builtins.int
     CHUNK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
+    DATA_CHUNKS_FIELD_NUMBER: _builtins.int
+    PARITY_CHUNKS_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     bucket: _builtins.str
     key: _builtins.bytes
     created_unix_ns: _builtins.int
     chunk_size_bytes: _builtins.int
     replicas: _builtins.int
+    data_chunks: _builtins.int
+    parity_chunks: _builtins.int
     def __init__(
         self,
         *,
@@ -579,10 +614,12 @@ class UploadSession(_message.Message):
         created_unix_ns: _builtins.int = ...,
         chunk_size_bytes: _builtins.int = ...,
         replicas: _builtins.int = ...,
+        data_chunks: _builtins.int = ...,
+        parity_chunks: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_size_bytes", b"chunk_size_bytes", "created_unix_ns", b"created_unix_ns", "key", b"key", "replicas", b"replicas", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_size_bytes", b"chunk_size_bytes", "created_unix_ns", b"created_unix_ns", "data_chunks", b"data_chunks", "key", b"key", "parity_chunks", b"parity_chunks", "replicas", b"replicas", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -242,17 +242,21 @@ class CreateBucketRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    SCHEME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     owner: _builtins.str
+    scheme: _builtins.str
+    """"ec:K+M", "rep:N", or empty for the cluster's default scheme."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         owner: _builtins.str = ...,
+        scheme: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "scheme", b"scheme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -386,10 +390,15 @@ class OpenUploadResponse(_message.Message):
     CHUNK_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    DATA_CHUNKS_FIELD_NUMBER: _builtins.int
+    PARITY_CHUNKS_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     chunk_size_bytes: _builtins.int
     replicas: _builtins.int
     epoch: _builtins.int
+    data_chunks: _builtins.int
+    """Erasure coding K and M; zero for replication."""
+    parity_chunks: _builtins.int
     def __init__(
         self,
         *,
@@ -397,10 +406,12 @@ class OpenUploadResponse(_message.Message):
         chunk_size_bytes: _builtins.int = ...,
         replicas: _builtins.int = ...,
         epoch: _builtins.int = ...,
+        data_chunks: _builtins.int = ...,
+        parity_chunks: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size_bytes", b"chunk_size_bytes", "epoch", b"epoch", "replicas", b"replicas", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size_bytes", b"chunk_size_bytes", "data_chunks", b"data_chunks", "epoch", b"epoch", "parity_chunks", b"parity_chunks", "replicas", b"replicas", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -418,6 +429,7 @@ class CommitObjectRequest(_message.Message):
     RECORD_FIELD_NUMBER: _builtins.int
     IF_MATCH_ETAG_FIELD_NUMBER: _builtins.int
     IF_NONE_MATCH_ANY_FIELD_NUMBER: _builtins.int
+    ABANDONED_CHUNKS_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     key: _builtins.bytes
     shard: _builtins.int
@@ -435,6 +447,12 @@ class CommitObjectRequest(_message.Message):
         inline data; the metaserver sets times and the version id.
         """
 
+    @_builtins.property
+    def abandoned_chunks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChunkRef]:
+        """Chunks the writer wrote, or began to write, to a dataserver that then
+        failed, before it wrote them elsewhere; they are queued for deletion.
+        """
+
     def __init__(
         self,
         *,
@@ -446,10 +464,11 @@ class CommitObjectRequest(_message.Message):
         record: _common_pb2.ObjectRecord | None = ...,
         if_match_etag: _builtins.str = ...,
         if_none_match_any: _builtins.bool = ...,
+        abandoned_chunks: _abc.Iterable[_common_pb2.ChunkRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "epoch", b"epoch", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "record", b"record", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_chunks", b"abandoned_chunks", "bucket", b"bucket", "epoch", b"epoch", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "record", b"record", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -881,6 +900,7 @@ class CommitPartRequest(_message.Message):
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     CHUNK_UPLOAD_ID_FIELD_NUMBER: _builtins.int
     PART_FIELD_NUMBER: _builtins.int
+    ABANDONED_CHUNKS_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     key: _builtins.bytes
     shard: _builtins.int
@@ -892,6 +912,10 @@ class CommitPartRequest(_message.Message):
     def part(self) -> _common_pb2.PartInfo:
         """Number, size, ETag, checksums and layout of the part."""
 
+    @_builtins.property
+    def abandoned_chunks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChunkRef]:
+        """As in CommitObjectRequest."""
+
     def __init__(
         self,
         *,
@@ -901,10 +925,11 @@ class CommitPartRequest(_message.Message):
         upload_id: _builtins.str = ...,
         chunk_upload_id: _builtins.str = ...,
         part: _common_pb2.PartInfo | None = ...,
+        abandoned_chunks: _abc.Iterable[_common_pb2.ChunkRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_upload_id", b"chunk_upload_id", "key", b"key", "part", b"part", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_chunks", b"abandoned_chunks", "bucket", b"bucket", "chunk_upload_id", b"chunk_upload_id", "key", b"key", "part", b"part", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
