@@ -70,10 +70,11 @@ class Reader:
         errors: list[StoreError] = []
         attempt = 0
         # A stripe whose copies were all unreachable is retried while the map shows one of
-        # their dataservers up: a restarted dataserver needs a moment before clients reconnect.
+        # their dataservers up or suspect, because a restarted dataserver needs a moment
+        # before clients reconnect. Copies on up dataservers go first, then suspect ones.
         while True:
             attempt += 1
-            copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
+            copies = sorted(piece.stripe.chunks, key=lambda chunk: view.read_rank(chunk.target))
             errors = []
             for chunk in copies:
                 try:
@@ -90,7 +91,11 @@ class Reader:
                     )
                     errors.append(error)
             retry = await self.connection.should_retry(
-                errors, [chunk.target for chunk in copies], attempt, deadline
+                errors,
+                [chunk.target for chunk in copies],
+                attempt,
+                deadline,
+                include_suspect=True,
             )
             if not retry:
                 break

@@ -36,6 +36,8 @@ META_ARGS = [
     str(UPLOAD_GRACE_S),
     "--upload-settle-s",
     "1",
+    "--dataserver-suspect-s",
+    "1.5",
     "--dataserver-timeout-s",
     "2",
 ]
