@@ -17,7 +17,7 @@ import rocksdict
 from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
 from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector, GcSettings
-from metaserver.membership import Membership
+from metaserver.membership import FailureTimeouts, Membership
 from metaserver.rocks import RocksEnv
 from metaserver.service import MetaService, ServiceSettings
 from metaserver.shard import Shard
@@ -99,10 +99,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "from six failure domains, 2+1 from three, else one copy per domain)",
     )
     parser.add_argument(
+        "--dataserver-suspect-s",
+        type=float,
+        default=3.0,
+        help="seconds without a heartbeat before a dataserver is marked suspect and gets no "
+        "new chunks; below --dataserver-timeout-s and above the dataservers' "
+        "--heartbeat-interval-s",
+    )
+    parser.add_argument(
         "--dataserver-timeout-s",
         type=float,
         default=10.0,
         help="seconds without a heartbeat before a dataserver is marked down",
+    )
+    parser.add_argument(
+        "--dataserver-out-s",
+        type=float,
+        default=600.0,
+        help="seconds a dataserver stays down before it is marked out: its chunks are to be "
+        "rebuilt elsewhere and it no longer counts toward the cluster size",
     )
     parser.add_argument(
         "--gc-interval-s", type=float, default=5.0, help="seconds between garbage collection passes"
@@ -148,8 +163,8 @@ def validate(args: argparse.Namespace) -> None:
     for flag, value, low, high in checks:
         if not low <= value <= high:
             raise InvalidArgument(f"{flag} {value} must be between {low} and {high}")
+    failure_timeouts(args).validate()
     for flag, value in (
-        ("--dataserver-timeout-s", args.dataserver_timeout_s),
         ("--gc-interval-s", args.gc_interval_s),
         ("--upload-grace-s", args.upload_grace_s),
         ("--upload-settle-s", args.upload_settle_s),
@@ -158,6 +173,14 @@ def validate(args: argparse.Namespace) -> None:
             raise InvalidArgument(f"{flag} {value} must be positive")
     if args.gc_delay_s < 0:
         raise InvalidArgument(f"--gc-delay-s {args.gc_delay_s} must not be negative")
+
+
+def failure_timeouts(args: argparse.Namespace) -> FailureTimeouts:
+    return FailureTimeouts(
+        suspect_s=args.dataserver_suspect_s,
+        down_s=args.dataserver_timeout_s,
+        out_s=args.dataserver_out_s,
+    )
 
 
 def load_identity(directory: Path, wanted_id: str | None) -> str:
@@ -221,7 +244,7 @@ async def serve(args: argparse.Namespace) -> None:
     users: UserDirectory | None = None
     if args.primary is None:
         buckets = BucketCatalog(system_db)
-        cluster = Membership(system_db, cluster_config(system_db, args), args.dataserver_timeout_s)
+        cluster = Membership(system_db, cluster_config(system_db, args), failure_timeouts(args))
         users = UserDirectory(system_db)
         users.ensure_root()
     else:
@@ -299,8 +322,9 @@ def check_follower_config(config: pb.ClusterMap, args: argparse.Namespace) -> No
 
 
 async def watch_dataservers(membership: Membership) -> None:
-    """Mark dataservers down when their heartbeats stop."""
-    interval_s = min(1.0, membership.dataserver_timeout_s / 4)
+    """Mark dataservers suspect, down and out as their heartbeats stay missing."""
+    # A state changes at most a quarter of the suspect time after its deadline.
+    interval_s = min(1.0, membership.timeouts.suspect_s / 4)
     while True:
         await asyncio.sleep(interval_s)
         membership.check_timeouts()

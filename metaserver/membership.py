@@ -5,6 +5,20 @@ registry and never reuses an epoch. The epoch grows on every change that
 can invalidate a client's placement or routing: a dataserver joins, changes
 address or state, or shard ownership changes. Capacity updates from
 heartbeats do not change the epoch.
+
+Failure detection measures the silence since a dataserver's last heartbeat
+on the monotonic clock:
+
+| silence                | state   | new chunks | reads                    |
+| ---------------------- | ------- | ---------- | ------------------------ |
+| up to `suspect_s`      | up      | yes        | tried first              |
+| over `suspect_s`       | suspect | no         | tried after up copies    |
+| over `down_s`          | down    | no         | tried last               |
+| over `down_s + out_s`  | out     | no         | tried last; to rebuild   |
+
+A heartbeat or registration brings any state back to up. Silence alone
+only moves a dataserver down that table, so a dataserver loaded as
+suspect, down or out after a restart returns to up only by heartbeating.
 """
 
 from __future__ import annotations
@@ -12,10 +26,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import rocksdict
 
 from store._pb import common_pb2 as pb
+from store.clustermap import counted_dataservers, state_name
 from store.errors import InvalidArgument
 from store.shardmap import format_shard_ranges
 
@@ -26,6 +42,62 @@ _CONFIG_KEY = b"C"
 _DATASERVER_TAG = b"D"
 _METASERVER_TAG = b"M"
 
+# The order in which silence moves a dataserver's state.
+_STATE_RANK = {
+    pb.DATASERVER_STATE_UP: 0,
+    pb.DATASERVER_STATE_SUSPECT: 1,
+    pb.DATASERVER_STATE_DOWN: 2,
+    pb.DATASERVER_STATE_OUT: 3,
+}
+
+
+@dataclass(frozen=True)
+class FailureTimeouts:
+    """Seconds of heartbeat silence before each state change of a dataserver."""
+
+    # Silence before up becomes suspect. Invariant: 0 < suspect_s < down_s.
+    suspect_s: float
+    # Silence before suspect becomes down.
+    down_s: float
+    # Time spent down before down becomes out. Invariant: out_s > 0.
+    out_s: float
+
+    def validate(self) -> None:
+        """Raise InvalidArgument naming the metaserver flag that breaks an invariant."""
+        for flag, value in (
+            ("--dataserver-suspect-s", self.suspect_s),
+            ("--dataserver-timeout-s", self.down_s),
+            ("--dataserver-out-s", self.out_s),
+        ):
+            if not value > 0:
+                raise InvalidArgument(f"{flag} {value} must be positive")
+        if self.suspect_s >= self.down_s:
+            raise InvalidArgument(
+                f"--dataserver-suspect-s {self.suspect_s} must be below --dataserver-timeout-s "
+                f"{self.down_s}; lower the first or raise the second"
+            )
+
+
+def state_after_silence(
+    state: pb.DataserverState.ValueType, silence_s: float, timeouts: FailureTimeouts
+) -> pb.DataserverState.ValueType:
+    """Return the state of a dataserver in `state` whose last heartbeat was `silence_s` ago.
+
+    The result never comes before `state` in the order up, suspect, down, out,
+    because only a heartbeat moves a dataserver back to up.
+    """
+    assert state in _STATE_RANK, f"dataserver state {state} is not a known state"
+    assert silence_s >= 0, f"negative heartbeat silence {silence_s}"
+    if silence_s > timeouts.down_s + timeouts.out_s:
+        timed = pb.DATASERVER_STATE_OUT
+    elif silence_s > timeouts.down_s:
+        timed = pb.DATASERVER_STATE_DOWN
+    elif silence_s > timeouts.suspect_s:
+        timed = pb.DATASERVER_STATE_SUSPECT
+    else:
+        timed = pb.DATASERVER_STATE_UP
+    return max(state, timed, key=lambda candidate: _STATE_RANK[candidate])
+
 
 class Membership:
     """Tracks dataservers and metaservers and builds the versioned cluster map."""
@@ -34,15 +106,15 @@ class Membership:
         self,
         db: rocksdict.Rdict,
         config: pb.ClusterMap,
-        dataserver_timeout_s: float,
+        timeouts: FailureTimeouts,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert dataserver_timeout_s > 0
+        timeouts.validate()
         self._db = db
         self._sync = rocksdict.WriteOptions()
         self._sync.sync = True
         self.config = config
-        self.dataserver_timeout_s = dataserver_timeout_s
+        self.timeouts = timeouts
         self._clock = clock
         stored_epoch = db.get(_EPOCH_KEY)
         self.epoch = int.from_bytes(stored_epoch, "big") if stored_epoch else 0
@@ -57,13 +129,16 @@ class Membership:
             info = pb.DataserverInfo.FromString(value)
             self.dataservers[info.id] = info
             # A restarted metaserver gives every known dataserver a full timeout to check in.
+            # Monotonic times do not survive a restart, so a dataserver that was down goes out
+            # only after down_s + out_s more, and one that was out stays out until it heartbeats.
             self._last_seen_s[info.id] = now_s
         for value in self._scan(_METASERVER_TAG):
             metaserver = pb.MetaserverInfo.FromString(value)
             self.metaservers[metaserver.id] = metaserver
         log.info(
-            "loaded %d dataservers and %d metaservers, epoch=%d",
+            "loaded %d dataservers (%d not out) and %d metaservers, epoch=%d",
             len(self.dataservers),
+            counted_dataservers(self.dataservers.values()),
             len(self.metaservers),
             self.epoch,
         )
@@ -145,7 +220,9 @@ class Membership:
     def register(self, info: pb.DataserverInfo) -> None:
         """Add a dataserver or bring it back up; bumps the epoch on any change that matters."""
         known = self.dataservers.get(info.id)
-        self._last_seen_s[info.id] = self._clock()
+        now_s = self._clock()
+        silence_s = now_s - self._last_seen_s.get(info.id, now_s)
+        self._last_seen_s[info.id] = now_s
         record = pb.DataserverInfo()
         record.CopyFrom(info)
         record.state = pb.DATASERVER_STATE_UP
@@ -164,16 +241,21 @@ class Membership:
             )
         elif changed:
             log.info(
-                "dataserver rejoined id=%s address=%s (was %s, %s) epoch=%d",
+                "dataserver rejoined id=%s address=%s previous_address=%s state=%s->up "
+                "since_heartbeat_s=%.1f epoch=%d",
                 info.id,
                 info.address,
                 known.address,
-                pb.DataserverState.Name(known.state),
+                state_name(known.state),
+                silence_s,
                 self.epoch,
             )
 
     def heartbeat(self, info: pb.DataserverInfo) -> bool:
-        """Record a heartbeat; return False when the dataserver must register first."""
+        """Record a heartbeat; return False when the dataserver must register first.
+
+        A heartbeat from a suspect, down or out dataserver registers it again as up.
+        """
         known = self.dataservers.get(info.id)
         if known is None or known.address != info.address:
             return False
@@ -189,28 +271,34 @@ class Membership:
         return True
 
     def check_timeouts(self) -> list[str]:
-        """Mark dataservers that missed heartbeats for the timeout as down; return their ids."""
+        """Move dataservers whose heartbeats stopped to suspect, down or out.
+
+        Returns the ids of the dataservers whose state changed. All changes of one
+        call are persisted in one batch with one epoch bump.
+        """
         now_s = self._clock()
-        expired = [
-            info
-            for info in self.dataservers.values()
-            if info.state == pb.DATASERVER_STATE_UP
-            and now_s - self._last_seen_s.get(info.id, now_s) > self.dataserver_timeout_s
-        ]
-        if not expired:
+        changes: list[tuple[pb.DataserverInfo, pb.DataserverState.ValueType, float]] = []
+        for info in self.dataservers.values():
+            silence_s = now_s - self._last_seen_s[info.id]
+            state = state_after_silence(info.state, silence_s, self.timeouts)
+            if state != info.state:
+                changes.append((info, info.state, silence_s))
+                info.state = state
+        if not changes:
             return []
-        for info in expired:
-            info.state = pb.DATASERVER_STATE_DOWN
-        self._persist(expired, bump_epoch=True)
-        for info in expired:
+        self._persist([info for info, _, _ in changes], bump_epoch=True)
+        for info, old_state, silence_s in changes:
             log.warning(
-                "dataserver down id=%s address=%s: no heartbeat for %.1fs, epoch=%d",
+                "dataserver state changed id=%s address=%s state=%s->%s since_heartbeat_s=%.1f "
+                "epoch=%d",
                 info.id,
                 info.address,
-                self.dataserver_timeout_s,
+                state_name(old_state),
+                state_name(info.state),
+                silence_s,
                 self.epoch,
             )
-        return [info.id for info in expired]
+        return [info.id for info, _, _ in changes]
 
     def cluster_map(self) -> pb.ClusterMap:
         cluster_map = pb.ClusterMap()

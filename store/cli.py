@@ -1,6 +1,7 @@
 """storectl: run a local cluster and work with buckets and objects from the shell.
 
     storectl cluster up --detach          start a cluster in .store-dev
+    storectl node ls                      list the dataservers and their state
     storectl bucket create photos
     storectl put cat.jpg photos/cat.jpg
     storectl ls photos
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from store import cli_cluster, cli_objects, cli_users
+from store import cli_cluster, cli_nodes, cli_objects, cli_users
 from store.cluster import START_TIMEOUT_S, STOP_TIMEOUT_S
 from store.discovery import DEFAULT_CLUSTER_DIR, META_ENV_VAR
 from store.errors import StoreError, Unavailable
@@ -148,6 +149,21 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     add_common(status, f"seconds each RPC may take (default: {STATUS_TIMEOUT_S:.0f})", _status)
 
 
+def add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    node = commands.add_parser("node", help="list the dataservers and their state")
+    actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "ls", help="list dataservers: state, seconds since heartbeat, capacity, chunks"
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_address(listing)
+    add_common(
+        listing,
+        f"seconds the command may take (default: {cli_nodes.DEFAULT_TIMEOUT_S:.0f})",
+        cli_nodes.node_ls,
+    )
+
+
 def add_bucket_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     metadata_timeout = (
         f"seconds the command may take (default: {cli_objects.DEFAULT_TIMEOUT_S:.0f})"
@@ -248,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_cluster_commands(commands)
+    add_node_commands(commands)
     add_bucket_commands(commands)
     add_user_commands(commands)
     add_object_commands(commands)

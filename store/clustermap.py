@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from store._pb import common_pb2 as pb
 from store.errors import Unavailable
+
+_STATE_PREFIX = "DATASERVER_STATE_"
+
+# Readers try the copies on up dataservers first, then those on suspect ones, then the rest.
+_READ_RANK = {pb.DATASERVER_STATE_UP: 0, pb.DATASERVER_STATE_SUSPECT: 1}
+_READ_RANK_OTHER = 2
+
+
+def state_name(state: pb.DataserverState.ValueType) -> str:
+    """Return a DataserverState as the lowercase word that logs and storectl show (up, out)."""
+    return pb.DataserverState.Name(state).removeprefix(_STATE_PREFIX).lower()
+
+
+def counted_dataservers(dataservers: Iterable[pb.DataserverInfo]) -> int:
+    """Count the dataservers that make up the cluster's size: every one that is not out."""
+    return sum(1 for info in dataservers if info.state != pb.DATASERVER_STATE_OUT)
 
 
 class ClusterView:
@@ -47,7 +65,13 @@ class ClusterView:
         info = self.dataservers.get(dataserver_id)
         return info is not None and info.state == pb.DATASERVER_STATE_UP
 
-    def is_down(self, dataserver_id: str) -> bool:
-        """Return True when the map says the dataserver cannot serve reads (down or gone)."""
+    def read_rank(self, dataserver_id: str) -> int:
+        """Rank a dataserver for reads: 0 when up, 1 when suspect, 2 otherwise or unknown."""
         info = self.dataservers.get(dataserver_id)
-        return info is None or info.state == pb.DATASERVER_STATE_DOWN
+        if info is None:
+            return _READ_RANK_OTHER
+        return _READ_RANK.get(info.state, _READ_RANK_OTHER)
+
+    def is_readable(self, dataserver_id: str) -> bool:
+        """Return whether a dataserver is up or suspect, so a read of it may succeed soon."""
+        return self.read_rank(dataserver_id) < _READ_RANK_OTHER

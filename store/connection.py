@@ -158,14 +158,21 @@ class Connection:
         raise AssertionError("unreachable")
 
     async def should_retry(
-        self, errors: list[StoreError], targets: list[str], attempt: int, deadline: Deadline
+        self,
+        errors: list[StoreError],
+        targets: list[str],
+        attempt: int,
+        deadline: Deadline,
+        include_suspect: bool = False,
     ) -> bool:
         """Decide whether chunk transfers that failed with `errors` are worth another attempt.
 
         Only connection failures are retried, after a backoff that doubles with each
-        attempt, and only when one of the `targets` is up in a fresh cluster map and a
-        connection to it opens within CONNECT_TIMEOUT_S. A restarted dataserver is thus
-        found again at once, and a dead one costs a few seconds, not a chunk timeout.
+        attempt, and only when a connection to one of the `targets` opens within
+        CONNECT_TIMEOUT_S while a fresh cluster map shows it up. With `include_suspect`,
+        which reads pass, a suspect target counts too. Writes do not pass it, because a
+        suspect dataserver gets no new chunks. A restarted dataserver is thus found
+        again at once, and a dead one costs a few seconds, not a chunk timeout.
         """
         if attempt >= MAX_CHUNK_ATTEMPTS or not errors:
             return False
@@ -181,9 +188,8 @@ class Connection:
         except Unavailable:
             return False
         for target in targets:
-            if view.is_up(target) and await self._connects(
-                view.dataserver_address(target), deadline
-            ):
+            usable = view.is_readable(target) if include_suspect else view.is_up(target)
+            if usable and await self._connects(view.dataserver_address(target), deadline):
                 return True
         return False
 

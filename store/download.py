@@ -100,14 +100,14 @@ class Reader:
             chunk = piece.stripe.chunks[span.position]
             local = StripeSlice(piece.stripe_index, piece.stripe, span.start_bytes, span.end_bytes)
             failed: dict[int, StoreError]
-            if not view.is_down(chunk.target):
+            if view.is_readable(chunk.target):
                 try:
                     return await self._read_chunk(view, target, local, chunk, deadline, region)
                 except (Unavailable, NotFound, ChecksumMismatch) as error:
                     self._note_failure(target, piece, chunk, error)
                     failed = {span.position: error}
             else:
-                failed = {span.position: Unavailable(f"dataserver {chunk.target} is down")}
+                failed = {span.position: Unavailable(f"dataserver {chunk.target} is down or out")}
             data = await self._decode_span(view, target, local, protection, failed, deadline)
             if region is None:
                 return [data]
@@ -130,8 +130,8 @@ class Reader:
         wanted = next(iter(failed))
         stripe = local.stripe
         candidates = [p for p in range(len(stripe.chunks)) if p not in failed]
-        # Chunks on dataservers the map shows up first, then data chunks before parity.
-        candidates.sort(key=lambda p: (not view.is_up(stripe.chunks[p].target), p))
+        # Chunks on up dataservers first, then suspect ones, then data chunks before parity.
+        candidates.sort(key=lambda p: (view.read_rank(stripe.chunks[p].target), p))
         survivors: dict[int, bytes] = {}
 
         async def fetch(position: int) -> None:
@@ -185,10 +185,11 @@ class Reader:
         errors: list[StoreError] = []
         attempt = 0
         # A stripe whose copies were all unreachable is retried while the map shows one of
-        # their dataservers up: a restarted dataserver needs a moment before clients reconnect.
+        # their dataservers up or suspect, because a restarted dataserver needs a moment
+        # before clients reconnect. Copies on up dataservers go first, then suspect ones.
         while True:
             attempt += 1
-            copies = sorted(piece.stripe.chunks, key=lambda chunk: not view.is_up(chunk.target))
+            copies = sorted(piece.stripe.chunks, key=lambda chunk: view.read_rank(chunk.target))
             errors = []
             for chunk in copies:
                 try:
@@ -205,7 +206,11 @@ class Reader:
                     )
                     errors.append(error)
             retry = await self.connection.should_retry(
-                errors, [chunk.target for chunk in copies], attempt, deadline
+                errors,
+                [chunk.target for chunk in copies],
+                attempt,
+                deadline,
+                include_suspect=True,
             )
             if not retry:
                 break

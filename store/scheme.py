@@ -115,9 +115,7 @@ def resolve(text: str, dataservers: Iterable[pb.DataserverInfo]) -> Scheme:
     if text != AUTO:
         return parse(text)
     domains = {
-        info.domain or info.id
-        for info in dataservers
-        if info.state in (pb.DATASERVER_STATE_UP, pb.DATASERVER_STATE_DOWN)
+        info.domain or info.id for info in dataservers if info.state != pb.DATASERVER_STATE_OUT
     }
     return for_domains(len(domains))
 

@@ -1,18 +1,21 @@
-"""Cluster status for `storectl cluster status` and the demo.
+"""Cluster status for `storectl cluster status`, `storectl node ls` and the demo.
 
 The cluster map gives the epoch, the metaservers with their shards, and the
-dataservers with the capacity and chunk figures of their last heartbeat.
-Each metaserver's GetStatus RPC gives the per-shard figures.
+dataservers with their state and the capacity and chunk figures of their
+last heartbeat. Each metaserver's GetStatus RPC gives the per-shard figures.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2, meta_pb2_grpc
+from store.clustermap import counted_dataservers, state_name
 from store.errors import Unavailable
 from store.rpc import CHANNEL_OPTIONS, error_from_rpc
 from store.shardmap import format_shard_ranges
@@ -20,7 +23,13 @@ from store.tables import format_bytes, format_table
 
 Status = dict[str, Any]
 
-_STATE_PREFIX = "DATASERVER_STATE_"
+# Dataserver states in the order of the summary line.
+STATES = ("up", "suspect", "down", "out")
+
+
+def seed_addresses(address: str) -> list[str]:
+    """Split one metaserver address, or several separated by commas, into a list."""
+    return [a.strip() for a in address.split(",") if a.strip()]
 
 
 def fetch_cluster_map(addresses: list[str], timeout_s: float) -> pb.ClusterMap:
@@ -59,8 +68,7 @@ def collect_status(address: str, timeout_s: float) -> Status:
 
     `address` is one metaserver address or several separated by commas.
     """
-    seeds = [a.strip() for a in address.split(",") if a.strip()]
-    cluster_map = fetch_cluster_map(seeds, timeout_s)
+    cluster_map = fetch_cluster_map(seed_addresses(address), timeout_s)
     metaservers: list[dict[str, Any]] = []
     shards: list[dict[str, Any]] = []
     for info in cluster_map.metaservers:
@@ -76,7 +84,9 @@ def collect_status(address: str, timeout_s: float) -> Status:
         "inline_max_bytes": cluster_map.inline_max_bytes,
         "default_scheme": cluster_map.default_scheme or "auto",
         "metaservers": metaservers,
-        "dataservers": [_dataserver_json(d) for d in cluster_map.dataservers],
+        "dataservers": dataservers_json(cluster_map),
+        "dataserver_states": count_states(cluster_map),
+        "cluster_size": counted_dataservers(cluster_map.dataservers),
         "shards": shards,
     }
 
@@ -94,18 +104,39 @@ def _metaserver_json(info: pb.MetaserverInfo, status: meta_pb2.MetaserverStatus)
     }
 
 
-def _dataserver_json(info: pb.DataserverInfo) -> dict[str, Any]:
-    state = pb.DataserverState.Name(info.state)
+def dataservers_json(cluster_map: pb.ClusterMap) -> list[dict[str, Any]]:
+    """Return the map's dataservers as JSON-ready dicts, with the age of their last heartbeat."""
+    now_unix_ms = int(time.time() * 1000)
+    return [_dataserver_json(info, now_unix_ms) for info in cluster_map.dataservers]
+
+
+def count_states(cluster_map: pb.ClusterMap) -> dict[str, int]:
+    """Count the map's dataservers per state, with every state in STATES present."""
+    counts = dict.fromkeys(STATES, 0)
+    for info in cluster_map.dataservers:
+        name = state_name(info.state)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _dataserver_json(info: pb.DataserverInfo, now_unix_ms: int) -> dict[str, Any]:
+    # NOTE: the age compares the metaserver's wall clock at the heartbeat with this host's,
+    # so clock skew between the two hosts shifts it. The metaserver's failure detector uses
+    # its own monotonic clock and is not affected.
+    heartbeat_age_s = None
+    if info.last_heartbeat_unix_ms > 0:
+        heartbeat_age_s = round(max(0, now_unix_ms - info.last_heartbeat_unix_ms) / 1000, 1)
     return {
         "id": info.id,
         "address": info.address,
-        "state": state.removeprefix(_STATE_PREFIX).lower(),
+        "state": state_name(info.state),
         "domain": info.domain,
         "capacity_bytes": info.capacity_bytes,
         "free_bytes": info.free_bytes,
         "used_bytes": info.used_bytes,
         "chunk_count": info.chunk_count,
         "last_heartbeat_unix_ms": info.last_heartbeat_unix_ms,
+        "heartbeat_age_s": heartbeat_age_s,
     }
 
 
@@ -134,7 +165,7 @@ def format_status(status: Status) -> str:
         [
             header,
             _metaserver_table(status["metaservers"]),
-            _dataserver_table(status["dataservers"]),
+            format_dataservers(status["dataservers"], status["dataserver_states"]),
             _shard_table(status["shards"]),
         ]
     )
@@ -149,15 +180,17 @@ def _metaserver_table(metaservers: list[dict[str, Any]]) -> str:
     return format_table(headers, rows)
 
 
-def _dataserver_table(dataservers: list[dict[str, Any]]) -> str:
+def format_dataservers(dataservers: Sequence[dict[str, Any]], counts: dict[str, int]) -> str:
+    """Render dataserver dicts from dataservers_json as a table and a count per state."""
     if not dataservers:
         return "no dataservers registered"
     rows = [
         [
             d["id"],
             d["address"],
-            d["state"],
             d["domain"],
+            d["state"],
+            "never" if d["heartbeat_age_s"] is None else f"{d['heartbeat_age_s']:.1f} s",
             format_bytes(d["capacity_bytes"]),
             format_bytes(d["free_bytes"]),
             format_bytes(d["used_bytes"]),
@@ -165,8 +198,21 @@ def _dataserver_table(dataservers: list[dict[str, Any]]) -> str:
         ]
         for d in dataservers
     ]
-    headers = ["DATASERVER", "ADDRESS", "STATE", "DOMAIN", "CAPACITY", "FREE", "USED", "CHUNKS"]
-    return format_table(headers, rows, right_columns={4, 5, 6})
+    headers = [
+        "DATASERVER",
+        "ADDRESS",
+        "DOMAIN",
+        "STATE",
+        "SINCE HEARTBEAT",
+        "CAPACITY",
+        "FREE",
+        "USED",
+        "CHUNKS",
+    ]
+    size = sum(counts.values()) - counts["out"]
+    summary = "dataservers: " + ", ".join(f"{counts[state]} {state}" for state in counts)
+    summary += f"; cluster size {size} (out dataservers do not count)"
+    return format_table(headers, rows, right_columns={4, 5, 6, 7}) + "\n" + summary
 
 
 def _shard_table(shards: list[dict[str, Any]]) -> str:

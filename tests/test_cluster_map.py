@@ -33,8 +33,14 @@ def test_stale_epoch_refreshes_map(cluster_factory: ClusterFactory) -> None:
 
 def test_down_dataserver_gets_no_chunks(cluster_factory: ClusterFactory) -> None:
     """A dataserver that stops heartbeating is marked down, skipped by writes, then rejoins."""
-    meta_args = ["--dataserver-timeout-s", str(DATASERVER_TIMEOUT_S)]
-    cluster = cluster_factory(dataservers=3, meta_args=meta_args)
+    meta_args = [
+        "--dataserver-suspect-s",
+        str(DATASERVER_TIMEOUT_S / 2),
+        "--dataserver-timeout-s",
+        str(DATASERVER_TIMEOUT_S),
+    ]
+    data_args = ["--heartbeat-interval-s", "0.1"]
+    cluster = cluster_factory(dataservers=3, meta_args=meta_args, data_args=data_args)
     victim = cluster.dataservers[0]
     with store.Client(cluster.meta_address) as client:
         client.create_bucket("downs", scheme="rep:1")

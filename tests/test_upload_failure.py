@@ -40,6 +40,8 @@ META_ARGS = [
     str(UPLOAD_GRACE_S),
     "--upload-settle-s",
     "1",
+    "--dataserver-suspect-s",
+    "1.5",
     "--dataserver-timeout-s",
     "2",
 ]
@@ -196,7 +198,7 @@ def test_abandoned_upload_expires(cluster_factory: ClusterFactory, tmp_path: Pat
 
 def test_chunks_move_off_a_dataserver_killed_mid_put(cluster_factory: ClusterFactory) -> None:
     """The put succeeds on the other dataservers, and what the victim kept is collected."""
-    meta_args = ["--gc-interval-s", "0.2", "--gc-delay-s", "0", "--dataserver-timeout-s", "2"]
+    meta_args = ["--gc-interval-s", "0.2", "--gc-delay-s", "0"]
     cluster = cluster_factory(meta_args=meta_args)
     victim = cluster.dataservers[0]
 

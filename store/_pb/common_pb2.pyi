@@ -37,8 +37,20 @@ class _DataserverStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Datas
     """Missed heartbeats for longer than the metaserver's dataserver timeout.
     Gets no new chunks; its chunks are still referenced by layouts.
     """
+    DATASERVER_STATE_SUSPECT: _DataserverState.ValueType  # 3
+    """Missed heartbeats for longer than the metaserver's suspect time but not
+    yet for the dataserver timeout. Gets no new chunks; readers try its
+    copies after those on up dataservers.
+    """
+    DATASERVER_STATE_OUT: _DataserverState.ValueType  # 4
+    """Down for longer than the metaserver's out time. Its chunks are to be
+    rebuilt elsewhere, and it no longer counts toward the cluster size.
+    """
 
-class DataserverState(_DataserverState, metaclass=_DataserverStateEnumTypeWrapper): ...
+class DataserverState(_DataserverState, metaclass=_DataserverStateEnumTypeWrapper):
+    """A dataserver moves from up to suspect, down and out as its heartbeats stay
+    missing, and back to up on its next heartbeat or registration.
+    """
 
 DATASERVER_STATE_UNSPECIFIED: DataserverState.ValueType  # 0
 DATASERVER_STATE_UP: DataserverState.ValueType  # 1
@@ -46,6 +58,15 @@ DATASERVER_STATE_UP: DataserverState.ValueType  # 1
 DATASERVER_STATE_DOWN: DataserverState.ValueType  # 2
 """Missed heartbeats for longer than the metaserver's dataserver timeout.
 Gets no new chunks; its chunks are still referenced by layouts.
+"""
+DATASERVER_STATE_SUSPECT: DataserverState.ValueType  # 3
+"""Missed heartbeats for longer than the metaserver's suspect time but not
+yet for the dataserver timeout. Gets no new chunks; readers try its
+copies after those on up dataservers.
+"""
+DATASERVER_STATE_OUT: DataserverState.ValueType  # 4
+"""Down for longer than the metaserver's out time. Its chunks are to be
+rebuilt elsewhere, and it no longer counts toward the cluster size.
 """
 Global___DataserverState: _TypeAlias = DataserverState  # noqa: Y015
 
