@@ -48,6 +48,11 @@ class DataServiceStub:
                 request_serializer=data__pb2.DataserverStatusRequest.SerializeToString,
                 response_deserializer=common__pb2.DataserverInfo.FromString,
                 _registered_method=True)
+        self.StatChunks = channel.unary_unary(
+                '/store.v1.DataService/StatChunks',
+                request_serializer=data__pb2.StatChunksRequest.SerializeToString,
+                response_deserializer=data__pb2.StatChunksResponse.FromString,
+                _registered_method=True)
 
 
 class DataServiceServicer:
@@ -67,6 +72,14 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StatChunks(self, request, context):
+        """Which of the given chunks exist, and their stored length and CRC32C,
+        read from the chunk file headers without reading the data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +92,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=data__pb2.DataserverStatusRequest.FromString,
                     response_serializer=common__pb2.DataserverInfo.SerializeToString,
+            ),
+            'StatChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatChunks,
+                    request_deserializer=data__pb2.StatChunksRequest.FromString,
+                    response_serializer=data__pb2.StatChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +155,33 @@ class DataService:
             '/store.v1.DataService/GetStatus',
             data__pb2.DataserverStatusRequest.SerializeToString,
             common__pb2.DataserverInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.DataService/StatChunks',
+            data__pb2.StatChunksRequest.SerializeToString,
+            data__pb2.StatChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

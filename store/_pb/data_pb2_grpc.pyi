@@ -39,6 +39,10 @@ class DataServiceStub:
     def __new__(cls, channel: _aio.Channel) -> DataServiceAsyncStub: ...
     DeleteChunks: _grpc.UnaryUnaryMultiCallable[_data_pb2.DeleteChunksRequest, _data_pb2.DeleteChunksResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_data_pb2.DataserverStatusRequest, _common_pb2.DataserverInfo]
+    StatChunks: _grpc.UnaryUnaryMultiCallable[_data_pb2.StatChunksRequest, _data_pb2.StatChunksResponse]
+    """Which of the given chunks exist, and their stored length and CRC32C,
+    read from the chunk file headers without reading the data.
+    """
 
 @_typing.type_check_only
 class DataServiceAsyncStub(DataServiceStub):
@@ -49,6 +53,10 @@ class DataServiceAsyncStub(DataServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     DeleteChunks: _aio.UnaryUnaryMultiCallable[_data_pb2.DeleteChunksRequest, _data_pb2.DeleteChunksResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_data_pb2.DataserverStatusRequest, _common_pb2.DataserverInfo]  # type: ignore[assignment]
+    StatChunks: _aio.UnaryUnaryMultiCallable[_data_pb2.StatChunksRequest, _data_pb2.StatChunksResponse]  # type: ignore[assignment]
+    """Which of the given chunks exist, and their stored length and CRC32C,
+    read from the chunk file headers without reading the data.
+    """
 
 class DataServiceServicer(metaclass=_abc_1.ABCMeta):
     """Control methods. The chunk data itself moves through the ChunkStream
@@ -68,5 +76,15 @@ class DataServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _data_pb2.DataserverStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.DataserverInfo, _abc.Awaitable[_common_pb2.DataserverInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def StatChunks(
+        self,
+        request: _data_pb2.StatChunksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_data_pb2.StatChunksResponse, _abc.Awaitable[_data_pb2.StatChunksResponse]]:
+        """Which of the given chunks exist, and their stored length and CRC32C,
+        read from the chunk file headers without reading the data.
+        """
 
 def add_DataServiceServicer_to_server(servicer: DataServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -21,6 +21,82 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class BadChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CHUNK_ID_FIELD_NUMBER: _builtins.int
+    DATASERVER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.bytes
+    chunk_id: _builtins.bytes
+    dataserver_id: _builtins.str
+    reason: _builtins.str
+    """What was wrong, for the log: "missing", "corrupt: ..."."""
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        chunk_id: _builtins.bytes = ...,
+        dataserver_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "chunk_id", b"chunk_id", "dataserver_id", b"dataserver_id", "key", b"key", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BadChunk: _TypeAlias = BadChunk  # noqa: Y015
+
+@_typing.final
+class ReportBadChunksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    """Every chunk belongs to an object of this shard."""
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___BadChunk]: ...
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        chunks: _abc.Iterable[Global___BadChunk] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "shard", b"shard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportBadChunksRequest: _TypeAlias = ReportBadChunksRequest  # noqa: Y015
+
+@_typing.final
+class ReportBadChunksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUED_FIELD_NUMBER: _builtins.int
+    queued: _builtins.int
+    """Objects queued for repair; chunks no object references are ignored."""
+    def __init__(
+        self,
+        *,
+        queued: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queued", b"queued"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportBadChunksResponse: _TypeAlias = ReportBadChunksResponse  # noqa: Y015
+
+@_typing.final
 class GetClusterMapRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

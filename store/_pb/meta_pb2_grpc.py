@@ -171,6 +171,11 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.GetCredentialsRequest.SerializeToString,
                 response_deserializer=common__pb2.UserRecord.FromString,
                 _registered_method=True)
+        self.ReportBadChunks = channel.unary_unary(
+                '/store.v1.MetaService/ReportBadChunks',
+                request_serializer=meta__pb2.ReportBadChunksRequest.SerializeToString,
+                response_deserializer=meta__pb2.ReportBadChunksResponse.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/store.v1.MetaService/GetStatus',
                 request_serializer=meta__pb2.GetStatusRequest.SerializeToString,
@@ -365,6 +370,15 @@ class MetaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportBadChunks(self, request, context):
+        """Repair. Readers and scrubbers report chunks they found missing or
+        corrupt to the metaserver of the object's shard, which queues the object
+        for repair.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatus(self, request, context):
         """Operations.
         """
@@ -509,6 +523,11 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.GetCredentials,
                     request_deserializer=meta__pb2.GetCredentialsRequest.FromString,
                     response_serializer=common__pb2.UserRecord.SerializeToString,
+            ),
+            'ReportBadChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportBadChunks,
+                    request_deserializer=meta__pb2.ReportBadChunksRequest.FromString,
+                    response_serializer=meta__pb2.ReportBadChunksResponse.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
@@ -1245,6 +1264,33 @@ class MetaService:
             '/store.v1.MetaService/GetCredentials',
             meta__pb2.GetCredentialsRequest.SerializeToString,
             common__pb2.UserRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportBadChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/ReportBadChunks',
+            meta__pb2.ReportBadChunksRequest.SerializeToString,
+            meta__pb2.ReportBadChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

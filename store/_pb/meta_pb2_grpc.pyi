@@ -88,6 +88,11 @@ class MetaServiceStub:
     """Returns the user of an access key with its secret, for gateways that
     verify signatures.
     """
+    ReportBadChunks: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ReportBadChunksRequest, _meta_pb2.ReportBadChunksResponse]
+    """Repair. Readers and scrubbers report chunks they found missing or
+    corrupt to the metaserver of the object's shard, which queues the object
+    for repair.
+    """
     GetStatus: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]
     """Operations."""
 
@@ -148,6 +153,11 @@ class MetaServiceAsyncStub(MetaServiceStub):
     GetCredentials: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetCredentialsRequest, _common_pb2.UserRecord]  # type: ignore[assignment]
     """Returns the user of an access key with its secret, for gateways that
     verify signatures.
+    """
+    ReportBadChunks: _aio.UnaryUnaryMultiCallable[_meta_pb2.ReportBadChunksRequest, _meta_pb2.ReportBadChunksResponse]  # type: ignore[assignment]
+    """Repair. Readers and scrubbers report chunks they found missing or
+    corrupt to the metaserver of the object's shard, which queues the object
+    for repair.
     """
     GetStatus: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]  # type: ignore[assignment]
     """Operations."""
@@ -368,6 +378,17 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_common_pb2.UserRecord, _abc.Awaitable[_common_pb2.UserRecord]]:
         """Returns the user of an access key with its secret, for gateways that
         verify signatures.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportBadChunks(
+        self,
+        request: _meta_pb2.ReportBadChunksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.ReportBadChunksResponse, _abc.Awaitable[_meta_pb2.ReportBadChunksResponse]]:
+        """Repair. Readers and scrubbers report chunks they found missing or
+        corrupt to the metaserver of the object's shard, which queues the object
+        for repair.
         """
 
     @_abc_1.abstractmethod
