@@ -9,6 +9,8 @@
                           a part of a multipart upload, waiting for completion
     "L" bucket 0x00 key 0x00 upload id
                           index of multipart uploads, for listing them
+    "R" bucket 0x00 key   chunks of the object reported missing or corrupt,
+                          waiting for repair
 
 An object value is a u32 length, the ListEntry summary (size, ETag, mtime)
 and the full ObjectRecord, so listings decode only the summary.
@@ -27,6 +29,7 @@ GC_TAG = b"G"
 MULTIPART_TAG = b"M"
 PART_TAG = b"P"
 UPLOAD_INDEX_TAG = b"L"
+REPAIR_TAG = b"R"
 _SUMMARY_LENGTH = struct.Struct("<I")
 _SEQUENCE = struct.Struct(">Q")
 
@@ -38,6 +41,16 @@ def bucket_prefix(bucket: str) -> bytes:
 
 def object_key(bucket: str, key: bytes) -> bytes:
     return bucket_prefix(bucket) + key
+
+
+def repair_key(bucket: str, key: bytes) -> bytes:
+    return REPAIR_TAG + bucket.encode() + b"\0" + key
+
+
+def split_name(suffix: bytes) -> tuple[str, bytes]:
+    """Return (bucket, key) of a key suffix "bucket 0x00 key" under the "O" or "R" tag."""
+    bucket, _, key = suffix.partition(b"\0")
+    return bucket.decode(), key
 
 
 def upload_key(upload_id: str) -> bytes:

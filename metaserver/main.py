@@ -18,6 +18,7 @@ from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
 from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector, GcSettings
 from metaserver.membership import FailureTimeouts, Membership
+from metaserver.repair import Repairer, RepairSettings
 from metaserver.rocks import RocksEnv
 from metaserver.service import MetaService, ServiceSettings
 from metaserver.shard import Shard
@@ -141,6 +142,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds after deleting an abandoned upload's chunks before deleting them once "
         "more, to catch chunk writes that were still running",
     )
+    parser.add_argument(
+        "--repair-interval-s",
+        type=float,
+        default=5.0,
+        help="seconds between repair passes over this metaserver's shards",
+    )
+    parser.add_argument(
+        "--repair-bandwidth-bytes-s",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="bytes per second repair may read and write (0: no limit)",
+    )
+    parser.add_argument(
+        "--repair-intent-s",
+        type=float,
+        default=3600.0,
+        help="seconds before the chunks of a repair that never finished are deleted; a repair "
+        "of one object must finish within half of it",
+    )
     parser.add_argument("--log-level", default="info", choices=LEVELS)
     return parser.parse_args(argv)
 
@@ -164,7 +184,13 @@ def validate(args: argparse.Namespace) -> None:
         if not low <= value <= high:
             raise InvalidArgument(f"{flag} {value} must be between {low} and {high}")
     failure_timeouts(args).validate()
+    if args.repair_bandwidth_bytes_s < 0:
+        raise InvalidArgument(
+            f"--repair-bandwidth-bytes-s {args.repair_bandwidth_bytes_s} must not be negative"
+        )
     for flag, value in (
+        ("--repair-interval-s", args.repair_interval_s),
+        ("--repair-intent-s", args.repair_intent_s),
         ("--gc-interval-s", args.gc_interval_s),
         ("--upload-grace-s", args.upload_grace_s),
         ("--upload-settle-s", args.upload_settle_s),
@@ -258,6 +284,12 @@ async def serve(args: argparse.Namespace) -> None:
         upload_settle_s=args.upload_settle_s,
     )
     collector = GarbageCollector(list(shards.values()), cluster, gc_settings)
+    repair_settings = RepairSettings(
+        interval_s=args.repair_interval_s,
+        bandwidth_bytes_s=args.repair_bandwidth_bytes_s,
+        intent_s=args.repair_intent_s,
+    )
+    repairer = Repairer(list(shards.values()), cluster, repair_settings, args.gc_delay_s)
     service = MetaService(
         server_id,
         shards,
@@ -266,6 +298,7 @@ async def serve(args: argparse.Namespace) -> None:
         collector,
         ServiceSettings(gc_delay_s=args.gc_delay_s, started_unix_ms=int(time.time() * 1000)),
         users,
+        repairer,
     )
     server, address = await start_grpc_server(
         args.listen,
@@ -274,7 +307,11 @@ async def serve(args: argparse.Namespace) -> None:
     )
     service.address = info.address = address
 
-    tasks = [asyncio.create_task(collector.run(), name="gc")]
+    repairer.start(address)
+    tasks = [
+        asyncio.create_task(collector.run(), name="gc"),
+        asyncio.create_task(repairer.run(), name="repair"),
+    ]
     if isinstance(cluster, Membership):
         cluster.register_metaserver(info)
         tasks.append(asyncio.create_task(watch_dataservers(cluster), name="failure-detector"))
@@ -305,6 +342,7 @@ async def serve(args: argparse.Namespace) -> None:
     for shard in shards.values():
         await shard.stop()
     await collector.close()
+    await repairer.close()
     await service.close()
     if isinstance(cluster, PrimaryLink):
         await cluster.close()

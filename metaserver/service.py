@@ -22,6 +22,8 @@ from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
 from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector
 from metaserver.membership import Membership
+from metaserver.repair import Repairer
+from metaserver.repair_ops import queue_reports
 from metaserver.service_multipart import MultipartHandlers
 from metaserver.shard import GroupView, Shard
 from metaserver.users import UserDirectory
@@ -71,6 +73,10 @@ class ServiceSettings:
     started_unix_ms: int
 
 
+# Chunks in one ReportBadChunks call.
+MAX_REPORTED_CHUNKS = 1000
+
+
 class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     def __init__(
         self,
@@ -81,6 +87,7 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         collector: GarbageCollector,
         settings: ServiceSettings,
         users: UserDirectory | None = None,
+        repairer: Repairer | None = None,
     ) -> None:
         self.server_id = server_id
         self.address = ""
@@ -91,6 +98,7 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         self.settings = settings
         # The primary's user directory; None on secondaries.
         self.users = users
+        self.repairer = repairer
         self._peers = ChannelPool()
 
     @property
@@ -517,6 +525,37 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
 
     # Operations.
 
+    # Repair.
+
+    @unary_handler
+    async def ReportBadChunks(
+        self, request: meta_pb2.ReportBadChunksRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ReportBadChunksResponse:
+        if len(request.chunks) > MAX_REPORTED_CHUNKS:
+            raise InvalidArgument(
+                f"{len(request.chunks)} chunks in one report; send at most {MAX_REPORTED_CHUNKS}"
+            )
+        shard = None
+        for report in request.chunks:
+            shard = self._shard(report.bucket, report.key, request.shard)
+        if shard is None:
+            return meta_pb2.ReportBadChunksResponse()
+        queued = await shard.submit(
+            "report_bad_chunks", queue_reports(list(request.chunks), time.time_ns())
+        )
+        for report in request.chunks:
+            log.warning(
+                "bad chunk reported object=%s/%s chunk=%s dataserver=%s: %s",
+                report.bucket,
+                display_key(report.key),
+                report.chunk_id.hex(),
+                report.dataserver_id,
+                report.reason,
+            )
+        if queued and self.repairer is not None:
+            self.repairer.wake()
+        return meta_pb2.ReportBadChunksResponse(queued=queued)
+
     @unary_handler
     async def GetStatus(
         self, request: meta_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
@@ -529,6 +568,8 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
             gc_uploads_expired=self.collector.counters.uploads_expired,
             started_unix_ms=self.settings.started_unix_ms,
         )
+        if self.repairer is not None:
+            status.repair.CopyFrom(self.repairer.status())
         for number, shard in sorted(self.shards.items()):
             status.shards.add(
                 shard=number,

@@ -23,7 +23,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
-from store._pb import data_pb2
+from store._pb import data_pb2, meta_pb2
 from store.checksum import verify_blocks
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
@@ -37,6 +37,7 @@ from store.scheme import Scheme, of_layout
 log = logging.getLogger(__name__)
 
 MAX_BAD_CHUNKS = 1000
+REPORT_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -59,6 +60,8 @@ class Reader:
         self.chunk_timeout_s = chunk_timeout_s
         # The most recent corrupt chunks seen: (chunk id, dataserver id, error).
         self.bad_chunks: deque[tuple[bytes, str, str]] = deque(maxlen=MAX_BAD_CHUNKS)
+        # Reports to the metaserver still being sent, kept so they are not collected.
+        self._reports: set[asyncio.Task[None]] = set()
 
     def window_for(self, layout: pb.Layout) -> int:
         """Return how many stripes to read at once, since a coded stripe spans K chunks."""
@@ -102,7 +105,7 @@ class Reader:
             failed: dict[int, StoreError]
             if view.is_readable(chunk.target):
                 try:
-                    return await self._read_chunk(view, target, local, chunk, deadline, region)
+                    return await self.read_chunk(view, target, local, chunk, deadline, region)
                 except (Unavailable, NotFound, ChecksumMismatch) as error:
                     self._note_failure(target, piece, chunk, error)
                     failed = {span.position: error}
@@ -137,7 +140,7 @@ class Reader:
         async def fetch(position: int) -> None:
             chunk = stripe.chunks[position]
             try:
-                parts = await self._read_chunk(view, target, local, chunk, deadline, None)
+                parts = await self.read_chunk(view, target, local, chunk, deadline, None)
             except (Unavailable, NotFound, ChecksumMismatch) as error:
                 self._note_failure(target, local, chunk, error)
                 failed[position] = error
@@ -163,8 +166,7 @@ class Reader:
     def _note_failure(
         self, target: ReadTarget, piece: StripeSlice, chunk: pb.ChunkRef, error: StoreError
     ) -> None:
-        if isinstance(error, ChecksumMismatch | NotFound):
-            self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
+        self._remember_bad(target, chunk, error)
         log.warning(
             "chunk read failed object=%s stripe=%d chunk=%s: %s",
             target.name(),
@@ -172,6 +174,40 @@ class Reader:
             chunk.chunk_id.hex(),
             error,
         )
+
+    def _remember_bad(self, target: ReadTarget, chunk: pb.ChunkRef, error: StoreError) -> None:
+        """Record a missing or corrupt chunk and report it to the object's shard for repair."""
+        if not isinstance(error, ChecksumMismatch | NotFound):
+            return
+        entry = (chunk.chunk_id, chunk.target, str(error))
+        if any(seen[:2] == entry[:2] for seen in self.bad_chunks):
+            return
+        self.bad_chunks.append(entry)
+        report = meta_pb2.BadChunk(
+            bucket=target.bucket,
+            key=target.key,
+            chunk_id=chunk.chunk_id,
+            dataserver_id=chunk.target,
+            reason=str(error),
+        )
+        task = asyncio.create_task(self._send_report(report))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _send_report(self, report: meta_pb2.BadChunk) -> None:
+        deadline = Deadline(REPORT_TIMEOUT_S, f"report of bad chunk {report.chunk_id.hex()}")
+        request = meta_pb2.ReportBadChunksRequest(chunks=[report])
+        try:
+            view = await self.connection.cluster_view(deadline)
+            request.shard = self.connection.shard_for(view, report.bucket, report.key)
+            await self.connection.meta_call(
+                deadline,
+                request.shard,
+                lambda stub, _, timeout: stub.ReportBadChunks(request, timeout=timeout),
+                idempotent=True,
+            )
+        except StoreError as error:
+            log.info("bad chunk report failed chunk=%s: %s", report.chunk_id.hex(), error)
 
     async def _read_copies(
         self,
@@ -193,10 +229,9 @@ class Reader:
             errors = []
             for chunk in copies:
                 try:
-                    return await self._read_chunk(view, target, piece, chunk, deadline, out)
+                    return await self.read_chunk(view, target, piece, chunk, deadline, out)
                 except (Unavailable, NotFound, ChecksumMismatch) as error:
-                    if isinstance(error, ChecksumMismatch):
-                        self.bad_chunks.append((chunk.chunk_id, chunk.target, str(error)))
+                    self._remember_bad(target, chunk, error)
                     log.warning(
                         "chunk read failed object=%s stripe=%d attempt=%d: %s",
                         target.name(),
@@ -217,7 +252,7 @@ class Reader:
             view = await self.connection.cluster_view(deadline)
         raise _read_failure(target, piece, errors)
 
-    async def _read_chunk(
+    async def read_chunk(
         self,
         view: ClusterView,
         target: ReadTarget,

@@ -36,6 +36,23 @@ def chunk_id(upload_id: str, stripe_index: int, position: int = 0) -> bytes:
     return raw + _CHUNK_SUFFIX.pack(stripe_index, position)
 
 
+def rebuilt_chunk_id(chunk: bytes) -> bytes:
+    """Return the id of a rebuilt copy of a chunk: the next generation of the same position.
+
+    The position field keeps the position in its low byte and a generation in its
+    high byte, so a rebuilt chunk never shares an id with the lost one, which a
+    garbage-collection entry may still name.
+    """
+    upload_id, stripe_index, field = split_chunk_id(chunk)
+    generation = (field >> 8) % 255 + 1
+    return chunk_id(upload_id, stripe_index, (field & 0xFF) | generation << 8)
+
+
+def chunk_position(chunk: bytes) -> int:
+    """Return the position within its stripe that a chunk id names."""
+    return split_chunk_id(chunk)[2] & 0xFF
+
+
 def split_chunk_id(chunk: bytes) -> tuple[str, int, int]:
     """Return (upload id, stripe index, position) of a chunk id."""
     if len(chunk) != CHUNK_ID_BYTES:
@@ -134,15 +151,15 @@ def check_layout(layout: pb.Layout, size_bytes: int, upload_id: str) -> None:
             raise InvalidArgument(f"layout stripe {index} puts two chunks on one dataserver")
         chunk_bytes = scheme.chunk_bytes(stripe.length_bytes)
         for position, chunk in enumerate(stripe.chunks):
-            owner, _, chunk_position = split_chunk_id(chunk.chunk_id)
+            owner, _, position_field = split_chunk_id(chunk.chunk_id)
             if owner != upload_id:
                 raise InvalidArgument(
                     f"layout stripe {index} names chunk {chunk.chunk_id.hex()} of another upload"
                 )
-            if scheme.erasure_coded and chunk_position != position:
+            if scheme.erasure_coded and position_field & 0xFF != position:
                 raise InvalidArgument(
                     f"layout stripe {index} lists chunk {chunk.chunk_id.hex()} at position "
-                    f"{position}, but its id says {chunk_position}"
+                    f"{position}, but its id names position {position_field & 0xFF}"
                 )
             if chunk.length_bytes != chunk_bytes:
                 raise InvalidArgument(

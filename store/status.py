@@ -101,6 +101,15 @@ def _metaserver_json(info: pb.MetaserverInfo, status: meta_pb2.MetaserverStatus)
         "started_unix_ms": status.started_unix_ms,
         "gc_chunks_deleted": status.gc_chunks_deleted,
         "gc_uploads_expired": status.gc_uploads_expired,
+        "repair": {
+            "queued_objects": status.repair.queued_objects,
+            "repaired_chunks": status.repair.repaired_chunks,
+            "repaired_bytes": status.repair.repaired_bytes,
+            "rate_bytes_s": status.repair.rate_bytes_s,
+            "failures": status.repair.failures,
+            "unrecoverable_stripes": status.repair.unrecoverable_stripes,
+            "bandwidth_bytes_s": status.repair.bandwidth_bytes_s,
+        },
     }
 
 
@@ -165,6 +174,7 @@ def format_status(status: Status) -> str:
         [
             header,
             _metaserver_table(status["metaservers"]),
+            _repair_table(status["metaservers"]),
             format_dataservers(status["dataservers"], status["dataserver_states"]),
             _shard_table(status["shards"]),
         ]
@@ -177,6 +187,36 @@ def _metaserver_table(metaservers: list[dict[str, Any]]) -> str:
         for m in metaservers
     ]
     headers = ["METASERVER", "ADDRESS", "SHARDS", "GC CHUNKS DELETED", "GC UPLOADS EXPIRED"]
+    return format_table(headers, rows)
+
+
+def _repair_table(metaservers: list[dict[str, Any]]) -> str:
+    rows = []
+    for m in metaservers:
+        repair = m["repair"]
+        limit = repair["bandwidth_bytes_s"]
+        rows.append(
+            [
+                m["id"],
+                repair["queued_objects"],
+                repair["repaired_chunks"],
+                format_bytes(repair["repaired_bytes"]),
+                f"{format_bytes(int(repair['rate_bytes_s']))}/s",
+                f"{format_bytes(limit)}/s" if limit else "none",
+                repair["failures"],
+                repair["unrecoverable_stripes"],
+            ]
+        )
+    headers = [
+        "REPAIR",
+        "QUEUED OBJECTS",
+        "CHUNKS REBUILT",
+        "BYTES",
+        "LAST RATE",
+        "LIMIT",
+        "FAILURES",
+        "UNRECOVERABLE STRIPES",
+    ]
     return format_table(headers, rows)
 
 

@@ -172,7 +172,7 @@ class Upload:
             prepared: dict[bytes, tuple[int, list[bytes]]] = {}
             for target, (chunk, content) in zip(targets, self._chunks(index, data), strict=True):
                 if chunk not in prepared:
-                    prepared[chunk] = (crc32c(content), _messages(content))
+                    prepared[chunk] = (crc32c(content), chunk_messages(content))
                 checksum, messages = prepared[chunk]
                 ref = stripe.chunks.add(
                     chunk_id=chunk, target=target, length_bytes=len(content), crc32c=checksum
@@ -262,23 +262,21 @@ class Upload:
         deadline: Deadline,
         retry: bool,
     ) -> None:
-        first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
         attempt = 0
         while True:
             attempt += 1
-            address = self.view.dataserver_address(target)
             try:
-                await self.connection.channels.chunk_writer(address)(
-                    iter([first, *messages]),
-                    timeout=deadline.remaining_s(self.chunk_timeout_s),
+                await write_chunk(
+                    self.connection,
+                    self.view,
+                    target,
+                    header,
+                    messages,
+                    deadline.remaining_s(self.chunk_timeout_s),
                 )
                 return
-            except grpc.RpcError as exc:
-                error = error_from_rpc(
-                    exc,
-                    f"writing chunk {header.chunk_id.hex()} (stripe {header.stripe_index}) of "
-                    f"{self._name()} to dataserver {target} at {address}",
-                )
+            except StoreError as failure:
+                error = failure
             log.warning(
                 "chunk write failed upload=%s attempt=%d: %s", self.upload_id, attempt, error
             )
@@ -290,7 +288,29 @@ class Upload:
             self.view = await self.connection.cluster_view(deadline)
 
 
-def _messages(content: Buffer) -> list[bytes]:
+async def write_chunk(
+    connection: Connection,
+    view: ClusterView,
+    target: str,
+    header: pb.ChunkFileHeader,
+    messages: list[bytes],
+    timeout_s: float | None,
+) -> None:
+    """Send one chunk to a dataserver once; raise StoreError unless it is durable there."""
+    address = view.dataserver_address(target)
+    first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
+    try:
+        await connection.channels.chunk_writer(address)(iter([first, *messages]), timeout=timeout_s)
+    except grpc.RpcError as exc:
+        raise error_from_rpc(
+            exc,
+            f"writing chunk {header.chunk_id.hex()} (stripe {header.stripe_index}) of "
+            f"{header.bucket}/{display_key(header.key)} to dataserver {target} at {address}",
+        ) from None
+
+
+def chunk_messages(content: Buffer) -> list[bytes]:
+    """Split chunk bytes into the data messages of a ChunkStream write."""
     view = memoryview(content)
     return [
         bytes(view[start : start + MESSAGE_BYTES]) for start in range(0, len(view), MESSAGE_BYTES)

@@ -83,6 +83,7 @@ class DataserverInfo(_message.Message):
     LAST_HEARTBEAT_UNIX_MS_FIELD_NUMBER: _builtins.int
     CHUNK_COUNT_FIELD_NUMBER: _builtins.int
     USED_BYTES_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     address: _builtins.str
     state: Global___DataserverState.ValueType
@@ -93,6 +94,10 @@ class DataserverInfo(_message.Message):
     last_heartbeat_unix_ms: _builtins.int
     chunk_count: _builtins.int
     used_bytes: _builtins.int
+    draining: _builtins.bool
+    """Set by `storectl node drain`: the dataserver gets no new chunks, and
+    repair moves its chunks to others until it holds none.
+    """
     def __init__(
         self,
         *,
@@ -105,10 +110,11 @@ class DataserverInfo(_message.Message):
         last_heartbeat_unix_ms: _builtins.int = ...,
         chunk_count: _builtins.int = ...,
         used_bytes: _builtins.int = ...,
+        draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity_bytes", b"capacity_bytes", "chunk_count", b"chunk_count", "domain", b"domain", "free_bytes", b"free_bytes", "id", b"id", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "state", b"state", "used_bytes", b"used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity_bytes", b"capacity_bytes", "chunk_count", b"chunk_count", "domain", b"domain", "draining", b"draining", "free_bytes", b"free_bytes", "id", b"id", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "state", b"state", "used_bytes", b"used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

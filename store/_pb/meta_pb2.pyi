@@ -77,6 +77,131 @@ class ReportBadChunksRequest(_message.Message):
 Global___ReportBadChunksRequest: _TypeAlias = ReportBadChunksRequest  # noqa: Y015
 
 @_typing.final
+class RepairEntry(_message.Message):
+    """Stored in the object's shard until the object is repaired: the chunks
+    reported bad since its last repair.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    QUEUED_UNIX_NS_FIELD_NUMBER: _builtins.int
+    queued_unix_ns: _builtins.int
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___BadChunk]: ...
+    def __init__(
+        self,
+        *,
+        chunks: _abc.Iterable[Global___BadChunk] | None = ...,
+        queued_unix_ns: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "queued_unix_ns", b"queued_unix_ns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepairEntry: _TypeAlias = RepairEntry  # noqa: Y015
+
+@_typing.final
+class DrainDataserverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    cancel: _builtins.bool
+    """Stop draining: the dataserver takes new chunks again."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        cancel: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainDataserverRequest: _TypeAlias = DrainDataserverRequest  # noqa: Y015
+
+@_typing.final
+class RemoveDataserverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveDataserverRequest: _TypeAlias = RemoveDataserverRequest  # noqa: Y015
+
+@_typing.final
+class RemoveDataserverResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveDataserverResponse: _TypeAlias = RemoveDataserverResponse  # noqa: Y015
+
+@_typing.final
+class CountChunkRefsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASERVER_ID_FIELD_NUMBER: _builtins.int
+    dataserver_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        dataserver_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataserver_id", b"dataserver_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountChunkRefsRequest: _TypeAlias = CountChunkRefsRequest  # noqa: Y015
+
+@_typing.final
+class CountChunkRefsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    chunks: _builtins.int
+    objects: _builtins.int
+    def __init__(
+        self,
+        *,
+        chunks: _builtins.int = ...,
+        objects: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "objects", b"objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountChunkRefsResponse: _TypeAlias = CountChunkRefsResponse  # noqa: Y015
+
+@_typing.final
 class ReportBadChunksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1418,6 +1543,7 @@ class MetaserverStatus(_message.Message):
     GC_CHUNKS_DELETED_FIELD_NUMBER: _builtins.int
     GC_UPLOADS_EXPIRED_FIELD_NUMBER: _builtins.int
     STARTED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    REPAIR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     address: _builtins.str
     epoch: _builtins.int
@@ -1426,6 +1552,8 @@ class MetaserverStatus(_message.Message):
     started_unix_ms: _builtins.int
     @_builtins.property
     def shards(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardStatus]: ...
+    @_builtins.property
+    def repair(self) -> Global___RepairStatus: ...
     def __init__(
         self,
         *,
@@ -1436,11 +1564,66 @@ class MetaserverStatus(_message.Message):
         gc_chunks_deleted: _builtins.int = ...,
         gc_uploads_expired: _builtins.int = ...,
         started_unix_ms: _builtins.int = ...,
+        repair: Global___RepairStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["repair", b"repair"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "epoch", b"epoch", "gc_chunks_deleted", b"gc_chunks_deleted", "gc_uploads_expired", b"gc_uploads_expired", "id", b"id", "shards", b"shards", "started_unix_ms", b"started_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "epoch", b"epoch", "gc_chunks_deleted", b"gc_chunks_deleted", "gc_uploads_expired", b"gc_uploads_expired", "id", b"id", "repair", b"repair", "shards", b"shards", "started_unix_ms", b"started_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MetaserverStatus: _TypeAlias = MetaserverStatus  # noqa: Y015
+
+@_typing.final
+class RepairStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUED_OBJECTS_FIELD_NUMBER: _builtins.int
+    REPAIRED_CHUNKS_FIELD_NUMBER: _builtins.int
+    REPAIRED_BYTES_FIELD_NUMBER: _builtins.int
+    RATE_BYTES_S_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    UNRECOVERABLE_STRIPES_FIELD_NUMBER: _builtins.int
+    LAST_PASS_UNIX_MS_FIELD_NUMBER: _builtins.int
+    BANDWIDTH_BYTES_S_FIELD_NUMBER: _builtins.int
+    MOVED_CHUNKS_FIELD_NUMBER: _builtins.int
+    MOVED_BYTES_FIELD_NUMBER: _builtins.int
+    queued_objects: _builtins.int
+    """Objects known to need repair: reported bad chunks plus those the last
+    scan found with chunks on dataservers that are out.
+    """
+    repaired_chunks: _builtins.int
+    repaired_bytes: _builtins.int
+    rate_bytes_s: _builtins.float
+    """Bytes read and written per second over the last pass that did work."""
+    failures: _builtins.int
+    unrecoverable_stripes: _builtins.int
+    """Stripes that cannot be rebuilt now because too few chunks survive."""
+    last_pass_unix_ms: _builtins.int
+    bandwidth_bytes_s: _builtins.int
+    moved_chunks: _builtins.int
+    """Chunks copied off draining dataservers or onto emptier ones to even out
+    the counts, with the source kept until the layout names the copy.
+    """
+    moved_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        queued_objects: _builtins.int = ...,
+        repaired_chunks: _builtins.int = ...,
+        repaired_bytes: _builtins.int = ...,
+        rate_bytes_s: _builtins.float = ...,
+        failures: _builtins.int = ...,
+        unrecoverable_stripes: _builtins.int = ...,
+        last_pass_unix_ms: _builtins.int = ...,
+        bandwidth_bytes_s: _builtins.int = ...,
+        moved_chunks: _builtins.int = ...,
+        moved_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_bytes_s", b"bandwidth_bytes_s", "failures", b"failures", "last_pass_unix_ms", b"last_pass_unix_ms", "moved_bytes", b"moved_bytes", "moved_chunks", b"moved_chunks", "queued_objects", b"queued_objects", "rate_bytes_s", b"rate_bytes_s", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "unrecoverable_stripes", b"unrecoverable_stripes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepairStatus: _TypeAlias = RepairStatus  # noqa: Y015

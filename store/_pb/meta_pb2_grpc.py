@@ -176,6 +176,21 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.ReportBadChunksRequest.SerializeToString,
                 response_deserializer=meta__pb2.ReportBadChunksResponse.FromString,
                 _registered_method=True)
+        self.DrainDataserver = channel.unary_unary(
+                '/store.v1.MetaService/DrainDataserver',
+                request_serializer=meta__pb2.DrainDataserverRequest.SerializeToString,
+                response_deserializer=common__pb2.DataserverInfo.FromString,
+                _registered_method=True)
+        self.RemoveDataserver = channel.unary_unary(
+                '/store.v1.MetaService/RemoveDataserver',
+                request_serializer=meta__pb2.RemoveDataserverRequest.SerializeToString,
+                response_deserializer=meta__pb2.RemoveDataserverResponse.FromString,
+                _registered_method=True)
+        self.CountChunkRefs = channel.unary_unary(
+                '/store.v1.MetaService/CountChunkRefs',
+                request_serializer=meta__pb2.CountChunkRefsRequest.SerializeToString,
+                response_deserializer=meta__pb2.CountChunkRefsResponse.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/store.v1.MetaService/GetStatus',
                 request_serializer=meta__pb2.GetStatusRequest.SerializeToString,
@@ -379,6 +394,28 @@ class MetaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainDataserver(self, request, context):
+        """Membership changes, on the primary. Draining stops new chunks going to a
+        dataserver and has repair move its chunks off; removing forgets it, and
+        is rejected while any layout still names one of its chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveDataserver(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountChunkRefs(self, request, context):
+        """How many chunks of this metaserver's objects a dataserver holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatus(self, request, context):
         """Operations.
         """
@@ -528,6 +565,21 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.ReportBadChunks,
                     request_deserializer=meta__pb2.ReportBadChunksRequest.FromString,
                     response_serializer=meta__pb2.ReportBadChunksResponse.SerializeToString,
+            ),
+            'DrainDataserver': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainDataserver,
+                    request_deserializer=meta__pb2.DrainDataserverRequest.FromString,
+                    response_serializer=common__pb2.DataserverInfo.SerializeToString,
+            ),
+            'RemoveDataserver': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDataserver,
+                    request_deserializer=meta__pb2.RemoveDataserverRequest.FromString,
+                    response_serializer=meta__pb2.RemoveDataserverResponse.SerializeToString,
+            ),
+            'CountChunkRefs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountChunkRefs,
+                    request_deserializer=meta__pb2.CountChunkRefsRequest.FromString,
+                    response_serializer=meta__pb2.CountChunkRefsResponse.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
@@ -1291,6 +1343,87 @@ class MetaService:
             '/store.v1.MetaService/ReportBadChunks',
             meta__pb2.ReportBadChunksRequest.SerializeToString,
             meta__pb2.ReportBadChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainDataserver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/DrainDataserver',
+            meta__pb2.DrainDataserverRequest.SerializeToString,
+            common__pb2.DataserverInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveDataserver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/RemoveDataserver',
+            meta__pb2.RemoveDataserverRequest.SerializeToString,
+            meta__pb2.RemoveDataserverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountChunkRefs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/CountChunkRefs',
+            meta__pb2.CountChunkRefsRequest.SerializeToString,
+            meta__pb2.CountChunkRefsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -93,6 +93,14 @@ class MetaServiceStub:
     corrupt to the metaserver of the object's shard, which queues the object
     for repair.
     """
+    DrainDataserver: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DrainDataserverRequest, _common_pb2.DataserverInfo]
+    """Membership changes, on the primary. Draining stops new chunks going to a
+    dataserver and has repair move its chunks off; removing forgets it, and
+    is rejected while any layout still names one of its chunks.
+    """
+    RemoveDataserver: _grpc.UnaryUnaryMultiCallable[_meta_pb2.RemoveDataserverRequest, _meta_pb2.RemoveDataserverResponse]
+    CountChunkRefs: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CountChunkRefsRequest, _meta_pb2.CountChunkRefsResponse]
+    """How many chunks of this metaserver's objects a dataserver holds."""
     GetStatus: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]
     """Operations."""
 
@@ -159,6 +167,14 @@ class MetaServiceAsyncStub(MetaServiceStub):
     corrupt to the metaserver of the object's shard, which queues the object
     for repair.
     """
+    DrainDataserver: _aio.UnaryUnaryMultiCallable[_meta_pb2.DrainDataserverRequest, _common_pb2.DataserverInfo]  # type: ignore[assignment]
+    """Membership changes, on the primary. Draining stops new chunks going to a
+    dataserver and has repair move its chunks off; removing forgets it, and
+    is rejected while any layout still names one of its chunks.
+    """
+    RemoveDataserver: _aio.UnaryUnaryMultiCallable[_meta_pb2.RemoveDataserverRequest, _meta_pb2.RemoveDataserverResponse]  # type: ignore[assignment]
+    CountChunkRefs: _aio.UnaryUnaryMultiCallable[_meta_pb2.CountChunkRefsRequest, _meta_pb2.CountChunkRefsResponse]  # type: ignore[assignment]
+    """How many chunks of this metaserver's objects a dataserver holds."""
     GetStatus: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]  # type: ignore[assignment]
     """Operations."""
 
@@ -390,6 +406,32 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         corrupt to the metaserver of the object's shard, which queues the object
         for repair.
         """
+
+    @_abc_1.abstractmethod
+    def DrainDataserver(
+        self,
+        request: _meta_pb2.DrainDataserverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.DataserverInfo, _abc.Awaitable[_common_pb2.DataserverInfo]]:
+        """Membership changes, on the primary. Draining stops new chunks going to a
+        dataserver and has repair move its chunks off; removing forgets it, and
+        is rejected while any layout still names one of its chunks.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveDataserver(
+        self,
+        request: _meta_pb2.RemoveDataserverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.RemoveDataserverResponse, _abc.Awaitable[_meta_pb2.RemoveDataserverResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CountChunkRefs(
+        self,
+        request: _meta_pb2.CountChunkRefsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.CountChunkRefsResponse, _abc.Awaitable[_meta_pb2.CountChunkRefsResponse]]:
+        """How many chunks of this metaserver's objects a dataserver holds."""
 
     @_abc_1.abstractmethod
     def GetStatus(

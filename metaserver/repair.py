@@ -1,0 +1,477 @@
+"""Background repair: rebuild the chunks of stripes that lost some, for this metaserver's shards.
+
+A chunk needs rebuilding when its dataserver is out (down for longer than
+the out timeout) or gone from the cluster map, or when a reader or a
+scrubber reported it missing or corrupt (stored under the "R" tag). Each
+pass collects such objects, most damaged stripes first, and for each one:
+
+1. reads K surviving chunks of every damaged stripe (one copy for
+   replication), checking their CRC32Cs, and decodes the lost chunks;
+2. records the new chunks as garbage due after `intent_s`, then writes them
+   to dataservers chosen by placement, under new chunk ids;
+3. swaps the new chunks into the layout in one shard batch, which also
+   removes that garbage entry and queues the lost chunks for deletion. If the
+   object changed meanwhile, the new chunks become due for deletion instead.
+
+Nothing is lost when the process dies at any step: the layout changes only
+in step 3, unfinished work is found again by the next pass, and the chunks
+of a repair that never finished are deleted once their entry comes due.
+Repair traffic (bytes read plus written) is held under `bandwidth_bytes_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from metaserver import keys
+from metaserver.follower import PrimaryLink
+from metaserver.membership import Membership
+from metaserver.repair_ops import (
+    Replacement,
+    commit_repair,
+    drop_entry,
+    queue_intent,
+)
+from metaserver.shard import Shard, ShardCursor
+from store._pb import common_pb2 as pb
+from store._pb import meta_pb2
+from store.checksum import crc32c
+from store.clustermap import ClusterView
+from store.connection import Connection, Deadline
+from store.download import Reader, ReadTarget
+from store.erasure import codec
+from store.errors import StoreError, Unavailable
+from store.layout import StripeSlice, rebuilt_chunk_id, split_chunk_id
+from store.names import display_key
+from store.placement import (
+    domains_of,
+    eligible_dataservers,
+    interleave_domains,
+    rank_dataservers,
+    replacement_target,
+)
+from store.scheme import of_layout
+from store.upload import chunk_messages, write_chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RepairSettings:
+    interval_s: float = 5.0
+    # Bytes read and written per second by repair; 0 means no limit.
+    bandwidth_bytes_s: int = 64 * 1024 * 1024
+    chunk_timeout_s: float = 60.0
+    # Chunks written by a repair that has not committed are deleted after this long. A
+    # repair that takes more than half of it is abandoned.
+    intent_s: float = 3600.0
+    # Objects repaired per shard and pass, so one pass stays short.
+    max_objects_per_pass: int = 256
+
+
+@dataclass(slots=True)
+class RepairCounters:
+    repaired_chunks: int = 0
+    repaired_bytes: int = 0
+    failures: int = 0
+    queued_objects: int = 0
+    unrecoverable_stripes: int = 0
+    rate_bytes_s: float = 0.0
+    last_pass_unix_ms: int = 0
+
+
+@dataclass(order=True, slots=True)
+class RepairItem:
+    """An object to repair; items with more chunks lost in one stripe sort first."""
+
+    sort_key: int
+    bucket: str = field(compare=False)
+    key: bytes = field(compare=False)
+    shard: Shard = field(compare=False)
+    # (chunk id, dataserver id) pairs reported bad.
+    reported: frozenset[tuple[bytes, str]] = field(compare=False)
+
+
+class Throttle:
+    """Spaces out byte counts so that their rate stays under a limit."""
+
+    def __init__(self, bytes_per_s: int) -> None:
+        self.bytes_per_s = bytes_per_s
+        self._next_s = time.monotonic()
+
+    async def spend(self, size_bytes: int) -> None:
+        if self.bytes_per_s <= 0:
+            return
+        now_s = time.monotonic()
+        self._next_s = max(self._next_s, now_s) + size_bytes / self.bytes_per_s
+        if self._next_s > now_s:
+            await asyncio.sleep(self._next_s - now_s)
+
+
+class Repairer:
+    def __init__(
+        self,
+        shards: list[Shard],
+        cluster: Membership | PrimaryLink,
+        settings: RepairSettings,
+        gc_delay_s: float,
+    ) -> None:
+        self.shards = shards
+        self.cluster = cluster
+        self.settings = settings
+        self.gc_delay_ns = int(gc_delay_s * 1e9)
+        self.counters = RepairCounters()
+        self.throttle = Throttle(settings.bandwidth_bytes_s)
+        self._wakeup = asyncio.Event()
+        self._connection: Connection | None = None
+        self._reader: Reader | None = None
+        # The set of out dataservers for which a full scan found nothing left to do.
+        self._clean_for: frozenset[str] | None = None
+
+    def start(self, address: str) -> None:
+        """Open the data path; `address` is this metaserver's, though no call goes there."""
+        self._connection = Connection([address])
+        self._reader = Reader(self._connection, 1, self.settings.chunk_timeout_s)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_pass()
+            except Exception:
+                log.exception("[BUG] repair pass failed")
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.interval_s)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    # Finding work.
+
+    async def run_pass(self) -> None:
+        view = ClusterView(self.cluster.cluster_map())
+        lost = frozenset(
+            info.id for info in view.map.dataservers if info.state == pb.DATASERVER_STATE_OUT
+        )
+        scan = bool(lost) and lost != self._clean_for
+        items: list[RepairItem] = []
+        for shard in self.shards:
+            items += self._reported(shard)
+            if scan:
+                items += self._scan(shard, view, lost)
+        self.counters.queued_objects = len(items)
+        self.counters.last_pass_unix_ms = int(time.time() * 1000)
+        if not items:
+            if scan:
+                self._clean_for = lost
+            return
+
+        items.sort()
+        started_s = time.monotonic()
+        moved_before = self.counters.repaired_bytes
+        pending = len(items)
+        for item in items:
+            if await self._repair_object(item, view, lost):
+                pending -= 1
+            self.counters.queued_objects = pending
+        moved = self.counters.repaired_bytes - moved_before
+        if moved:
+            self.counters.rate_bytes_s = moved / max(time.monotonic() - started_s, 1e-6)
+
+    def _reported(self, shard: Shard) -> list[RepairItem]:
+        items: list[RepairItem] = []
+        cursor = ShardCursor(shard.db, keys.REPAIR_TAG, b"", b"")
+        while (suffix := cursor.current()) is not None:
+            if len(items) >= self.settings.max_objects_per_pass:
+                break
+            bucket, key = keys.split_name(suffix)
+            entry = meta_pb2.RepairEntry.FromString(cursor.payload())
+            reported = frozenset((c.chunk_id, c.dataserver_id) for c in entry.chunks)
+            items.append(RepairItem(-len(reported), bucket, key, shard, reported))
+            cursor.advance()
+        return items
+
+    def _scan(self, shard: Shard, view: ClusterView, lost: frozenset[str]) -> list[RepairItem]:
+        """Return the shard's objects with chunks on lost or unknown dataservers."""
+        items: list[RepairItem] = []
+        cursor = ShardCursor(shard.db, keys.OBJECT_TAG, b"", b"")
+        while (suffix := cursor.current()) is not None:
+            if len(items) >= self.settings.max_objects_per_pass:
+                break
+            record = keys.decode_object(cursor.payload())
+            worst = max(
+                (
+                    sum(
+                        1
+                        for c in stripe.chunks
+                        if c.target in lost or c.target not in view.dataservers
+                    )
+                    for stripe in record.layout.stripes
+                ),
+                default=0,
+            )
+            if worst:
+                bucket, key = keys.split_name(suffix)
+                items.append(RepairItem(-worst, bucket, key, shard, frozenset()))
+            cursor.advance()
+        return items
+
+    # Repairing one object.
+
+    async def _repair_object(
+        self, item: RepairItem, view: ClusterView, lost: frozenset[str]
+    ) -> bool:
+        """Repair one object; return True when it needs nothing more."""
+        name = f"{item.bucket}/{display_key(item.key)}"
+        record = await item.shard.get_object(item.bucket, item.key)
+        if record is None or record.is_inline:
+            await item.shard.submit("repair_drop", drop_entry(item.bucket, item.key))
+            return True
+        damaged = _damaged_positions(record, view, lost, item.reported)
+        if not damaged:
+            await item.shard.submit("repair_drop", drop_entry(item.bucket, item.key))
+            return True
+        try:
+            rebuilt = await self._rebuild(record, item, view, damaged)
+        except StoreError as error:
+            self.counters.failures += 1
+            log.warning("repair failed object=%s version=%s: %s", name, record.version_id, error)
+            return False
+        if rebuilt is None:
+            return False
+        replacements, intent = rebuilt
+        return await self._commit(record, item, replacements, intent)
+
+    async def _rebuild(
+        self,
+        record: pb.ObjectRecord,
+        item: RepairItem,
+        view: ClusterView,
+        damaged: dict[int, list[int]],
+    ) -> tuple[list[Replacement], int] | None:
+        """Rebuild and write every damaged chunk that can be rebuilt.
+
+        Returns the replacements and the sequence of their garbage entry, or None when
+        no stripe had enough surviving chunks.
+        """
+        assert self._connection is not None
+        target = ReadTarget(item.bucket, item.key, record)
+        ranking = interleave_domains(
+            rank_dataservers(eligible_dataservers(view.map, 0), record.version_id),
+            domains_of(view.map),
+        )
+        rebuilt: list[tuple[int, int, pb.ChunkRef, bytes]] = []
+        for stripe_index, positions in sorted(damaged.items()):
+            contents = await self._decode_stripe(target, view, stripe_index, positions)
+            if contents is None:
+                continue
+            stripe = record.layout.stripes[stripe_index]
+            rebuilt += [(stripe_index, p, stripe.chunks[p], contents[p]) for p in positions]
+        if not rebuilt:
+            return None
+
+        replacements = self._place(record, view, ranking, rebuilt, damaged)
+        intent = await item.shard.submit(
+            "repair_intent",
+            queue_intent(
+                item.shard,
+                [r.new for r in replacements],
+                time.time_ns() + int(self.settings.intent_s * 1e9),
+                f"unfinished repair of {target.name()}",
+            ),
+        )
+        deadline = Deadline(self.settings.chunk_timeout_s * 2, f"repair of {target.name()}")
+        for replacement, (_, _, _, data) in zip(replacements, rebuilt, strict=True):
+            await self.throttle.spend(len(data))
+            header = pb.ChunkFileHeader(
+                chunk_id=replacement.new.chunk_id,
+                upload_id=split_chunk_id(replacement.new.chunk_id)[0],
+                bucket=item.bucket,
+                key=item.key,
+                stripe_index=replacement.stripe_index,
+                length_bytes=len(data),
+                crc32c=replacement.new.crc32c,
+            )
+            await write_chunk(
+                self._connection,
+                view,
+                replacement.new.target,
+                header,
+                chunk_messages(data),
+                deadline.remaining_s(self.settings.chunk_timeout_s),
+            )
+        return replacements, intent
+
+    def _place(
+        self,
+        record: pb.ObjectRecord,
+        view: ClusterView,
+        ranking: list[str],
+        rebuilt: list[tuple[int, int, pb.ChunkRef, bytes]],
+        damaged: dict[int, list[int]],
+    ) -> list[Replacement]:
+        """Choose a dataserver and a new chunk id for each rebuilt chunk."""
+        domains = domains_of(view.map)
+        chosen: dict[int, list[str]] = {}
+        replacements = []
+        for stripe_index, position, old, data in rebuilt:
+            stripe = record.layout.stripes[stripe_index]
+            bad = damaged[stripe_index]
+            kept = [c.target for p, c in enumerate(stripe.chunks) if p not in bad]
+            taken = kept + chosen.setdefault(stripe_index, [])
+            avoid = [stripe.chunks[p].target for p in bad]
+            server = replacement_target(ranking, stripe_index, taken, avoid, domains)
+            if server is None:
+                raise Unavailable(
+                    f"no dataserver can take a rebuilt chunk of stripe {stripe_index}: every up "
+                    "dataserver already holds a chunk of it; add dataservers"
+                )
+            chosen[stripe_index].append(server)
+            new = pb.ChunkRef(
+                chunk_id=rebuilt_chunk_id(old.chunk_id),
+                target=server,
+                length_bytes=len(data),
+                crc32c=crc32c(data),
+            )
+            if new.crc32c != old.crc32c:
+                raise Unavailable(
+                    f"rebuilt chunk {old.chunk_id.hex()} of stripe {stripe_index} has CRC32C "
+                    f"{new.crc32c:#010x}, not {old.crc32c:#010x}; the surviving chunks disagree"
+                )
+            replacements.append(Replacement(stripe_index, position, old, new))
+        return replacements
+
+    async def _decode_stripe(
+        self, target: ReadTarget, view: ClusterView, stripe_index: int, lost: list[int]
+    ) -> dict[int, bytes] | None:
+        """Return the rebuilt bytes of the lost positions, or None when too few chunks survive."""
+        assert self._reader is not None
+        stripe = target.record.layout.stripes[stripe_index]
+        protection = of_layout(target.record.layout)
+        needed = protection.data_chunks if protection.erasure_coded else 1
+        candidates = [p for p in range(len(stripe.chunks)) if p not in lost]
+        candidates.sort(key=lambda p: (view.read_rank(stripe.chunks[p].target), p))
+        survivors: dict[int, bytes] = {}
+        deadline = Deadline(self.settings.chunk_timeout_s * 2, f"repair read of {target.name()}")
+        for position in candidates:
+            if len(survivors) == needed:
+                break
+            chunk = stripe.chunks[position]
+            piece = StripeSlice(stripe_index, stripe, 0, chunk.length_bytes)
+            try:
+                parts = await self._reader.read_chunk(view, target, piece, chunk, deadline, None)
+            except StoreError as error:
+                log.warning(
+                    "repair read failed object=%s stripe=%d position=%d: %s",
+                    target.name(),
+                    stripe_index,
+                    position,
+                    error,
+                )
+                continue
+            survivors[position] = b"".join(parts)
+            await self.throttle.spend(chunk.length_bytes)
+        if len(survivors) < needed:
+            self.counters.unrecoverable_stripes += 1
+            log.error(
+                "cannot repair stripe %d of %s: %d of %d chunks readable, %s needs %d",
+                stripe_index,
+                target.name(),
+                len(survivors),
+                len(stripe.chunks),
+                protection,
+                needed,
+            )
+            return None
+        if not protection.erasure_coded:
+            copy = next(iter(survivors.values()))
+            return {position: copy for position in lost}
+        coder = codec(protection.data_chunks, protection.parity_chunks)
+        return await asyncio.to_thread(coder.decode, survivors, lost)
+
+    async def _commit(
+        self,
+        record: pb.ObjectRecord,
+        item: RepairItem,
+        replacements: Sequence[Replacement],
+        intent: int,
+    ) -> bool:
+        name = f"{item.bucket}/{display_key(item.key)}"
+        applied = await item.shard.submit(
+            "repair_commit",
+            commit_repair(
+                item.shard,
+                item.bucket,
+                item.key,
+                record.version_id,
+                replacements,
+                intent,
+                time.time_ns(),
+                self.gc_delay_ns,
+                int(self.settings.intent_s * 1e9) // 2,
+            ),
+        )
+        if not applied:
+            log.info(
+                "repair of %s abandoned: the object changed while it was rebuilt, or the "
+                "repair outlasted half of its %.0fs limit",
+                name,
+                self.settings.intent_s,
+            )
+            return False
+        size = sum(r.new.length_bytes for r in replacements)
+        self.counters.repaired_chunks += len(replacements)
+        self.counters.repaired_bytes += size
+        log.info(
+            "repaired object=%s version=%s chunks=%d bytes=%d moves=%s",
+            name,
+            record.version_id,
+            len(replacements),
+            size,
+            ", ".join(f"{r.old.target}->{r.new.target}" for r in replacements),
+        )
+        return True
+
+    def status(self) -> meta_pb2.RepairStatus:
+        counters = self.counters
+        return meta_pb2.RepairStatus(
+            queued_objects=counters.queued_objects,
+            repaired_chunks=counters.repaired_chunks,
+            repaired_bytes=counters.repaired_bytes,
+            rate_bytes_s=counters.rate_bytes_s,
+            failures=counters.failures,
+            unrecoverable_stripes=counters.unrecoverable_stripes,
+            last_pass_unix_ms=counters.last_pass_unix_ms,
+            bandwidth_bytes_s=self.settings.bandwidth_bytes_s,
+        )
+
+
+def _damaged_positions(
+    record: pb.ObjectRecord,
+    view: ClusterView,
+    lost: frozenset[str],
+    reported: frozenset[tuple[bytes, str]],
+) -> dict[int, list[int]]:
+    """Return the lost positions of each damaged stripe."""
+    damaged = {}
+    for index, stripe in enumerate(record.layout.stripes):
+        positions = [
+            position
+            for position, chunk in enumerate(stripe.chunks)
+            if chunk.target in lost
+            or chunk.target not in view.dataservers
+            or (chunk.chunk_id, chunk.target) in reported
+        ]
+        if positions:
+            damaged[index] = positions
+    return damaged

@@ -1,0 +1,180 @@
+"""Background repair on real processes: lost dataservers, reported chunks, restarts.
+
+Dataservers are killed with SIGKILL and marked out after short timeouts;
+repair must rebuild every lost chunk elsewhere, so that the objects survive
+the loss of another dataserver, and the lost chunks are collected when
+their dataserver returns.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import store
+from store.cluster import LocalCluster, ManagedProcess
+from store.status import fetch_metaserver_status
+
+from .support import (
+    CHUNK_SIZE_BYTES,
+    ClusterFactory,
+    chunk_data_offset,
+    chunk_files,
+    flip_byte,
+    make_data,
+    upload_chunk_files,
+    wait_until,
+)
+from .test_degraded import holder
+
+CHUNK = CHUNK_SIZE_BYTES
+FAST_FAILURES = [
+    "--dataserver-suspect-s",
+    "0.3",
+    "--dataserver-timeout-s",
+    "0.8",
+    "--dataserver-out-s",
+    "0.5",
+    "--repair-interval-s",
+    "0.3",
+    "--gc-interval-s",
+    "0.3",
+    "--gc-delay-s",
+    "0",
+]
+FAST_HEARTBEAT = ["--heartbeat-interval-s", "0.1"]
+REPAIR_WAIT_S = 60.0
+
+
+def put_objects(client: store.Client, bucket: str, count: int) -> dict[str, bytes]:
+    objects = {f"obj-{i}": make_data(3 * CHUNK + 1000 * i, seed=400 + i) for i in range(count)}
+    for key, data in objects.items():
+        client.put(bucket, key, data)
+    return objects
+
+
+def chunks_only_on(
+    cluster: LocalCluster,
+    client: store.Client,
+    bucket: str,
+    keys: list[str],
+    live: list[ManagedProcess],
+) -> bool:
+    """Return whether every chunk of the objects is on `live`, one file per chunk."""
+    names = {process.name for process in live}
+    for key in keys:
+        info = client.stat(bucket, key)
+        files = upload_chunk_files(cluster, info.version_id)
+        on_live = [path.name for name, paths in files.items() if name in names for path in paths]
+        if len(on_live) != info.chunk_count or len(set(on_live)) != info.chunk_count:
+            return False
+    return True
+
+
+def repair_counters(cluster: LocalCluster) -> tuple[int, int]:
+    status = fetch_metaserver_status(cluster.meta_address, 5.0)
+    return status.repair.repaired_chunks, status.repair.queued_objects
+
+
+def test_repair_rebuilds_an_out_dataserver(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(dataservers=5, meta_args=FAST_FAILURES, data_args=FAST_HEARTBEAT)
+    with store.Client(cluster.meta_address, timeout_s=30) as client:
+        client.create_bucket("healing", scheme="ec:2+1")
+        objects = put_objects(client, "healing", 6)
+        victim = holder(cluster, client.stat("healing", "obj-0").version_id, 0, 0)[0]
+        victim.kill()
+        survivors = [p for p in cluster.dataservers if p is not victim]
+
+        wait_until(
+            functools.partial(chunks_only_on, cluster, client, "healing", list(objects), survivors),
+            REPAIR_WAIT_S,
+            f"repair to move every chunk off {victim.name}",
+            state=lambda: repair_counters(cluster),
+        )
+        rebuilt, _ = repair_counters(cluster)
+        assert rebuilt > 0, "the status reports no rebuilt chunks"
+
+        # Full protection again: any one more dataserver may die.
+        second = survivors[0]
+        second.kill()
+        for key, data in objects.items():
+            assert client.get("healing", key) == data, f"{key} differs after the repair"
+        cluster.restart(second)
+
+        # The victim returns with its old chunks; they are collected, not counted twice.
+        cluster.restart(victim)
+        versions = [client.stat("healing", key).version_id for key in objects]
+
+        def victim_has_no_old_chunks() -> bool:
+            return not any(path.name.startswith(tuple(versions)) for path in chunk_files(victim))
+
+        wait_until(victim_has_no_old_chunks, REPAIR_WAIT_S, f"old chunks on {victim.name} deleted")
+        for key, data in objects.items():
+            assert client.get("healing", key) == data, f"{key} differs after the victim returned"
+
+
+def test_reported_corrupt_chunk_is_rebuilt(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(dataservers=4, meta_args=FAST_FAILURES, data_args=FAST_HEARTBEAT)
+    with store.Client(cluster.meta_address) as client:
+        client.create_bucket("rotten", scheme="ec:2+1")
+        data = make_data(4 * CHUNK, seed=77)
+        version = client.put("rotten", "obj", data).version_id
+        _, path = holder(cluster, version, 1, 0)
+        flip_byte(path, chunk_data_offset(path) + 5)
+
+        assert client.get("rotten", "obj") == data, "the degraded read returned other bytes"
+        assert client.bad_chunks(), "the corrupt chunk was not noticed"
+        wait_until(lambda: not path.exists(), REPAIR_WAIT_S, f"corrupt {path.name} replaced")
+
+    with store.Client(cluster.meta_address) as fresh:
+        assert fresh.get("rotten", "obj") == data, "the repaired object differs"
+        assert fresh.bad_chunks() == [], f"reads still meet bad chunks: {fresh.bad_chunks()}"
+
+
+def test_repair_resumes_after_metaserver_kill(cluster_factory: ClusterFactory) -> None:
+    # A slow repair (1 MiB/s), so the kill lands in the middle of it.
+    meta_args = [
+        *FAST_FAILURES,
+        "--repair-bandwidth-bytes-s",
+        str(CHUNK),
+        "--repair-intent-s",
+        "20",
+    ]
+    cluster = cluster_factory(dataservers=5, meta_args=meta_args, data_args=FAST_HEARTBEAT)
+    with store.Client(cluster.meta_address, timeout_s=30) as client:
+        client.create_bucket("resume", scheme="ec:2+1")
+        objects = put_objects(client, "resume", 6)
+        victim = holder(cluster, client.stat("resume", "obj-0").version_id, 0, 0)[0]
+        victim.kill()
+        survivors = [p for p in cluster.dataservers if p is not victim]
+
+        wait_until(lambda: repair_counters(cluster)[0] > 0, REPAIR_WAIT_S, "repair to start")
+        cluster.metaservers[0].kill()
+        cluster.restart(cluster.metaservers[0])
+
+        wait_until(
+            functools.partial(chunks_only_on, cluster, client, "resume", list(objects), survivors),
+            REPAIR_WAIT_S,
+            "repair to finish after the metaserver restart",
+            state=lambda: repair_counters(cluster),
+        )
+        # Chunks the interrupted repair wrote but never committed are collected.
+        versions = [client.stat("resume", key).version_id for key in objects]
+        expected = sum(client.stat("resume", key).chunk_count for key in objects)
+
+        def stored_chunks() -> int:
+            return sum(
+                1
+                for process in survivors
+                for path in chunk_files(process)
+                if path.name.startswith(tuple(versions))
+            )
+
+        wait_until(
+            lambda: stored_chunks() == expected,
+            REPAIR_WAIT_S,
+            f"{expected} chunk files, one per chunk of the layouts",
+            state=stored_chunks,
+        )
+        survivors[1].kill()
+        for key, data in objects.items():
+            assert client.get("resume", key) == data, f"{key} differs after the resumed repair"
