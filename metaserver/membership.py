@@ -32,7 +32,7 @@ import rocksdict
 
 from store._pb import common_pb2 as pb
 from store.clustermap import counted_dataservers, state_name
-from store.errors import InvalidArgument
+from store.errors import InvalidArgument, NotFound, PreconditionFailed
 from store.shardmap import format_shard_ranges
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,8 @@ class Membership:
         record.CopyFrom(info)
         record.state = pb.DATASERVER_STATE_UP
         record.last_heartbeat_unix_ms = int(time.time() * 1000)
+        # Draining is an operator's decision, kept across restarts of the dataserver.
+        record.draining = known is not None and known.draining
         changed = (
             known is None
             or known.address != record.address
@@ -299,6 +301,50 @@ class Membership:
                 self.epoch,
             )
         return [info.id for info, _, _ in changes]
+
+    def set_draining(self, dataserver_id: str, draining: bool) -> pb.DataserverInfo:
+        """Start or stop draining a dataserver; bumps the epoch when the flag changes."""
+        info = self.get(dataserver_id)
+        if info.draining != draining:
+            info.draining = draining
+            self._persist([info], bump_epoch=True)
+            log.info(
+                "dataserver %s id=%s address=%s epoch=%d",
+                "draining" if draining else "no longer draining",
+                info.id,
+                info.address,
+                self.epoch,
+            )
+        return info
+
+    def remove(self, dataserver_id: str) -> None:
+        """Forget a stopped dataserver; the caller checked that no layout names it."""
+        info = self.get(dataserver_id)
+        if info.state == pb.DATASERVER_STATE_UP:
+            raise PreconditionFailed(
+                f"dataserver {dataserver_id} at {info.address} is up; stop its process first, "
+                "or it registers again as a new member"
+            )
+        del self.dataservers[dataserver_id]
+        self._last_seen_s.pop(dataserver_id, None)
+        self.epoch += 1
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        batch.delete(_DATASERVER_TAG + dataserver_id.encode())
+        batch.put(_EPOCH_KEY, self.epoch.to_bytes(8, "big"))
+        self._db.write(batch, self._sync)
+        log.info(
+            "dataserver removed id=%s address=%s epoch=%d", dataserver_id, info.address, self.epoch
+        )
+
+    def get(self, dataserver_id: str) -> pb.DataserverInfo:
+        """Return a dataserver's record; raise NotFound when the map lacks it."""
+        info = self.dataservers.get(dataserver_id)
+        if info is None:
+            raise NotFound(
+                f"dataserver {dataserver_id!r} is not in the cluster map; list the dataservers "
+                "with storectl node ls"
+            )
+        return info
 
     def cluster_map(self) -> pb.ClusterMap:
         cluster_map = pb.ClusterMap()

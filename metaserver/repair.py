@@ -36,6 +36,7 @@ from metaserver.repair_ops import (
     drop_entry,
     queue_intent,
 )
+from metaserver.repair_plan import Balancer, Move, PassState, count_chunks, plan_moves
 from metaserver.shard import Shard, ShardCursor
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2
@@ -77,6 +78,8 @@ class RepairSettings:
 class RepairCounters:
     repaired_chunks: int = 0
     repaired_bytes: int = 0
+    moved_chunks: int = 0
+    moved_bytes: int = 0
     failures: int = 0
     queued_objects: int = 0
     unrecoverable_stripes: int = 0
@@ -86,7 +89,7 @@ class RepairCounters:
 
 @dataclass(order=True, slots=True)
 class RepairItem:
-    """An object to repair; items with more chunks lost in one stripe sort first."""
+    """An object to repair; items that lost more chunks of one stripe sort first."""
 
     sort_key: int
     bucket: str = field(compare=False)
@@ -94,6 +97,19 @@ class RepairItem:
     shard: Shard = field(compare=False)
     # (chunk id, dataserver id) pairs reported bad.
     reported: frozenset[tuple[bytes, str]] = field(compare=False)
+    # The version the scan planned for and its moves; None for reported objects, planned
+    # when they are repaired.
+    version_id: str = field(default="", compare=False)
+    plan: dict[int, dict[int, Move]] | None = field(default=None, compare=False)
+
+
+def priority(plan: dict[int, dict[int, Move]]) -> int:
+    """Return a sort key: stripes missing more chunks first, then copies, then balancing."""
+    worst = max(sum(m.rebuild for m in moves.values()) for moves in plan.values())
+    copies = any(
+        not m.rebuild and m.target is None for moves in plan.values() for m in moves.values()
+    )
+    return -(worst * 2 + copies)
 
 
 class Throttle:
@@ -129,8 +145,9 @@ class Repairer:
         self._wakeup = asyncio.Event()
         self._connection: Connection | None = None
         self._reader: Reader | None = None
-        # The set of out dataservers for which a full scan found nothing left to do.
-        self._clean_for: frozenset[str] | None = None
+        # The out, draining and eligible dataservers for which a full scan found nothing
+        # left to do.
+        self._clean_for: tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None = None
 
     def start(self, address: str) -> None:
         """Open the data path; `address` is this metaserver's, though no call goes there."""
@@ -159,32 +176,35 @@ class Repairer:
     # Finding work.
 
     async def run_pass(self) -> None:
-        view = ClusterView(self.cluster.cluster_map())
-        lost = frozenset(
-            info.id for info in view.map.dataservers if info.state == pb.DATASERVER_STATE_OUT
+        state = PassState.of(ClusterView(self.cluster.cluster_map()))
+        eligible = sorted(
+            info.id
+            for info in state.view.map.dataservers
+            if info.state == pb.DATASERVER_STATE_UP and not info.draining
         )
-        scan = bool(lost) and lost != self._clean_for
+        signature = (state.lost, state.draining, tuple(eligible))
+        scan = signature != self._clean_for
         items: list[RepairItem] = []
         for shard in self.shards:
             items += self._reported(shard)
-            if scan:
-                items += self._scan(shard, view, lost)
+        if scan:
+            items += self._scan(state, eligible)
         self.counters.queued_objects = len(items)
         self.counters.last_pass_unix_ms = int(time.time() * 1000)
         if not items:
             if scan:
-                self._clean_for = lost
+                self._clean_for = signature
             return
 
         items.sort()
         started_s = time.monotonic()
-        moved_before = self.counters.repaired_bytes
+        moved_before = self.counters.repaired_bytes + self.counters.moved_bytes
         pending = len(items)
         for item in items:
-            if await self._repair_object(item, view, lost):
+            if await self._repair_object(item, state):
                 pending -= 1
             self.counters.queued_objects = pending
-        moved = self.counters.repaired_bytes - moved_before
+        moved = self.counters.repaired_bytes + self.counters.moved_bytes - moved_before
         if moved:
             self.counters.rate_bytes_s = moved / max(time.monotonic() - started_s, 1e-6)
 
@@ -197,90 +217,81 @@ class Repairer:
             bucket, key = keys.split_name(suffix)
             entry = meta_pb2.RepairEntry.FromString(cursor.payload())
             reported = frozenset((c.chunk_id, c.dataserver_id) for c in entry.chunks)
-            items.append(RepairItem(-len(reported), bucket, key, shard, reported))
+            items.append(RepairItem(-2 * len(reported), bucket, key, shard, reported))
             cursor.advance()
         return items
 
-    def _scan(self, shard: Shard, view: ClusterView, lost: frozenset[str]) -> list[RepairItem]:
-        """Return the shard's objects with chunks on lost or unknown dataservers."""
+    def _scan(self, state: PassState, eligible: list[str]) -> list[RepairItem]:
+        """Plan the moves of objects with chunks that are lost, draining or worth balancing."""
+        balancer = None
+        if len(eligible) >= 2:
+            records = (record for shard in self.shards for record in shard.records())
+            counts = count_chunks(records, eligible)
+            balancer = Balancer(counts, domains_of(state.view.map))
         items: list[RepairItem] = []
-        cursor = ShardCursor(shard.db, keys.OBJECT_TAG, b"", b"")
-        while (suffix := cursor.current()) is not None:
-            if len(items) >= self.settings.max_objects_per_pass:
-                break
-            record = keys.decode_object(cursor.payload())
-            worst = max(
-                (
-                    sum(
-                        1
-                        for c in stripe.chunks
-                        if c.target in lost or c.target not in view.dataservers
-                    )
-                    for stripe in record.layout.stripes
-                ),
-                default=0,
-            )
-            if worst:
-                bucket, key = keys.split_name(suffix)
-                items.append(RepairItem(-worst, bucket, key, shard, frozenset()))
-            cursor.advance()
+        limit = self.settings.max_objects_per_pass * len(self.shards)
+        for shard in self.shards:
+            cursor = ShardCursor(shard.db, keys.OBJECT_TAG, b"", b"")
+            while (suffix := cursor.current()) is not None and len(items) < limit:
+                record = keys.decode_object(cursor.payload())
+                plan = plan_moves(record, state, frozenset(), balancer)
+                if plan:
+                    bucket, key = keys.split_name(suffix)
+                    item = RepairItem(priority(plan), bucket, key, shard, frozenset())
+                    item.version_id = record.version_id
+                    item.plan = plan
+                    items.append(item)
+                cursor.advance()
         return items
 
     # Repairing one object.
 
-    async def _repair_object(
-        self, item: RepairItem, view: ClusterView, lost: frozenset[str]
-    ) -> bool:
+    async def _repair_object(self, item: RepairItem, state: PassState) -> bool:
         """Repair one object; return True when it needs nothing more."""
         name = f"{item.bucket}/{display_key(item.key)}"
         record = await item.shard.get_object(item.bucket, item.key)
         if record is None or record.is_inline:
             await item.shard.submit("repair_drop", drop_entry(item.bucket, item.key))
             return True
-        damaged = _damaged_positions(record, view, lost, item.reported)
-        if not damaged:
+        plan = item.plan
+        if plan is None or record.version_id != item.version_id:
+            plan = plan_moves(record, state, item.reported, None)
+        if not plan:
             await item.shard.submit("repair_drop", drop_entry(item.bucket, item.key))
             return True
         try:
-            rebuilt = await self._rebuild(record, item, view, damaged)
+            written = await self._rebuild(record, item, state.view, plan)
         except StoreError as error:
             self.counters.failures += 1
             log.warning("repair failed object=%s version=%s: %s", name, record.version_id, error)
             return False
-        if rebuilt is None:
+        if written is None:
             return False
-        replacements, intent = rebuilt
-        return await self._commit(record, item, replacements, intent)
+        replacements, intent = written
+        return await self._commit(record, item, replacements, intent, plan)
 
     async def _rebuild(
         self,
         record: pb.ObjectRecord,
         item: RepairItem,
         view: ClusterView,
-        damaged: dict[int, list[int]],
+        plan: dict[int, dict[int, Move]],
     ) -> tuple[list[Replacement], int] | None:
-        """Rebuild and write every damaged chunk that can be rebuilt.
+        """Rebuild or copy every planned chunk that can be, and write it to its new place.
 
         Returns the replacements and the sequence of their garbage entry, or None when
-        no stripe had enough surviving chunks.
+        no planned chunk could be read or decoded.
         """
         assert self._connection is not None
         target = ReadTarget(item.bucket, item.key, record)
-        ranking = interleave_domains(
-            rank_dataservers(eligible_dataservers(view.map, 0), record.version_id),
-            domains_of(view.map),
-        )
-        rebuilt: list[tuple[int, int, pb.ChunkRef, bytes]] = []
-        for stripe_index, positions in sorted(damaged.items()):
-            contents = await self._decode_stripe(target, view, stripe_index, positions)
-            if contents is None:
-                continue
-            stripe = record.layout.stripes[stripe_index]
-            rebuilt += [(stripe_index, p, stripe.chunks[p], contents[p]) for p in positions]
-        if not rebuilt:
+        contents: list[tuple[int, int, bytes]] = []
+        for stripe_index, moves in sorted(plan.items()):
+            found = await self._stripe_contents(target, view, stripe_index, moves)
+            contents += [(stripe_index, position, data) for position, data in sorted(found.items())]
+        if not contents:
             return None
 
-        replacements = self._place(record, view, ranking, rebuilt, damaged)
+        replacements = self._place(record, view, contents, plan)
         intent = await item.shard.submit(
             "repair_intent",
             queue_intent(
@@ -291,7 +302,7 @@ class Repairer:
             ),
         )
         deadline = Deadline(self.settings.chunk_timeout_s * 2, f"repair of {target.name()}")
-        for replacement, (_, _, _, data) in zip(replacements, rebuilt, strict=True):
+        for replacement, (_, _, data) in zip(replacements, contents, strict=True):
             await self.throttle.spend(len(data))
             header = pb.ChunkFileHeader(
                 chunk_id=replacement.new.chunk_id,
@@ -316,27 +327,31 @@ class Repairer:
         self,
         record: pb.ObjectRecord,
         view: ClusterView,
-        ranking: list[str],
-        rebuilt: list[tuple[int, int, pb.ChunkRef, bytes]],
-        damaged: dict[int, list[int]],
+        contents: list[tuple[int, int, bytes]],
+        plan: dict[int, dict[int, Move]],
     ) -> list[Replacement]:
-        """Choose a dataserver and a new chunk id for each rebuilt chunk."""
+        """Choose a dataserver and a new chunk id for each chunk to write."""
         domains = domains_of(view.map)
+        ranking = interleave_domains(
+            rank_dataservers(eligible_dataservers(view.map, 0), record.version_id), domains
+        )
         chosen: dict[int, list[str]] = {}
         replacements = []
-        for stripe_index, position, old, data in rebuilt:
+        for stripe_index, position, data in contents:
             stripe = record.layout.stripes[stripe_index]
-            bad = damaged[stripe_index]
-            kept = [c.target for p, c in enumerate(stripe.chunks) if p not in bad]
+            moving = plan[stripe_index]
+            kept = [c.target for p, c in enumerate(stripe.chunks) if p not in moving]
             taken = kept + chosen.setdefault(stripe_index, [])
-            avoid = [stripe.chunks[p].target for p in bad]
-            server = replacement_target(ranking, stripe_index, taken, avoid, domains)
+            server = moving[position].target or replacement_target(
+                ranking, stripe_index, taken, [stripe.chunks[p].target for p in moving], domains
+            )
             if server is None:
                 raise Unavailable(
-                    f"no dataserver can take a rebuilt chunk of stripe {stripe_index}: every up "
-                    "dataserver already holds a chunk of it; add dataservers"
+                    f"no dataserver can take chunk {position} of stripe {stripe_index}: every "
+                    "eligible dataserver already holds a chunk of it; add dataservers"
                 )
             chosen[stripe_index].append(server)
+            old = stripe.chunks[position]
             new = pb.ChunkRef(
                 chunk_id=rebuilt_chunk_id(old.chunk_id),
                 target=server,
@@ -351,53 +366,78 @@ class Repairer:
             replacements.append(Replacement(stripe_index, position, old, new))
         return replacements
 
-    async def _decode_stripe(
-        self, target: ReadTarget, view: ClusterView, stripe_index: int, lost: list[int]
-    ) -> dict[int, bytes] | None:
-        """Return the rebuilt bytes of the lost positions, or None when too few chunks survive."""
-        assert self._reader is not None
+    async def _stripe_contents(
+        self, target: ReadTarget, view: ClusterView, stripe_index: int, moves: dict[int, Move]
+    ) -> dict[int, bytes]:
+        """Return the bytes of each planned chunk of a stripe that could be read or decoded.
+
+        A chunk to copy is read as it is; if that fails it is decoded like a lost one.
+        """
         stripe = target.record.layout.stripes[stripe_index]
         protection = of_layout(target.record.layout)
+        read: dict[int, bytes] = {}
+        lost = [p for p, move in moves.items() if move.rebuild]
+        for position in (p for p, move in moves.items() if not move.rebuild):
+            data = await self._read_whole(target, view, stripe_index, position)
+            if data is None:
+                lost.append(position)
+            else:
+                read[position] = data
+        result = dict(read)
+        if not lost:
+            return result
+
         needed = protection.data_chunks if protection.erasure_coded else 1
-        candidates = [p for p in range(len(stripe.chunks)) if p not in lost]
+        candidates = [p for p in range(len(stripe.chunks)) if p not in lost and p not in read]
         candidates.sort(key=lambda p: (view.read_rank(stripe.chunks[p].target), p))
-        survivors: dict[int, bytes] = {}
-        deadline = Deadline(self.settings.chunk_timeout_s * 2, f"repair read of {target.name()}")
         for position in candidates:
-            if len(survivors) == needed:
+            if len(read) >= needed:
                 break
-            chunk = stripe.chunks[position]
-            piece = StripeSlice(stripe_index, stripe, 0, chunk.length_bytes)
-            try:
-                parts = await self._reader.read_chunk(view, target, piece, chunk, deadline, None)
-            except StoreError as error:
-                log.warning(
-                    "repair read failed object=%s stripe=%d position=%d: %s",
-                    target.name(),
-                    stripe_index,
-                    position,
-                    error,
-                )
-                continue
-            survivors[position] = b"".join(parts)
-            await self.throttle.spend(chunk.length_bytes)
-        if len(survivors) < needed:
+            data = await self._read_whole(target, view, stripe_index, position)
+            if data is not None:
+                read[position] = data
+        if len(read) < needed:
             self.counters.unrecoverable_stripes += 1
             log.error(
                 "cannot repair stripe %d of %s: %d of %d chunks readable, %s needs %d",
                 stripe_index,
                 target.name(),
-                len(survivors),
+                len(read),
                 len(stripe.chunks),
                 protection,
                 needed,
             )
+            return result
+        if protection.erasure_coded:
+            coder = codec(protection.data_chunks, protection.parity_chunks)
+            result.update(await asyncio.to_thread(coder.decode, read, lost))
+        else:
+            copy = next(iter(read.values()))
+            result.update(dict.fromkeys(lost, copy))
+        return result
+
+    async def _read_whole(
+        self, target: ReadTarget, view: ClusterView, stripe_index: int, position: int
+    ) -> bytes | None:
+        """Return one whole chunk, CRC-checked, or None when it cannot be read."""
+        assert self._reader is not None
+        stripe = target.record.layout.stripes[stripe_index]
+        chunk = stripe.chunks[position]
+        piece = StripeSlice(stripe_index, stripe, 0, chunk.length_bytes)
+        deadline = Deadline(self.settings.chunk_timeout_s, f"repair read of {target.name()}")
+        try:
+            parts = await self._reader.read_chunk(view, target, piece, chunk, deadline, None)
+        except StoreError as error:
+            log.warning(
+                "repair read failed object=%s stripe=%d position=%d: %s",
+                target.name(),
+                stripe_index,
+                position,
+                error,
+            )
             return None
-        if not protection.erasure_coded:
-            copy = next(iter(survivors.values()))
-            return {position: copy for position in lost}
-        coder = codec(protection.data_chunks, protection.parity_chunks)
-        return await asyncio.to_thread(coder.decode, survivors, lost)
+        await self.throttle.spend(chunk.length_bytes)
+        return b"".join(parts)
 
     async def _commit(
         self,
@@ -405,6 +445,7 @@ class Repairer:
         item: RepairItem,
         replacements: Sequence[Replacement],
         intent: int,
+        plan: dict[int, dict[int, Move]],
     ) -> bool:
         name = f"{item.bucket}/{display_key(item.key)}"
         applied = await item.shard.submit(
@@ -430,8 +471,13 @@ class Repairer:
             )
             return False
         size = sum(r.new.length_bytes for r in replacements)
-        self.counters.repaired_chunks += len(replacements)
-        self.counters.repaired_bytes += size
+        for replacement in replacements:
+            if plan[replacement.stripe_index][replacement.position].rebuild:
+                self.counters.repaired_chunks += 1
+                self.counters.repaired_bytes += replacement.new.length_bytes
+            else:
+                self.counters.moved_chunks += 1
+                self.counters.moved_bytes += replacement.new.length_bytes
         log.info(
             "repaired object=%s version=%s chunks=%d bytes=%d moves=%s",
             name,
@@ -453,25 +499,6 @@ class Repairer:
             unrecoverable_stripes=counters.unrecoverable_stripes,
             last_pass_unix_ms=counters.last_pass_unix_ms,
             bandwidth_bytes_s=self.settings.bandwidth_bytes_s,
+            moved_chunks=counters.moved_chunks,
+            moved_bytes=counters.moved_bytes,
         )
-
-
-def _damaged_positions(
-    record: pb.ObjectRecord,
-    view: ClusterView,
-    lost: frozenset[str],
-    reported: frozenset[tuple[bytes, str]],
-) -> dict[int, list[int]]:
-    """Return the lost positions of each damaged stripe."""
-    damaged = {}
-    for index, stripe in enumerate(record.layout.stripes):
-        positions = [
-            position
-            for position, chunk in enumerate(stripe.chunks)
-            if chunk.target in lost
-            or chunk.target not in view.dataservers
-            or (chunk.chunk_id, chunk.target) in reported
-        ]
-        if positions:
-            damaged[index] = positions
-    return damaged

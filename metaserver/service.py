@@ -32,10 +32,12 @@ from store._pb import common_pb2 as pb
 from store._pb import meta_pb2, meta_pb2_grpc
 from store.channels import ChannelPool
 from store.checksum import crc32c
+from store.clustermap import state_name
 from store.errors import (
     BucketNotEmpty,
     InvalidArgument,
     NoSuchKey,
+    PreconditionFailed,
     StaleEpoch,
     StoreError,
     Unavailable,
@@ -555,6 +557,75 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         if queued and self.repairer is not None:
             self.repairer.wake()
         return meta_pb2.ReportBadChunksResponse(queued=queued)
+
+    # Membership changes.
+
+    @unary_handler
+    async def DrainDataserver(
+        self, request: meta_pb2.DrainDataserverRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DataserverInfo:
+        info = self.membership.set_draining(request.id, not request.cancel)
+        if self.repairer is not None:
+            self.repairer.wake()
+        return info
+
+    @unary_handler
+    async def RemoveDataserver(
+        self, request: meta_pb2.RemoveDataserverRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.RemoveDataserverResponse:
+        membership = self.membership
+        info = membership.get(request.id)
+        chunks, objects = await self._count_refs_everywhere(request.id)
+        if chunks:
+            raise PreconditionFailed(
+                f"dataserver {request.id} ({state_name(info.state)}) still holds {chunks} "
+                f"chunks of {objects} objects that layouts name, so removing it would lose "
+                f"them or their protection. Drain it first (storectl node drain {request.id}) "
+                "and wait until it holds none, or, if it is out, wait for repair to rebuild "
+                "its chunks"
+            )
+        membership.remove(request.id)
+        return meta_pb2.RemoveDataserverResponse()
+
+    async def _count_refs_everywhere(self, dataserver_id: str) -> tuple[int, int]:
+        chunks, objects = await asyncio.to_thread(self._count_refs, dataserver_id)
+        request = meta_pb2.CountChunkRefsRequest(dataserver_id=dataserver_id)
+        for peer in self._secondaries():
+            try:
+                reply = await self._peers.meta(peer.address).CountChunkRefs(
+                    request, timeout=PEER_TIMEOUT_S * 6
+                )
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, f"metaserver {peer.id} at {peer.address}")
+                raise Unavailable(
+                    f"cannot check the chunks of dataserver {dataserver_id} while a metaserver "
+                    f"is unreachable: {error}"
+                ) from None
+            chunks += reply.chunks
+            objects += reply.objects
+        return chunks, objects
+
+    @unary_handler
+    async def CountChunkRefs(
+        self, request: meta_pb2.CountChunkRefsRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.CountChunkRefsResponse:
+        chunks, objects = await asyncio.to_thread(self._count_refs, request.dataserver_id)
+        return meta_pb2.CountChunkRefsResponse(chunks=chunks, objects=objects)
+
+    def _count_refs(self, dataserver_id: str) -> tuple[int, int]:
+        """Count the chunks, and the objects, of local shards that a dataserver holds."""
+        chunks = objects = 0
+        for shard in self.shards.values():
+            for record in shard.records():
+                held = sum(
+                    1
+                    for stripe in record.layout.stripes
+                    for chunk in stripe.chunks
+                    if chunk.target == dataserver_id
+                )
+                chunks += held
+                objects += held > 0
+        return chunks, objects
 
     @unary_handler
     async def GetStatus(

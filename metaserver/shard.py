@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,6 +270,13 @@ class Shard:
         await self.wait_durable(full_key)
         value = self.get(full_key)
         return None if value is None else keys.decode_object(value)
+
+    def records(self) -> Iterator[pb.ObjectRecord]:
+        """Yield every object record of the shard, in key order."""
+        cursor = ShardCursor(self.db, keys.OBJECT_TAG, b"", b"")
+        while cursor.current() is not None:
+            yield keys.decode_object(cursor.payload())
+            cursor.advance()
 
     def has_objects(self, bucket: str) -> bool:
         prefix = keys.bucket_prefix(bucket)

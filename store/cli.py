@@ -2,6 +2,7 @@
 
     storectl cluster up --detach          start a cluster in .store-dev
     storectl node ls                      list the dataservers and their state
+    storectl node drain ID                move every chunk off a dataserver
     storectl bucket create photos
     storectl put cat.jpg photos/cat.jpg
     storectl ls photos
@@ -150,8 +151,31 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    node = commands.add_parser("node", help="list the dataservers and their state")
+    node = commands.add_parser("node", help="list, add, drain and remove dataservers")
     actions = node.add_subparsers(dest="action", required=True, metavar="ACTION")
+    timeout_help = f"seconds the command may take (default: {cli_nodes.DEFAULT_TIMEOUT_S:.0f})"
+    add = actions.add_parser(
+        "add",
+        help="start one more dataserver in the local cluster of DIR (on another host, start "
+        "store-dataserver --meta ADDRESS there instead)",
+    )
+    add.add_argument("--domain", help="failure domain label (default: the dataserver's name)")
+    add.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory")
+    add_common(add, timeout_help, cli_nodes.node_add)
+    drain = actions.add_parser(
+        "drain", help="move every chunk off a dataserver and give it no new ones"
+    )
+    drain.add_argument("id", metavar="ID", help="dataserver id, as `storectl node ls` shows")
+    drain.add_argument("--cancel", action="store_true", help="stop draining")
+    remove = actions.add_parser(
+        "remove",
+        aliases=["rm"],
+        help="forget a stopped dataserver; rejected while it holds chunks that layouts name",
+    )
+    remove.add_argument("id", metavar="ID", help="dataserver id, as `storectl node ls` shows")
+    for parser, handler in ((drain, cli_nodes.node_drain), (remove, cli_nodes.node_remove)):
+        add_address(parser)
+        add_common(parser, timeout_help, handler)
     listing = actions.add_parser(
         "ls", help="list dataservers: state, seconds since heartbeat, capacity, chunks"
     )

@@ -1,10 +1,12 @@
-"""`storectl node ls`: the dataservers in the cluster map with their state and capacity."""
+"""`storectl node`: list, add, drain and remove dataservers."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from store.cli_objects import connect
+from store.cluster import LocalCluster
 from store.discovery import resolve_meta_address
 from store.status import (
     count_states,
@@ -28,4 +30,38 @@ def node_ls(args: argparse.Namespace) -> int:
         print(json.dumps(dataservers, indent=2))
         return 0
     print(format_dataservers(dataservers, count_states(cluster_map)))
+    return 0
+
+
+def node_drain(args: argparse.Namespace) -> int:
+    """Start (or with --cancel stop) draining a dataserver; repair then moves its chunks off."""
+    with connect(args) as client:
+        info = client.drain_dataserver(args.id, cancel=args.cancel)
+    if args.cancel:
+        print(f"dataserver {info.id} takes new chunks again")
+    else:
+        print(
+            f"draining dataserver {info.id} ({info.chunk_count} chunks at its last heartbeat); "
+            "watch its CHUNKS column fall to 0 in `storectl node ls`, stop its process, then "
+            f"run `storectl node remove {info.id}`"
+        )
+    return 0
+
+
+def node_remove(args: argparse.Namespace) -> int:
+    """Forget a stopped dataserver whose chunks all live elsewhere."""
+    with connect(args) as client:
+        client.remove_dataserver(args.id)
+    print(f"removed dataserver {args.id} from the cluster map")
+    return 0
+
+
+def node_add(args: argparse.Namespace) -> int:
+    """Start one more dataserver in the local cluster of DIR; rebalance then evens out chunks."""
+    cluster = LocalCluster.load(args.dir)
+    process = cluster.add_dataserver(domain=args.domain or "", detach=True)
+    print(
+        f"started dataserver {process.name} pid={process.pid} at {process.address} "
+        f"(id {process.server_id}); repair moves chunks onto it until the counts are even"
+    )
     return 0

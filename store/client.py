@@ -129,6 +129,37 @@ class AsyncClient(MultipartMethods):
         """
         return list(self._reader.bad_chunks)
 
+    # Membership.
+
+    async def drain_dataserver(
+        self, dataserver_id: str, *, cancel: bool = False, timeout_s: float | None = None
+    ) -> pb.DataserverInfo:
+        """Stop new chunks going to a dataserver and have repair move its chunks off.
+
+        With `cancel`, the dataserver takes new chunks again. Watch the dataserver's
+        chunk count fall to zero in `cluster_map()` before removing it.
+        """
+        request = meta_pb2.DrainDataserverRequest(id=dataserver_id, cancel=cancel)
+        info: pb.DataserverInfo = await self._connection.meta_call(
+            self._deadline(timeout_s, f"drain dataserver {dataserver_id}"),
+            None,
+            lambda stub, _, t: stub.DrainDataserver(request, timeout=t),
+            idempotent=True,
+        )
+        return info
+
+    async def remove_dataserver(
+        self, dataserver_id: str, *, timeout_s: float | None = None
+    ) -> None:
+        """Forget a stopped dataserver; raises PreconditionFailed while layouts name its chunks."""
+        request = meta_pb2.RemoveDataserverRequest(id=dataserver_id)
+        await self._connection.meta_call(
+            self._deadline(timeout_s, f"remove dataserver {dataserver_id}"),
+            None,
+            lambda stub, _, t: stub.RemoveDataserver(request, timeout=t),
+            idempotent=False,
+        )
+
     # Buckets.
 
     async def create_bucket(

@@ -409,14 +409,22 @@ class LocalCluster:
         _pin_listen_address(process)
 
     def add_dataserver(
-        self, extra_args: list[str] | None = None, timeout_s: float = START_TIMEOUT_S
+        self,
+        extra_args: list[str] | None = None,
+        timeout_s: float = START_TIMEOUT_S,
+        domain: str = "",
+        detach: bool = False,
     ) -> ManagedProcess:
         """Start one more dataserver and wait until it registered."""
-        process = self._dataserver_spec(len(self.dataservers), list(extra_args or []))
+        index = len(self.dataservers)
+        if domain:
+            self.domains += [f"data-{i}" for i in range(len(self.domains), index)]
+            self.domains[index:] = [domain]
+        process = self._dataserver_spec(index, list(extra_args or []))
         process.directory.mkdir(parents=True, exist_ok=True)
         self.dataservers.append(process)
         deadline_s = time.monotonic() + timeout_s
-        process.start(detach=False)
+        process.start(detach=detach)
         process.wait_listening(deadline_s)
         _pin_listen_address(process)
         self.wait_ready(deadline_s)

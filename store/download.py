@@ -94,31 +94,56 @@ class Reader:
     ) -> list[bytes]:
         """Read the data chunks a slice covers in parallel, decoding any that fail."""
         view = await self.connection.cluster_view(deadline)
+        if any(chunk.target not in view.dataservers for chunk in piece.stripe.chunks):
+            # Repair or a rebalance moved a chunk to a dataserver newer than the cached map.
+            view = await self.connection.refresh_map(deadline)
         spans = data_spans(piece, protection.data_chunks)
+        regions = [
+            None if out is None else out[s.slice_offset_bytes :][: s.end_bytes - s.start_bytes]
+            for s in spans
+        ]
+        failures: dict[int, StoreError] = {}
 
-        async def one(span: ChunkSpan) -> list[bytes]:
-            region = None
-            if out is not None:
-                region = out[span.slice_offset_bytes :][: span.end_bytes - span.start_bytes]
+        async def healthy(span: ChunkSpan, region: memoryview | None) -> list[bytes] | None:
             chunk = piece.stripe.chunks[span.position]
+            if not view.is_readable(chunk.target):
+                failures[span.position] = Unavailable(f"dataserver {chunk.target} is down or out")
+                return None
             local = StripeSlice(piece.stripe_index, piece.stripe, span.start_bytes, span.end_bytes)
-            failed: dict[int, StoreError]
-            if view.is_readable(chunk.target):
-                try:
-                    return await self.read_chunk(view, target, local, chunk, deadline, region)
-                except (Unavailable, NotFound, ChecksumMismatch) as error:
-                    self._note_failure(target, piece, chunk, error)
-                    failed = {span.position: error}
-            else:
-                failed = {span.position: Unavailable(f"dataserver {chunk.target} is down or out")}
-            data = await self._decode_span(view, target, local, protection, failed, deadline)
-            if region is None:
-                return [data]
-            region[:] = data
-            return []
+            try:
+                return await self.read_chunk(view, target, local, chunk, deadline, region)
+            except (Unavailable, NotFound, ChecksumMismatch) as error:
+                self._note_failure(target, piece, chunk, error)
+                failures[span.position] = error
+                return None
 
-        results = await asyncio.gather(*(one(span) for span in spans))
-        return [part for parts in results for part in parts]
+        results = list(
+            await asyncio.gather(*(healthy(s, r) for s, r in zip(spans, regions, strict=True)))
+        )
+        for index, span in enumerate(spans):
+            if results[index] is not None:
+                continue
+            # The other data chunks read above hold this range too, when they cover it.
+            known = {
+                other.position: _span_bytes(results[i], regions[i])[
+                    span.start_bytes - other.start_bytes : span.end_bytes - other.start_bytes
+                ]
+                for i, other in enumerate(spans)
+                if results[i] is not None
+                and other.start_bytes <= span.start_bytes
+                and other.end_bytes >= span.end_bytes
+            }
+            local = StripeSlice(piece.stripe_index, piece.stripe, span.start_bytes, span.end_bytes)
+            failed = {span.position: failures[span.position]}
+            failed.update((p, e) for p, e in failures.items() if p != span.position)
+            data = await self._decode_span(view, target, local, protection, failed, deadline, known)
+            region = regions[index]
+            if region is None:
+                results[index] = [data]
+            else:
+                region[:] = data
+                results[index] = []
+        return [part for parts in results if parts is not None for part in parts]
 
     async def _decode_span(
         self,
@@ -128,14 +153,19 @@ class Reader:
         protection: Scheme,
         failed: dict[int, StoreError],
         deadline: Deadline,
+        known: dict[int, bytes],
     ) -> bytes:
-        """Rebuild one data chunk's range [local.start, local.end) from K other chunks."""
+        """Rebuild one data chunk's range [local.start, local.end) from K other chunks.
+
+        The first key of `failed` is the chunk to rebuild; `known` holds that range of
+        other chunks already read, and only the rest is fetched.
+        """
         wanted = next(iter(failed))
         stripe = local.stripe
-        candidates = [p for p in range(len(stripe.chunks)) if p not in failed]
+        survivors: dict[int, bytes] = dict(known)
+        candidates = [p for p in range(len(stripe.chunks)) if p not in failed and p not in known]
         # Chunks on up dataservers first, then suspect ones, then data chunks before parity.
         candidates.sort(key=lambda p: (view.read_rank(stripe.chunks[p].target), p))
-        survivors: dict[int, bytes] = {}
 
         async def fetch(position: int) -> None:
             chunk = stripe.chunks[position]
@@ -424,6 +454,13 @@ def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:
     if low == 0 and high == len(data):
         return data
     return data[low:high]
+
+
+def _span_bytes(parts: list[bytes] | None, region: memoryview | None) -> bytes:
+    """Return the bytes a span's read produced: its parts, or what it copied into its region."""
+    if region is not None:
+        return bytes(region)
+    return b"".join(parts or [])
 
 
 def _degraded_failure(

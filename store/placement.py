@@ -28,7 +28,9 @@ def eligible_dataservers(cluster_map: pb.ClusterMap, chunk_bytes: int) -> list[s
     return sorted(
         info.id
         for info in cluster_map.dataservers
-        if info.state == pb.DATASERVER_STATE_UP and info.free_bytes >= chunk_bytes
+        if info.state == pb.DATASERVER_STATE_UP
+        and not info.draining
+        and info.free_bytes >= chunk_bytes
     )
 
 

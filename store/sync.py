@@ -151,6 +151,20 @@ class Client:
         """As AsyncClient.bad_chunks."""
         return self._async.bad_chunks()
 
+    # Membership.
+
+    def drain_dataserver(
+        self, dataserver_id: str, *, cancel: bool = False, timeout_s: float | None = None
+    ) -> pb.DataserverInfo:
+        """As AsyncClient.drain_dataserver."""
+        return self._loop.run(
+            self._async.drain_dataserver(dataserver_id, cancel=cancel, timeout_s=timeout_s)
+        )
+
+    def remove_dataserver(self, dataserver_id: str, *, timeout_s: float | None = None) -> None:
+        """As AsyncClient.remove_dataserver."""
+        self._loop.run(self._async.remove_dataserver(dataserver_id, timeout_s=timeout_s))
+
     # Buckets.
 
     def create_bucket(

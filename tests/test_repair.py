@@ -100,14 +100,26 @@ def test_repair_rebuilds_an_out_dataserver(cluster_factory: ClusterFactory) -> N
             assert client.get("healing", key) == data, f"{key} differs after the repair"
         cluster.restart(second)
 
-        # The victim returns with its old chunks; they are collected, not counted twice.
+        # The victim returns with its old chunks; they are collected, not counted twice, and
+        # rebalancing may give it new ones.
         cluster.restart(victim)
-        versions = [client.stat("healing", key).version_id for key in objects]
+        versions = tuple(client.stat("healing", key).version_id for key in objects)
+        expected = sum(client.stat("healing", key).chunk_count for key in objects)
 
-        def victim_has_no_old_chunks() -> bool:
-            return not any(path.name.startswith(tuple(versions)) for path in chunk_files(victim))
+        def stored_chunks() -> int:
+            return sum(
+                1
+                for process in cluster.dataservers
+                for path in chunk_files(process)
+                if path.name.startswith(versions)
+            )
 
-        wait_until(victim_has_no_old_chunks, REPAIR_WAIT_S, f"old chunks on {victim.name} deleted")
+        wait_until(
+            lambda: stored_chunks() == expected,
+            REPAIR_WAIT_S,
+            f"{expected} chunk files, one per chunk of the layouts",
+            state=stored_chunks,
+        )
         for key, data in objects.items():
             assert client.get("healing", key) == data, f"{key} differs after the victim returned"
 
