@@ -517,6 +517,18 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
 
     # Operations.
 
+    # Repair.
+
+    async def ReportBadChunks(
+        self, request: meta_pb2.ReportBadChunksRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ReportBadChunksResponse:
+        # TODO: queue the objects of the reported chunks for repair. Until then the
+        # call fails as the generated servicer does, and dataservers keep their reports.
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "ReportBadChunks is not implemented by this metaserver"
+        )
+        raise AssertionError("context.abort returned")
+
     @unary_handler
     async def GetStatus(
         self, request: meta_pb2.GetStatusRequest, context: grpc.aio.ServicerContext

@@ -42,7 +42,14 @@ def record_state(seen: list[str], state: str) -> None:
 
 def test_stopped_dataserver_only_suspect(cluster_factory: ClusterFactory) -> None:
     """SIGSTOP for 2 s makes a dataserver suspect, never down, and reads keep working."""
-    meta_args = ["--default-scheme", "rep:2", "--dataserver-suspect-s", "0.5", "--dataserver-timeout-s", "4"]
+    meta_args = [
+        "--default-scheme",
+        "rep:2",
+        "--dataserver-suspect-s",
+        "0.5",
+        "--dataserver-timeout-s",
+        "4",
+    ]
     cluster = cluster_factory(dataservers=3, meta_args=meta_args, data_args=DATA_ARGS)
     victim = cluster.dataservers[0]
     # A short chunk timeout lets a read give up on the stopped copy and use the other one.
