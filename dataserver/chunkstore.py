@@ -11,7 +11,8 @@ A chunk file is a fixed prefix, a ChunkFileHeader and the data:
 Files are named by the hex chunk id under chunks/<first two hex digits>/, so
 no user-supplied name ever becomes a path. A write goes to tmp/ and is renamed
 into place only after its CRC32C matched and the file was fsynced, so a
-crash never leaves a partial chunk under chunks/.
+crash never leaves a partial chunk under chunks/. The scrub moves a corrupt
+chunk file to quarantine/<chunk id hex>, where no read finds it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
 from store.checksum import combine, crc32c
@@ -214,6 +217,7 @@ class ChunkStore:
         self.root = root
         self.chunks_dir = root / "chunks"
         self.tmp_dir = root / "tmp"
+        self.quarantine_dir = root / "quarantine"
         self._capacity_limit_bytes = capacity_bytes
         # Chunk files are written with O_DIRECT where the file system allows it.
         self.direct_io = True
@@ -409,6 +413,79 @@ class ChunkStore:
                 f"chunk file {chunk_id.hex()} contains chunk {header.chunk_id.hex()}"
             )
         return header, data_offset
+
+    def read_header(self, chunk_id: bytes) -> pb.ChunkFileHeader:
+        """Read and verify a chunk's header without its data; errors as in open_chunk."""
+        chunk = self.open_chunk(chunk_id)
+        try:
+            return chunk.header
+        finally:
+            chunk.close()
+
+    def salvage_header(self, chunk_id: bytes) -> pb.ChunkFileHeader | None:
+        """Parse a header whose checksum failed, ignoring the checksum.
+
+        Returns None when the bytes do not parse or name another chunk. The
+        fields may still be wrong, so use them only to report the chunk, never
+        to serve it.
+        """
+        try:
+            with self.path_for(chunk_id).open("rb") as file:
+                head = file.read(_PREFIX.size)
+                if len(head) < _PREFIX.size:
+                    return None
+                _magic, _version, header_bytes, _crc, _offset = _PREFIX.unpack(head)
+                body = file.read(min(header_bytes, MAX_HEADER_BYTES))
+            header = pb.ChunkFileHeader.FromString(body)
+        except (OSError, DecodeError):
+            return None
+        return header if header.chunk_id == chunk_id else None
+
+    def list_subdirs(self) -> list[str]:
+        """Return the names of the directories under chunks/, sorted."""
+        return sorted(entry.name for entry in os.scandir(self.chunks_dir) if entry.is_dir())
+
+    def list_chunk_ids(self, subdir: str) -> list[bytes]:
+        """Return the ids of the chunk files in one directory under chunks/, sorted."""
+        ids = []
+        try:
+            entries = list(os.scandir(self.chunks_dir / subdir))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            try:
+                chunk_id = bytes.fromhex(entry.name)
+            except ValueError:
+                log.warning("file with an invalid chunk id name ignored path=%s", entry.path)
+                continue
+            if len(chunk_id) == CHUNK_ID_BYTES:
+                ids.append(chunk_id)
+        return sorted(ids)
+
+    def quarantine(self, chunk_id: bytes, inode: int) -> Path | None:
+        """Move a chunk file to quarantine/ so that no read finds it again.
+
+        `inode` is the file that was found bad: when the chunk file was deleted or
+        replaced since, nothing moves and the result is None. Returns the new path.
+        """
+        path = self.path_for(chunk_id)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        if stat.st_ino != inode:
+            return None
+        # NOTE: a write that replaces the chunk between this check and the rename
+        # has its new file moved to quarantine too. Readers then find the chunk missing.
+        self.quarantine_dir.mkdir(exist_ok=True)
+        target = self.quarantine_dir / path.name
+        os.replace(path, target)
+        fsync_directory(path.parent)
+        fsync_directory(self.quarantine_dir)
+        with self._lock:
+            self._chunk_count -= 1
+            self._used_bytes -= stat.st_size
+        return target
 
     def read_pieces(
         self, chunk: OpenChunk, offset_bytes: int, length_bytes: int, piece_bytes: int

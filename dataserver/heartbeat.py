@@ -82,7 +82,7 @@ class Heartbeater:
                     self.meta_address,
                     attempt,
                     backoff_s,
-                    _describe(exc),
+                    describe_rpc_error(exc),
                 )
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, REGISTER_BACKOFF_S_MAX)
@@ -106,14 +106,15 @@ class Heartbeater:
                 "heartbeat to metaserver %s failed (%d in a row): %s",
                 self.meta_address,
                 self.failures,
-                _describe(exc),
+                describe_rpc_error(exc),
             )
 
     async def close(self) -> None:
         await self._channel.close()
 
 
-def _describe(exc: grpc.RpcError) -> str:
+def describe_rpc_error(exc: grpc.RpcError) -> str:
+    """Return a failed call's status code name and details, for a log line."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     return f"{code.name if code else 'error'}: {details}"

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import grpc.aio
 
+from dataserver.badchunks import BadChunkReporter
 from dataserver.chunkstore import ChunkStore
 from dataserver.heartbeat import Heartbeater
+from dataserver.scrub import Scrubber
 from dataserver.service import DataService
 from store import datapath
 from store._pb import data_pb2_grpc
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
+from store.limits import MIB
 from store.log import LEVELS, setup_logging
 from store.memory import tune_malloc
 from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
@@ -77,8 +80,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5.0,
         help="timeout in seconds of each call to the metaserver",
     )
+    parser.add_argument(
+        "--scrub-bandwidth-bytes-s",
+        type=int,
+        default=32 * MIB,
+        help="bytes per second that scrub reads to verify chunk CRCs (default 32 MiB/s)",
+    )
+    parser.add_argument(
+        "--scrub-interval-s",
+        type=float,
+        default=24 * 3600.0,
+        help="seconds from the end of one scrub pass to the start of the next; 0 disables scrub",
+    )
     parser.add_argument("--log-level", default="info", choices=LEVELS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.scrub_interval_s < 0:
+        parser.error(
+            f"--scrub-interval-s {args.scrub_interval_s} is negative; give seconds, or 0 to "
+            "disable scrub"
+        )
+    if args.scrub_bandwidth_bytes_s <= 0:
+        parser.error(
+            f"--scrub-bandwidth-bytes-s {args.scrub_bandwidth_bytes_s} must be positive; "
+            "disable scrub with --scrub-interval-s 0"
+        )
+    return args
 
 
 def load_identity(directory: Path, wanted_id: str | None) -> str:
@@ -96,6 +122,17 @@ def load_identity(directory: Path, wanted_id: str | None) -> str:
     record = {"id": dataserver_id, "created_unix_ms": int(time.time() * 1000)}
     write_file_atomic(path, json.dumps(record).encode() + b"\n")
     return dataserver_id
+
+
+def start_scrubber(
+    args: argparse.Namespace, store: ChunkStore, dataserver_id: str
+) -> Scrubber | None:
+    """Return the scrubber, or None when --scrub-interval-s is 0."""
+    if args.scrub_interval_s == 0:
+        log.info("scrub disabled by --scrub-interval-s 0")
+        return None
+    reporter = BadChunkReporter(args.meta, dataserver_id, args.rpc_timeout_s)
+    return Scrubber(store, reporter, args.scrub_bandwidth_bytes_s, args.scrub_interval_s)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -125,9 +162,17 @@ async def serve(args: argparse.Namespace) -> None:
         args.meta, service.info, args.heartbeat_interval_s, args.rpc_timeout_s
     )
     heartbeat_task = asyncio.create_task(heartbeater.run(), name="heartbeat")
+    scrubber = start_scrubber(args, store, dataserver_id)
+    service.scrubber = scrubber
+    scrub_task = asyncio.create_task(scrubber.run(), name="scrub") if scrubber else None
     signal_name = await wait_for_stop_signal()
     log.info("dataserver stopping id=%s on %s", dataserver_id, signal_name)
     heartbeat_task.cancel()
+    if scrub_task is not None and scrubber is not None:
+        scrub_task.cancel()
+        await asyncio.gather(scrub_task, return_exceptions=True)
+        scrubber.close()
+        await scrubber.reporter.close()
     await server.stop(grace=2.0)
     await heartbeater.close()
     service.close()

@@ -1,4 +1,4 @@
-"""The DataService gRPC servicer: chunk writes, reads and deletes."""
+"""The DataService gRPC servicer: chunk writes, reads, deletes and stats."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 
 from dataserver.chunkstore import ChunkStore
+from dataserver.scrub import Scrubber
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2, data_pb2_grpc
-from store.errors import InvalidArgument, StoreError
+from store.errors import ChecksumMismatch, ChunkNotFound, InvalidArgument, StoreError
+from store.layout import CHUNK_ID_BYTES
 from store.limits import MESSAGE_BYTES
 from store.rpc import stream_handler, unary_handler
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Data read from disk per worker-thread call; bounds the memory of one read stream.
 READ_BATCH_BYTES = 8 * MESSAGE_BYTES
+# Chunk ids per StatChunks request; each costs one open and a 4 KiB header read.
+MAX_STAT_CHUNK_IDS = 10_000
 
 T = TypeVar("T")
 
@@ -37,6 +41,8 @@ class DataService(data_pb2_grpc.DataServiceServicer):
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="chunk-io")
         self.chunks_written = 0
         self.chunks_read = 0
+        # Set by main when scrub is enabled; its totals go out with every heartbeat.
+        self.scrubber: Scrubber | None = None
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -174,15 +180,65 @@ class DataService(data_pb2_grpc.DataServiceServicer):
         return deleted, missing
 
     @unary_handler
+    async def StatChunks(
+        self, request: data_pb2.StatChunksRequest, context: grpc.aio.ServicerContext
+    ) -> data_pb2.StatChunksResponse:
+        """Report whether each chunk exists, with its length and CRC32C from the header."""
+        chunk_ids = list(request.chunk_ids)
+        if len(chunk_ids) > MAX_STAT_CHUNK_IDS:
+            raise InvalidArgument(
+                f"StatChunks got {len(chunk_ids)} chunk ids, more than the maximum of "
+                f"{MAX_STAT_CHUNK_IDS} per request; split the ids over several requests"
+            )
+        for index, chunk_id in enumerate(chunk_ids):
+            if len(chunk_id) != CHUNK_ID_BYTES:
+                raise InvalidArgument(
+                    f"StatChunks chunk id {index} ({chunk_id[:64].hex() or 'empty'}) has "
+                    f"{len(chunk_id)} bytes, expected {CHUNK_ID_BYTES}"
+                )
+        stats = await self._run(self._stat, chunk_ids)
+        return data_pb2.StatChunksResponse(chunks=stats)
+
+    def _stat(self, chunk_ids: list[bytes]) -> list[data_pb2.ChunkStat]:
+        """Read each chunk's header without its data.
+
+        A chunk whose header fails its checksum counts as absent, because readers
+        get ChecksumMismatch from it, so for repair it is as good as lost.
+        """
+        stats = []
+        for chunk_id in chunk_ids:
+            try:
+                header = self.store.read_header(chunk_id)
+            except ChunkNotFound:
+                stats.append(data_pb2.ChunkStat(chunk_id=chunk_id, exists=False))
+                continue
+            except ChecksumMismatch as error:
+                log.warning(
+                    "StatChunks found an unreadable header chunk=%s: %s", chunk_id.hex(), error
+                )
+                stats.append(data_pb2.ChunkStat(chunk_id=chunk_id, exists=False))
+                continue
+            stats.append(
+                data_pb2.ChunkStat(
+                    chunk_id=chunk_id,
+                    exists=True,
+                    length_bytes=header.length_bytes,
+                    crc32c=header.crc32c,
+                )
+            )
+        assert len(stats) == len(chunk_ids)
+        return stats
+
+    @unary_handler
     async def GetStatus(
         self, request: data_pb2.DataserverStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.DataserverInfo:
         return await self._run(self.info)
 
     def info(self) -> pb.DataserverInfo:
-        """Return this dataserver's identity and current disk usage."""
+        """Return this dataserver's identity, current disk usage and scrub progress."""
         usage = self.store.usage()
-        return pb.DataserverInfo(
+        info = pb.DataserverInfo(
             id=self.dataserver_id,
             address=self.address,
             state=pb.DATASERVER_STATE_UP,
@@ -192,6 +248,9 @@ class DataService(data_pb2_grpc.DataServiceServicer):
             chunk_count=usage.chunk_count,
             domain=self.domain,
         )
+        if self.scrubber is not None:
+            self.scrubber.fill_info(info)
+        return info
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

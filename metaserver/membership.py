@@ -269,6 +269,11 @@ class Membership:
         known.free_bytes = info.free_bytes
         known.used_bytes = info.used_bytes
         known.chunk_count = info.chunk_count
+        known.scrubbed_chunks = info.scrubbed_chunks
+        known.scrubbed_bytes = info.scrubbed_bytes
+        known.corrupt_chunks = info.corrupt_chunks
+        known.scrub_started_unix_ms = info.scrub_started_unix_ms
+        known.last_scrub_unix_ms = info.last_scrub_unix_ms
         known.last_heartbeat_unix_ms = int(time.time() * 1000)
         return True
 

@@ -135,6 +135,10 @@ def _dataserver_json(info: pb.DataserverInfo, now_unix_ms: int) -> dict[str, Any
     heartbeat_age_s = None
     if info.last_heartbeat_unix_ms > 0:
         heartbeat_age_s = round(max(0, now_unix_ms - info.last_heartbeat_unix_ms) / 1000, 1)
+    # The dataserver's clock set last_scrub_unix_ms, so its skew against this host shifts the age.
+    last_scrub_age_s = None
+    if info.last_scrub_unix_ms > 0:
+        last_scrub_age_s = round(max(0, now_unix_ms - info.last_scrub_unix_ms) / 1000, 1)
     return {
         "id": info.id,
         "address": info.address,
@@ -146,7 +150,27 @@ def _dataserver_json(info: pb.DataserverInfo, now_unix_ms: int) -> dict[str, Any
         "chunk_count": info.chunk_count,
         "last_heartbeat_unix_ms": info.last_heartbeat_unix_ms,
         "heartbeat_age_s": heartbeat_age_s,
+        "scrubbed_chunks": info.scrubbed_chunks,
+        "scrubbed_bytes": info.scrubbed_bytes,
+        "corrupt_chunks": info.corrupt_chunks,
+        "scrub_started_unix_ms": info.scrub_started_unix_ms,
+        "last_scrub_unix_ms": info.last_scrub_unix_ms,
+        "last_scrub_age_s": last_scrub_age_s,
     }
+
+
+def _format_scrub(dataserver: dict[str, Any]) -> str:
+    """Describe a dataserver's scrub: running, the age of its last full pass, or never."""
+    if dataserver["scrub_started_unix_ms"] > 0:
+        return "running"
+    age_s = dataserver["last_scrub_age_s"]
+    if age_s is None:
+        return "never"
+    if age_s < 60:
+        return f"{age_s:.0f} s ago"
+    if age_s < 3600:
+        return f"{age_s / 60:.1f} min ago"
+    return f"{age_s / 3600:.1f} h ago"
 
 
 def _shard_json(metaserver_id: str, shard: meta_pb2.ShardStatus) -> dict[str, Any]:
@@ -235,6 +259,9 @@ def format_dataservers(dataservers: Sequence[dict[str, Any]], counts: dict[str, 
             format_bytes(d["free_bytes"]),
             format_bytes(d["used_bytes"]),
             d["chunk_count"],
+            format_bytes(d["scrubbed_bytes"]),
+            d["corrupt_chunks"],
+            _format_scrub(d),
         ]
         for d in dataservers
     ]
@@ -248,11 +275,14 @@ def format_dataservers(dataservers: Sequence[dict[str, Any]], counts: dict[str, 
         "FREE",
         "USED",
         "CHUNKS",
+        "SCRUBBED",
+        "CORRUPT",
+        "LAST SCRUB",
     ]
     size = sum(counts.values()) - counts["out"]
     summary = "dataservers: " + ", ".join(f"{counts[state]} {state}" for state in counts)
     summary += f"; cluster size {size} (out dataservers do not count)"
-    return format_table(headers, rows, right_columns={4, 5, 6, 7}) + "\n" + summary
+    return format_table(headers, rows, right_columns={4, 5, 6, 7, 9}) + "\n" + summary
 
 
 def _shard_table(shards: list[dict[str, Any]]) -> str:

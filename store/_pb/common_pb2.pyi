@@ -83,6 +83,11 @@ class DataserverInfo(_message.Message):
     LAST_HEARTBEAT_UNIX_MS_FIELD_NUMBER: _builtins.int
     CHUNK_COUNT_FIELD_NUMBER: _builtins.int
     USED_BYTES_FIELD_NUMBER: _builtins.int
+    SCRUBBED_CHUNKS_FIELD_NUMBER: _builtins.int
+    SCRUBBED_BYTES_FIELD_NUMBER: _builtins.int
+    CORRUPT_CHUNKS_FIELD_NUMBER: _builtins.int
+    SCRUB_STARTED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    LAST_SCRUB_UNIX_MS_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     address: _builtins.str
@@ -94,6 +99,17 @@ class DataserverInfo(_message.Message):
     last_heartbeat_unix_ms: _builtins.int
     chunk_count: _builtins.int
     used_bytes: _builtins.int
+    scrubbed_chunks: _builtins.int
+    """Scrub totals over every pass since the dataserver's directory was
+    created: chunks and data bytes whose CRCs were verified, and chunks found
+    corrupt or unreadable and quarantined.
+    """
+    scrubbed_bytes: _builtins.int
+    corrupt_chunks: _builtins.int
+    scrub_started_unix_ms: _builtins.int
+    """Start of the running scrub pass, 0 while none runs."""
+    last_scrub_unix_ms: _builtins.int
+    """End of the last full scrub pass, 0 before the first one."""
     draining: _builtins.bool
     """Set by `storectl node drain`: the dataserver gets no new chunks, and
     repair moves its chunks to others until it holds none.
@@ -110,11 +126,16 @@ class DataserverInfo(_message.Message):
         last_heartbeat_unix_ms: _builtins.int = ...,
         chunk_count: _builtins.int = ...,
         used_bytes: _builtins.int = ...,
+        scrubbed_chunks: _builtins.int = ...,
+        scrubbed_bytes: _builtins.int = ...,
+        corrupt_chunks: _builtins.int = ...,
+        scrub_started_unix_ms: _builtins.int = ...,
+        last_scrub_unix_ms: _builtins.int = ...,
         draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity_bytes", b"capacity_bytes", "chunk_count", b"chunk_count", "domain", b"domain", "draining", b"draining", "free_bytes", b"free_bytes", "id", b"id", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "state", b"state", "used_bytes", b"used_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity_bytes", b"capacity_bytes", "chunk_count", b"chunk_count", "corrupt_chunks", b"corrupt_chunks", "domain", b"domain", "draining", b"draining", "free_bytes", b"free_bytes", "id", b"id", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "last_scrub_unix_ms", b"last_scrub_unix_ms", "scrub_started_unix_ms", b"scrub_started_unix_ms", "scrubbed_bytes", b"scrubbed_bytes", "scrubbed_chunks", b"scrubbed_chunks", "state", b"state", "used_bytes", b"used_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
