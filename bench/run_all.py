@@ -17,7 +17,7 @@ from typing import Any
 
 from benchlib import BENCH_DIR, RESULTS_DIR, describe_machine, machine_info, progress, utc_now
 
-BENCHMARKS = ("raw_ceiling", "sdk_large", "sdk_small", "listing")
+BENCHMARKS = ("raw_ceiling", "sdk_large", "sdk_small", "listing", "erasure")
 QUICK_ARGUMENTS = {
     "raw_ceiling": ["--repeat", "2", "--stream-mib", "256", "--duration-s", "1"],
     "sdk_large": ["--repeat", "2", "--size-mib", "128"],
@@ -26,6 +26,7 @@ QUICK_ARGUMENTS = {
         *("--repeat", "2", "--page-samples", "5", "--keys", "20000"),
         *("--cluster-dir", str(RESULTS_DIR / "listing-cluster-quick")),
     ],
+    "erasure": ["--repeat", "2", "--size-mib", "128", "--codec-seconds", "0.2"],
     "profile_sdk": ["--size-mib", "128", "--small-duration-s", "2"],
 }
 
