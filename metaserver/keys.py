@@ -11,6 +11,8 @@
                           index of multipart uploads, for listing them
     "R" bucket 0x00 key   chunks of the object reported missing or corrupt,
                           waiting for repair
+    "X"                   position of the metadata scrub: the last object key
+                          (bucket 0x00 key) it checked
 
 An object value is a u32 length, the ListEntry summary (size, ETag, mtime)
 and the full ObjectRecord, so listings decode only the summary.
@@ -30,6 +32,7 @@ MULTIPART_TAG = b"M"
 PART_TAG = b"P"
 UPLOAD_INDEX_TAG = b"L"
 REPAIR_TAG = b"R"
+SCRUB_CURSOR_KEY = b"X"
 _SUMMARY_LENGTH = struct.Struct("<I")
 _SEQUENCE = struct.Struct(">Q")
 

@@ -18,6 +18,7 @@ from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
 from metaserver.follower import PrimaryLink
 from metaserver.gc import GarbageCollector, GcSettings
 from metaserver.membership import FailureTimeouts, Membership
+from metaserver.meta_scrub import MetaScrubber, MetaScrubSettings
 from metaserver.repair import Repairer, RepairSettings
 from metaserver.rocks import RocksEnv
 from metaserver.service import MetaService, ServiceSettings
@@ -161,6 +162,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds before the chunks of a repair that never finished are deleted; a repair "
         "of one object must finish within half of it",
     )
+    parser.add_argument(
+        "--meta-scrub-interval-s",
+        type=float,
+        default=86400.0,
+        help="seconds between passes that check every chunk a layout names exists on its "
+        "dataserver (0: never)",
+    )
+    parser.add_argument(
+        "--meta-scrub-chunks-s",
+        type=float,
+        default=20_000.0,
+        help="chunks per second the metadata scrub checks at most",
+    )
     parser.add_argument("--log-level", default="info", choices=LEVELS)
     return parser.parse_args(argv)
 
@@ -184,6 +198,12 @@ def validate(args: argparse.Namespace) -> None:
         if not low <= value <= high:
             raise InvalidArgument(f"{flag} {value} must be between {low} and {high}")
     failure_timeouts(args).validate()
+    if args.meta_scrub_interval_s < 0:
+        raise InvalidArgument(
+            f"--meta-scrub-interval-s {args.meta_scrub_interval_s} must not be negative"
+        )
+    if args.meta_scrub_chunks_s <= 0:
+        raise InvalidArgument(f"--meta-scrub-chunks-s {args.meta_scrub_chunks_s} must be positive")
     if args.repair_bandwidth_bytes_s < 0:
         raise InvalidArgument(
             f"--repair-bandwidth-bytes-s {args.repair_bandwidth_bytes_s} must not be negative"
@@ -290,6 +310,13 @@ async def serve(args: argparse.Namespace) -> None:
         intent_s=args.repair_intent_s,
     )
     repairer = Repairer(list(shards.values()), cluster, repair_settings, args.gc_delay_s)
+    scrubber = MetaScrubber(
+        list(shards.values()),
+        cluster,
+        MetaScrubSettings(args.meta_scrub_interval_s, args.meta_scrub_chunks_s),
+        repairer.wake,
+    )
+    repairer.scrubber = scrubber
     service = MetaService(
         server_id,
         shards,
@@ -311,6 +338,7 @@ async def serve(args: argparse.Namespace) -> None:
     tasks = [
         asyncio.create_task(collector.run(), name="gc"),
         asyncio.create_task(repairer.run(), name="repair"),
+        asyncio.create_task(scrubber.run(), name="metadata-scrub"),
     ]
     if isinstance(cluster, Membership):
         cluster.register_metaserver(info)
@@ -343,6 +371,7 @@ async def serve(args: argparse.Namespace) -> None:
         await shard.stop()
     await collector.close()
     await repairer.close()
+    await scrubber.close()
     await service.close()
     if isinstance(cluster, PrimaryLink):
         await cluster.close()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from metaserver import keys
 from metaserver.follower import PrimaryLink
 from metaserver.membership import Membership
+from metaserver.meta_scrub import MetaScrubber
 from metaserver.repair_ops import (
     Replacement,
     commit_repair,
@@ -145,6 +146,8 @@ class Repairer:
         self._wakeup = asyncio.Event()
         self._connection: Connection | None = None
         self._reader: Reader | None = None
+        # Set by the metaserver so that the status includes the metadata scrub's figures.
+        self.scrubber: MetaScrubber | None = None
         # The out, draining and eligible dataservers for which a full scan found nothing
         # left to do.
         self._clean_for: tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None = None
@@ -490,6 +493,7 @@ class Repairer:
 
     def status(self) -> meta_pb2.RepairStatus:
         counters = self.counters
+        scrub = self.scrubber.counters if self.scrubber is not None else None
         return meta_pb2.RepairStatus(
             queued_objects=counters.queued_objects,
             repaired_chunks=counters.repaired_chunks,
@@ -501,4 +505,7 @@ class Repairer:
             bandwidth_bytes_s=self.settings.bandwidth_bytes_s,
             moved_chunks=counters.moved_chunks,
             moved_bytes=counters.moved_bytes,
+            scrub_checked_chunks=scrub.checked_chunks if scrub else 0,
+            scrub_bad_chunks=scrub.bad_chunks if scrub else 0,
+            scrub_passes=scrub.passes if scrub else 0,
         )

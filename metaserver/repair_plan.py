@@ -30,7 +30,7 @@ class Move:
 
 @dataclass(frozen=True, slots=True)
 class PassState:
-    """What one repair pass knows about the dataservers."""
+    """The dataserver states one repair pass works from."""
 
     view: ClusterView
     # Out, so their chunks are rebuilt.

@@ -109,6 +109,11 @@ def _metaserver_json(info: pb.MetaserverInfo, status: meta_pb2.MetaserverStatus)
             "failures": status.repair.failures,
             "unrecoverable_stripes": status.repair.unrecoverable_stripes,
             "bandwidth_bytes_s": status.repair.bandwidth_bytes_s,
+            "moved_chunks": status.repair.moved_chunks,
+            "moved_bytes": status.repair.moved_bytes,
+            "scrub_checked_chunks": status.repair.scrub_checked_chunks,
+            "scrub_bad_chunks": status.repair.scrub_bad_chunks,
+            "scrub_passes": status.repair.scrub_passes,
         },
     }
 
@@ -227,8 +232,10 @@ def _repair_table(metaservers: list[dict[str, Any]]) -> str:
                 format_bytes(repair["repaired_bytes"]),
                 f"{format_bytes(int(repair['rate_bytes_s']))}/s",
                 f"{format_bytes(limit)}/s" if limit else "none",
+                repair["moved_chunks"],
                 repair["failures"],
                 repair["unrecoverable_stripes"],
+                f"{repair['scrub_checked_chunks']}/{repair['scrub_bad_chunks']}",
             ]
         )
     headers = [
@@ -238,8 +245,10 @@ def _repair_table(metaservers: list[dict[str, Any]]) -> str:
         "BYTES",
         "LAST RATE",
         "LIMIT",
+        "CHUNKS MOVED",
         "FAILURES",
         "UNRECOVERABLE STRIPES",
+        "SCRUB CHECKED/BAD",
     ]
     return format_table(headers, rows)
 

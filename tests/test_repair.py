@@ -190,3 +190,30 @@ def test_repair_resumes_after_metaserver_kill(cluster_factory: ClusterFactory) -
         survivors[1].kill()
         for key, data in objects.items():
             assert client.get("resume", key) == data, f"{key} differs after the resumed repair"
+
+
+def test_metadata_scrub_finds_a_deleted_chunk(cluster_factory: ClusterFactory) -> None:
+    meta_args = [*FAST_FAILURES, "--meta-scrub-interval-s", "0.5"]
+    cluster = cluster_factory(dataservers=4, meta_args=meta_args, data_args=FAST_HEARTBEAT)
+    with store.Client(cluster.meta_address) as client:
+        client.create_bucket("vanish", scheme="ec:2+1")
+        data = make_data(4 * CHUNK, seed=78)
+        version = client.put("vanish", "obj", data).version_id
+        _, path = holder(cluster, version, 0, 2)
+        path.unlink()
+
+        # No client reads the object: the metadata scrub alone must notice.
+        def rebuilt() -> bool:
+            try:
+                holder(cluster, version, 0, 2 | 1 << 8)
+            except AssertionError:
+                return False
+            return True
+
+        wait_until(rebuilt, REPAIR_WAIT_S, "the deleted parity chunk to be rebuilt")
+        status = fetch_metaserver_status(cluster.meta_address, 5.0)
+        assert status.repair.scrub_bad_chunks >= 1, "the status shows no chunk found bad"
+
+    with store.Client(cluster.meta_address) as fresh:
+        assert fresh.get("vanish", "obj") == data, "the repaired object differs"
+        assert fresh.bad_chunks() == [], f"reads still meet bad chunks: {fresh.bad_chunks()}"

@@ -1588,6 +1588,9 @@ class RepairStatus(_message.Message):
     BANDWIDTH_BYTES_S_FIELD_NUMBER: _builtins.int
     MOVED_CHUNKS_FIELD_NUMBER: _builtins.int
     MOVED_BYTES_FIELD_NUMBER: _builtins.int
+    SCRUB_CHECKED_CHUNKS_FIELD_NUMBER: _builtins.int
+    SCRUB_BAD_CHUNKS_FIELD_NUMBER: _builtins.int
+    SCRUB_PASSES_FIELD_NUMBER: _builtins.int
     queued_objects: _builtins.int
     """Objects known to need repair: reported bad chunks plus those the last
     scan found with chunks on dataservers that are out.
@@ -1606,6 +1609,12 @@ class RepairStatus(_message.Message):
     the counts, with the source kept until the layout names the copy.
     """
     moved_bytes: _builtins.int
+    scrub_checked_chunks: _builtins.int
+    """The metadata scrub: chunks whose existence it checked on their
+    dataservers, those it found missing or different, and full passes done.
+    """
+    scrub_bad_chunks: _builtins.int
+    scrub_passes: _builtins.int
     def __init__(
         self,
         *,
@@ -1619,10 +1628,13 @@ class RepairStatus(_message.Message):
         bandwidth_bytes_s: _builtins.int = ...,
         moved_chunks: _builtins.int = ...,
         moved_bytes: _builtins.int = ...,
+        scrub_checked_chunks: _builtins.int = ...,
+        scrub_bad_chunks: _builtins.int = ...,
+        scrub_passes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_bytes_s", b"bandwidth_bytes_s", "failures", b"failures", "last_pass_unix_ms", b"last_pass_unix_ms", "moved_bytes", b"moved_bytes", "moved_chunks", b"moved_chunks", "queued_objects", b"queued_objects", "rate_bytes_s", b"rate_bytes_s", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "unrecoverable_stripes", b"unrecoverable_stripes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bandwidth_bytes_s", b"bandwidth_bytes_s", "failures", b"failures", "last_pass_unix_ms", b"last_pass_unix_ms", "moved_bytes", b"moved_bytes", "moved_chunks", b"moved_chunks", "queued_objects", b"queued_objects", "rate_bytes_s", b"rate_bytes_s", "repaired_bytes", b"repaired_bytes", "repaired_chunks", b"repaired_chunks", "scrub_bad_chunks", b"scrub_bad_chunks", "scrub_checked_chunks", b"scrub_checked_chunks", "scrub_passes", b"scrub_passes", "unrecoverable_stripes", b"unrecoverable_stripes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
