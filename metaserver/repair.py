@@ -17,6 +17,10 @@ Nothing is lost when the process dies at any step: the layout changes only
 in step 3, unfinished work is found again by the next pass, and the chunks
 of a repair that never finished are deleted once their entry comes due.
 Repair traffic (bytes read plus written) is held under `bandwidth_bytes_s`.
+
+NOTE: parts of multipart uploads that are not completed yet are not
+repaired; a part that loses more chunks than its scheme tolerates before
+completion makes the completed object unreadable in that range.
 """
 
 from __future__ import annotations
