@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
+import logging
 import mmap
 import os
 import platform
@@ -505,3 +506,35 @@ def process_cpu_s(pid: int) -> float:
     # stime are fields 14 and 15 of proc(5), in clock ticks.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
+# Log records.
+
+
+class LogCounter(logging.Handler):
+    """Counts log records by the first two words of their message ("degraded read")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        words = " ".join(str(record.msg).split()[:2])
+        self.counts[words] = self.counts.get(words, 0) + 1
+
+
+@contextlib.contextmanager
+def counting_log(name: str) -> Iterator[LogCounter]:
+    """Route one logger's records of level INFO and above to a counter, away from stderr."""
+    logger = logging.getLogger(name)
+    counter = LogCounter()
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(counter)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]

@@ -1,6 +1,6 @@
-"""Erasure coding: codec throughput, a degraded 1 GiB GET, and CPU per GiB written.
+"""Erasure coding: codec throughput, a degraded 1 GiB GET, CPU per GiB written, and repair.
 
-Three parts, each repeated `--repeat` times, reported as medians:
+Four parts, each repeated `--repeat` times, reported as medians:
 
 1. `store.erasure.codec` encodes and decodes stripes of K chunks of 4 MiB for
    4+2, 8+3 and 2+1 in this process, beside a copy of the same stripe into a
@@ -14,18 +14,19 @@ Three parts, each repeated `--repeat` times, reported as medians:
 3. put() of 1 GiB from bytes into ec:4+2 and rep:3 buckets on 6 dataservers:
    MB/s, and the CPU seconds per GiB of the client process and of the
    dataservers (from /proc/PID/stat).
+4. Repair of the chunks of one SIGKILLed dataserver of an ec:4+2 bucket with
+   the throttle off, beside a healthy get_into() of the same objects on the
+   same cluster (bench/erasure_repair.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,13 @@ from benchlib import (
     MIB,
     Row,
     Target,
+    counting_log,
     local_cluster,
     new_report,
     process_cpu_s,
     progress,
 )
+from erasure_repair import add_arguments, add_repair_rows, check_arguments, measure_repairs
 
 from store import AsyncClient
 from store.checksum import crc32c
@@ -82,9 +85,11 @@ def parse_args() -> argparse.Namespace:
         default=Path(tempfile.gettempdir()),
         help="directory for the clusters' data (removed afterwards)",
     )
+    add_arguments(parser)
     args = parser.parse_args()
     if args.repeat < 1 or args.size_mib < 1 or args.codec_chunk_mib < 1:
         parser.error("--repeat, --size-mib and --codec-chunk-mib must be at least 1")
+    check_arguments(parser, args)
     return args
 
 
@@ -187,35 +192,6 @@ def add_codec_rows(
 # 2. Healthy and degraded GET.
 
 
-class DecodeCounter(logging.Handler):
-    """Counts the chunk ranges that store.download rebuilt by decoding."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.decoded_ranges = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith(DEGRADED_READ_MESSAGE):
-            self.decoded_ranges += 1
-
-
-@contextmanager
-def counting_decodes() -> Iterator[DecodeCounter]:
-    """Route store.download's log records to a counter, and away from stderr."""
-    logger = logging.getLogger("store.download")
-    counter = DecodeCounter()
-    saved = (logger.level, logger.propagate)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.addHandler(counter)
-    try:
-        yield counter
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
-
-
 def upload_chunks(process: ManagedProcess, upload_id: str) -> list[tuple[int, int]]:
     """Return (stripe, position) of each chunk file of one upload on a dataserver.
 
@@ -312,7 +288,7 @@ async def measure_reads(
     gib = len(buffer) / GIB
     async with AsyncClient(cluster.meta_address) as client:
         for method in ("get_into", "get_stream"):
-            with counting_decodes() as counter, CpuMeter(cluster) as cpu:
+            with counting_log("store.download") as read_log, CpuMeter(cluster) as cpu:
                 if method == "get_into":
                     mb_s = await read_into(client, key, buffer)
                 else:
@@ -324,9 +300,10 @@ async def measure_reads(
                     f"{method} of {key} read bytes with CRC32C {checksum:#010x}, "
                     f"expected {expected.crc32c:#010x}"
                 )
-            if counter.decoded_ranges != expected.decoded_ranges:
+            decoded_ranges = read_log.counts.get(DEGRADED_READ_MESSAGE, 0)
+            if decoded_ranges != expected.decoded_ranges:
                 raise RuntimeError(
-                    f"{method} of {key} decoded {counter.decoded_ranges} chunk ranges, "
+                    f"{method} of {key} decoded {decoded_ranges} chunk ranges, "
                     f"expected {expected.decoded_ranges}"
                 )
             result[method] = mb_s
@@ -509,8 +486,9 @@ def main() -> None:
     report.details["codec"] = codec_figures
     add_codec_rows(report.rows, codec_figures, args.codec_chunk_mib)
 
-    progress(f"generating {size_text} of random data")
-    data = os.urandom(args.size_mib * MIB)
+    progress(f"generating {max(args.size_mib, args.repair_mib)} MiB of random data")
+    random_data = os.urandom(max(args.size_mib, args.repair_mib) * MIB)
+    data = random_data[: args.size_mib * MIB]
     get_figures = measure_gets(args, data, report.details)
     report.details["get"].update(get_figures)
     add_get_rows(report.rows, get_figures, size_text)
@@ -519,6 +497,10 @@ def main() -> None:
         put_figures = asyncio.run(measure_put_repetitions(cluster, data, args.repeat))
     report.details["put"] = put_figures
     add_put_rows(report.rows, put_figures, size_text)
+
+    repair_figures = measure_repairs(args, random_data)
+    report.details["repair"] = repair_figures
+    add_repair_rows(report.rows, repair_figures, args.repair_dataservers)
     report.finish()
 
 

@@ -26,7 +26,10 @@ QUICK_ARGUMENTS = {
         *("--repeat", "2", "--page-samples", "5", "--keys", "20000"),
         *("--cluster-dir", str(RESULTS_DIR / "listing-cluster-quick")),
     ],
-    "erasure": ["--repeat", "2", "--size-mib", "128", "--codec-seconds", "0.2"],
+    "erasure": [
+        *("--repeat", "2", "--size-mib", "128", "--codec-seconds", "0.2"),
+        *("--repair-mib", "128"),
+    ],
     "profile_sdk": ["--size-mib", "128", "--small-duration-s", "2"],
 }
 
