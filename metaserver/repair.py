@@ -77,6 +77,8 @@ class RepairSettings:
     intent_s: float = 3600.0
     # Objects repaired per shard and pass, so one pass stays short.
     max_objects_per_pass: int = 256
+    # Objects repaired at once; different objects never share a shard batch.
+    parallel_objects: int = 4
 
 
 @dataclass(slots=True)
@@ -203,14 +205,18 @@ class Repairer:
                 self._clean_for = signature
             return
 
-        items.sort()
+        items = _one_per_object(items)
+        self.counters.queued_objects = len(items)
         started_s = time.monotonic()
         moved_before = self.counters.repaired_bytes + self.counters.moved_bytes
-        pending = len(items)
-        for item in items:
-            if await self._repair_object(item, state):
-                pending -= 1
-            self.counters.queued_objects = pending
+        slots = asyncio.Semaphore(self.settings.parallel_objects)
+
+        async def repair(item: RepairItem) -> None:
+            async with slots:
+                if await self._repair_object(item, state):
+                    self.counters.queued_objects -= 1
+
+        await asyncio.gather(*(repair(item) for item in items))
         moved = self.counters.repaired_bytes + self.counters.moved_bytes - moved_before
         if moved:
             self.counters.rate_bytes_s = moved / max(time.monotonic() - started_s, 1e-6)
@@ -298,7 +304,7 @@ class Repairer:
         if not contents:
             return None
 
-        replacements = self._place(record, view, contents, plan)
+        replacements = self._place(record, view, contents, plan, _queued_refs(item.shard))
         intent = await item.shard.submit(
             "repair_intent",
             queue_intent(
@@ -336,8 +342,14 @@ class Repairer:
         view: ClusterView,
         contents: list[tuple[int, int, bytes]],
         plan: dict[int, dict[int, Move]],
+        queued: set[tuple[bytes, str]],
     ) -> list[Replacement]:
-        """Choose a dataserver and a new chunk id for each chunk to write."""
+        """Choose a dataserver and a new chunk id for each chunk to write.
+
+        The id skips generations that a queued deletion names on the same dataserver,
+        such as the chunks of a repair that a crash cut short: that deletion would
+        otherwise remove the new chunk once it comes due.
+        """
         domains = domains_of(view.map)
         ranking = interleave_domains(
             rank_dataservers(eligible_dataservers(view.map, 0), record.version_id), domains
@@ -359,8 +371,11 @@ class Repairer:
                 )
             chosen[stripe_index].append(server)
             old = stripe.chunks[position]
+            chunk_id = rebuilt_chunk_id(old.chunk_id)
+            while (chunk_id, server) in queued or chunk_id == old.chunk_id:
+                chunk_id = rebuilt_chunk_id(chunk_id)
             new = pb.ChunkRef(
-                chunk_id=rebuilt_chunk_id(old.chunk_id),
+                chunk_id=chunk_id,
                 target=server,
                 length_bytes=len(data),
                 crc32c=crc32c(data),
@@ -397,12 +412,14 @@ class Repairer:
         needed = protection.data_chunks if protection.erasure_coded else 1
         candidates = [p for p in range(len(stripe.chunks)) if p not in lost and p not in read]
         candidates.sort(key=lambda p: (view.read_rank(stripe.chunks[p].target), p))
-        for position in candidates:
-            if len(read) >= needed:
-                break
-            data = await self._read_whole(target, view, stripe_index, position)
-            if data is not None:
-                read[position] = data
+        while len(read) < needed and candidates:
+            # Read as many chunks at once as are still needed.
+            batch = candidates[: needed - len(read)]
+            candidates = candidates[len(batch) :]
+            found = await asyncio.gather(
+                *(self._read_whole(target, view, stripe_index, p) for p in batch)
+            )
+            read.update((p, data) for p, data in zip(batch, found, strict=True) if data is not None)
         if len(read) < needed:
             self.counters.unrecoverable_stripes += 1
             log.error(
@@ -513,3 +530,33 @@ class Repairer:
             scrub_bad_chunks=scrub.bad_chunks if scrub else 0,
             scrub_passes=scrub.passes if scrub else 0,
         )
+
+
+def _one_per_object(items: list[RepairItem]) -> list[RepairItem]:
+    """Sort items by priority and keep one per object, merging what was reported for it.
+
+    Two repairs of one object at once could write the same chunk id to the same
+    dataserver, and the one that loses the commit would then delete the other's chunk.
+    """
+    merged: dict[tuple[int, str, bytes], RepairItem] = {}
+    for item in sorted(items):
+        name = (item.shard.number, item.bucket, item.key)
+        first = merged.get(name)
+        if first is None:
+            merged[name] = item
+        elif item.reported:
+            # A plan made without the reports could miss a reported chunk: plan again.
+            first.reported = first.reported | item.reported
+            first.plan = None
+    return list(merged.values())
+
+
+def _queued_refs(shard: Shard) -> set[tuple[bytes, str]]:
+    """Return (chunk id, dataserver id) of every chunk the shard's GC queue will delete."""
+    refs: set[tuple[bytes, str]] = set()
+    cursor = ShardCursor(shard.db, keys.GC_TAG, b"", b"")
+    while cursor.current() is not None:
+        entry = pb.GcEntry.FromString(cursor.payload())
+        refs.update((chunk.chunk_id, chunk.target) for chunk in entry.chunks)
+        cursor.advance()
+    return refs
