@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 MAX_BAD_CHUNKS = 1000
 REPORT_TIMEOUT_S = 10.0
+# Seconds a dataserver that failed a read is skipped by reads of coded stripes.
+SHUN_S = 2.0
 
 
 @dataclass(slots=True)
@@ -60,6 +63,9 @@ class Reader:
         self.chunk_timeout_s = chunk_timeout_s
         # The most recent corrupt chunks seen: (chunk id, dataserver id, error).
         self.bad_chunks: deque[tuple[bytes, str, str]] = deque(maxlen=MAX_BAD_CHUNKS)
+        # Dataservers that just failed a read, with the monotonic time until which reads
+        # of coded stripes skip them.
+        self._shunned: dict[str, float] = {}
         # Reports to the metaserver still being sent, kept so they are not collected.
         self._reports: set[asyncio.Task[None]] = set()
 
@@ -103,11 +109,16 @@ class Reader:
             for s in spans
         ]
         failures: dict[int, StoreError] = {}
+        # Data chunks known to be unreachable are replaced by parity chunks read at once.
+        skipped = [s for s in spans if not self._usable(view, piece.stripe.chunks[s.position])]
+        parity = self._parity_reads(view, target, piece, protection, skipped, deadline)
 
         async def healthy(span: ChunkSpan, region: memoryview | None) -> list[bytes] | None:
             chunk = piece.stripe.chunks[span.position]
-            if not view.is_readable(chunk.target):
-                failures[span.position] = Unavailable(f"dataserver {chunk.target} is down or out")
+            if span in skipped:
+                failures[span.position] = Unavailable(
+                    f"dataserver {chunk.target} is down, out or failed a read just now"
+                )
                 return None
             local = StripeSlice(piece.stripe_index, piece.stripe, span.start_bytes, span.end_bytes)
             try:
@@ -117,9 +128,9 @@ class Reader:
                 failures[span.position] = error
                 return None
 
-        results = list(
-            await asyncio.gather(*(healthy(s, r) for s, r in zip(spans, regions, strict=True)))
-        )
+        reads = asyncio.gather(*(healthy(s, r) for s, r in zip(spans, regions, strict=True)))
+        data_results, parity_results = await asyncio.gather(reads, parity)
+        results = list(data_results)
         for index, span in enumerate(spans):
             if results[index] is not None:
                 continue
@@ -133,6 +144,9 @@ class Reader:
                 and other.start_bytes <= span.start_bytes
                 and other.end_bytes >= span.end_bytes
             }
+            for position, (start, data) in parity_results.items():
+                if start <= span.start_bytes and start + len(data) >= span.end_bytes:
+                    known[position] = data[span.start_bytes - start : span.end_bytes - start]
             local = StripeSlice(piece.stripe_index, piece.stripe, span.start_bytes, span.end_bytes)
             failed = {span.position: failures[span.position]}
             failed.update((p, e) for p, e in failures.items() if p != span.position)
@@ -144,6 +158,49 @@ class Reader:
                 region[:] = data
                 results[index] = []
         return [part for parts in results if parts is not None for part in parts]
+
+    def _usable(self, view: ClusterView, chunk: pb.ChunkRef) -> bool:
+        """Return whether to try a chunk: its dataserver is up or suspect and did not just fail."""
+        shunned_until_s = self._shunned.get(chunk.target)
+        if shunned_until_s is not None and shunned_until_s > time.monotonic():
+            return False
+        return view.is_readable(chunk.target)
+
+    async def _parity_reads(
+        self,
+        view: ClusterView,
+        target: ReadTarget,
+        piece: StripeSlice,
+        protection: Scheme,
+        skipped: list[ChunkSpan],
+        deadline: Deadline,
+    ) -> dict[int, tuple[int, bytes]]:
+        """Read one parity chunk per skipped data chunk, over the range the skipped ones cover.
+
+        Returns {position: (start offset in the chunk, bytes)} for the reads that worked.
+        """
+        if not skipped:
+            return {}
+        stripe = piece.stripe
+        start = min(span.start_bytes for span in skipped)
+        end = max(span.end_bytes for span in skipped)
+        positions = range(protection.data_chunks, len(stripe.chunks))
+        usable = [p for p in positions if self._usable(view, stripe.chunks[p])]
+        usable.sort(key=lambda p: view.read_rank(stripe.chunks[p].target))
+        local = StripeSlice(piece.stripe_index, stripe, start, end)
+
+        async def one(position: int) -> tuple[int, bytes] | None:
+            chunk = stripe.chunks[position]
+            try:
+                parts = await self.read_chunk(view, target, local, chunk, deadline, None)
+            except (Unavailable, NotFound, ChecksumMismatch) as error:
+                self._note_failure(target, piece, chunk, error)
+                return None
+            return start, b"".join(parts)
+
+        chosen = usable[: len(skipped)]
+        found = await asyncio.gather(*(one(position) for position in chosen))
+        return {p: result for p, result in zip(chosen, found, strict=True) if result is not None}
 
     async def _decode_span(
         self,
@@ -197,6 +254,9 @@ class Reader:
         self, target: ReadTarget, piece: StripeSlice, chunk: pb.ChunkRef, error: StoreError
     ) -> None:
         self._remember_bad(target, chunk, error)
+        if isinstance(error, Unavailable):
+            # Later stripes read parity at once instead of waiting for the same failure.
+            self._shunned[chunk.target] = time.monotonic() + SHUN_S
         log.warning(
             "chunk read failed object=%s stripe=%d chunk=%s: %s",
             target.name(),
