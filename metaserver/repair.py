@@ -38,7 +38,7 @@ from metaserver.meta_scrub import MetaScrubber
 from metaserver.repair_ops import (
     Replacement,
     commit_repair,
-    drop_entry,
+    drop_reports,
     queue_intent,
 )
 from metaserver.repair_plan import Balancer, Move, PassState, count_chunks, plan_moves
@@ -264,13 +264,17 @@ class Repairer:
         name = f"{item.bucket}/{display_key(item.key)}"
         record = await item.shard.get_object(item.bucket, item.key)
         if record is None or record.is_inline:
-            await item.shard.submit("repair_drop", drop_entry(item.bucket, item.key))
+            await item.shard.submit(
+                "repair_drop", drop_reports(item.bucket, item.key, item.reported)
+            )
             return True
         plan = item.plan
         if plan is None or record.version_id != item.version_id:
             plan = plan_moves(record, state, item.reported, None)
         if not plan:
-            await item.shard.submit("repair_drop", drop_entry(item.bucket, item.key))
+            await item.shard.submit(
+                "repair_drop", drop_reports(item.bucket, item.key, item.reported)
+            )
             return True
         try:
             written = await self._rebuild(record, item, state.view, plan)
@@ -484,6 +488,7 @@ class Repairer:
                 time.time_ns(),
                 self.gc_delay_ns,
                 int(self.settings.intent_s * 1e9) // 2,
+                item.reported,
             ),
         )
         if not applied:

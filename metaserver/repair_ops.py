@@ -93,9 +93,12 @@ def commit_repair(
     now_unix_ns: int,
     gc_delay_ns: int,
     min_intent_left_ns: int,
+    handled: frozenset[tuple[bytes, str]],
 ) -> Callable[[GroupView], bool]:
     """Swap rebuilt chunks into the object's layout if it still names the lost ones.
 
+    The reports in `handled` leave the object's repair entry, and so do reports of
+    the replaced chunks, but reports that arrived during the repair stay in it.
     Returns False, and makes the new chunks due for deletion now, when the object
     was overwritten, deleted or changed while it was being repaired. It also returns
     False when the garbage entry of the new chunks comes due within
@@ -127,7 +130,7 @@ def commit_repair(
             chunk.CopyFrom(replacement.new)
         view.put(keys.object_key(bucket, key), keys.encode_object(record))
         view.delete(intent_key)
-        view.delete(keys.repair_key(bucket, key))
+        _drop_handled(view, bucket, key, record, handled)
         queue_garbage(
             view,
             shard,
@@ -152,10 +155,45 @@ def _unchanged(record: pb.ObjectRecord, replacements: Sequence[Replacement]) -> 
     return True
 
 
-def drop_entry(bucket: str, key: bytes) -> Callable[[GroupView], None]:
-    """Remove the repair entry of an object that needs no repair, or no longer exists."""
+def drop_reports(
+    bucket: str, key: bytes, handled: frozenset[tuple[bytes, str]]
+) -> Callable[[GroupView], None]:
+    """Remove the handled reports of an object that needs no repair, or no longer exists."""
 
     def run(view: GroupView) -> None:
-        view.delete(keys.repair_key(bucket, key))
+        _drop_handled(view, bucket, key, load_object(view, bucket, key), handled)
 
     return run
+
+
+def _drop_handled(
+    view: GroupView,
+    bucket: str,
+    key: bytes,
+    record: pb.ObjectRecord | None,
+    handled: frozenset[tuple[bytes, str]],
+) -> None:
+    """Remove from an object's repair entry the reports that `handled` names, and stale ones.
+
+    Reports queued while the repair ran are kept, so the next pass repairs their
+    chunks. A stale report names a chunk that the layout no longer has.
+    """
+    entry_key = keys.repair_key(bucket, key)
+    value = view.get(entry_key)
+    if value is None:
+        return
+    entry = meta_pb2.RepairEntry.FromString(value)
+    remaining = [
+        chunk
+        for chunk in entry.chunks
+        if (chunk.chunk_id, chunk.dataserver_id) not in handled
+        and record is not None
+        and _names(record, chunk.chunk_id, chunk.dataserver_id)
+    ]
+    if not remaining:
+        view.delete(entry_key)
+        return
+    if len(remaining) < len(entry.chunks):
+        del entry.chunks[:]
+        entry.chunks.extend(remaining)
+        view.put(entry_key, entry.SerializeToString())

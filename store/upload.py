@@ -100,6 +100,9 @@ class Upload:
         self.abandoned: list[pb.ChunkRef] = []
         # Dataservers that failed a chunk write of this upload; later stripes avoid them.
         self.failed: set[str] = set()
+        # Whether every failed write found a full disk, so running out of targets is
+        # ResourceExhausted and not Unavailable.
+        self.only_disks_full = True
         self.ranking = interleave_domains(
             rank_dataservers(eligible_dataservers(view.map, chunk_size_bytes), upload_id),
             self.domains,
@@ -198,9 +201,11 @@ class Upload:
         except Unavailable as error:
             if not self.failed:
                 raise
-            raise Unavailable(
+            kind = ResourceExhausted if self.only_disks_full else Unavailable
+            cause = " because their disks are full" if self.only_disks_full else ""
+            raise kind(
                 f"{error}; dataservers {', '.join(sorted(self.failed))} failed writes of "
-                f"{self._name()} (upload {self.upload_id}), so it was not stored"
+                f"{self._name()} (upload {self.upload_id}){cause}, so it was not stored"
             ) from None
 
     async def _place_chunk(
@@ -229,6 +234,8 @@ class Upload:
                 return
             except (Unavailable, ResourceExhausted, ChecksumMismatch) as error:
                 self.failed.add(ref.target)
+                if not isinstance(error, ResourceExhausted):
+                    self.only_disks_full = False
                 # Other chunks of the stripe may have moved while this one was written.
                 others = [chunk.target for chunk in stripe.chunks if chunk is not ref]
                 replacement = replacement_target(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import struct
+import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -94,6 +96,29 @@ def flip_byte(path: Path, offset: int) -> None:
         (value,) = file.read(1)
         file.seek(offset)
         file.write(bytes([value ^ 0xFF]))
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(directory: Path, size_bytes: int) -> Iterator[bool]:
+    """Mount a tmpfs of `size_bytes` on `directory` for the block, and unmount it after.
+
+    Yields False, and mounts nothing, where mounting is not permitted (not root, or
+    no CAP_SYS_ADMIN in a container). Stop every process using the directory before
+    the block ends, or the unmount fails.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    mounted = mount.returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(directory)], check=True, capture_output=True)
 
 
 def wait_until(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from .support import (
     ClusterFactory,
     chunk_files,
     make_data,
+    mounted_tmpfs,
     new_bucket_name,
     temp_files,
     upload_chunk_files,
@@ -206,25 +206,15 @@ def small_disk_cluster(
     """
     meta_args = ["--gc-interval-s", "0.2", "--upload-settle-s", "1"]
     cluster = cluster_factory(dataservers=1, meta_args=meta_args)
-    directory = cluster.root / "data-1"
-    directory.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK_BYTES}", "tmpfs", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    mounted = mount.returncode == 0
-    extra = ["--reserve-bytes", "0"]
-    if not mounted:
-        extra += ["--capacity-bytes", str(SMALL_DISK_BYTES)]
-    try:
-        cluster.add_dataserver(extra)
-        yield cluster, "tmpfs" if mounted else "capacity"
-    finally:
-        cluster_factory.stop_all()
-        if mounted:
-            subprocess.run(["umount", str(directory)], check=True, capture_output=True)
+    with mounted_tmpfs(cluster.root / "data-1", SMALL_DISK_BYTES) as mounted:
+        extra = ["--reserve-bytes", "0"]
+        if not mounted:
+            extra += ["--capacity-bytes", str(SMALL_DISK_BYTES)]
+        try:
+            cluster.add_dataserver(extra)
+            yield cluster, "tmpfs" if mounted else "capacity"
+        finally:
+            cluster_factory.stop_all()
 
 
 def holds_only(process: ManagedProcess, chunk_names: set[str]) -> bool:

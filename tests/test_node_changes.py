@@ -45,6 +45,23 @@ def layouts_total(client: store.Client, bucket: str, keys: list[str]) -> int:
     return sum(client.stat(bucket, key).chunk_count for key in keys)
 
 
+def wait_drained(
+    cluster: LocalCluster, victim: ManagedProcess, versions: list[str], expected: int
+) -> None:
+    """Wait until `victim` has none of the versions' chunks and `expected` chunk files remain."""
+
+    def drained_and_collected() -> bool:
+        counts = chunk_counts(cluster, versions)
+        return counts[victim.name] == 0 and sum(counts.values()) == expected
+
+    wait_until(
+        drained_and_collected,
+        MOVE_WAIT_S,
+        f"{victim.name} to hold none of {expected} chunks",
+        state=lambda: chunk_counts(cluster, versions),
+    )
+
+
 def test_drain_then_remove(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(dataservers=5, meta_args=FAST_FAILURES, data_args=FAST_HEARTBEAT)
     with store.Client(cluster.meta_address, timeout_s=30) as client:
@@ -62,18 +79,7 @@ def test_drain_then_remove(cluster_factory: ClusterFactory) -> None:
 
         drained = storectl(cluster, "node", "drain", victim.server_id)
         assert drained.returncode == 0, f"node drain failed: {drained.stderr}"
-        expected = layouts_total(client, "drain", list(objects))
-
-        def drained_and_collected() -> bool:
-            counts = chunk_counts(cluster, versions)
-            return counts[victim.name] == 0 and sum(counts.values()) == expected
-
-        wait_until(
-            drained_and_collected,
-            MOVE_WAIT_S,
-            f"{victim.name} to hold none of {expected} chunks",
-            state=lambda: chunk_counts(cluster, versions),
-        )
+        wait_drained(cluster, victim, versions, layouts_total(client, "drain", list(objects)))
         for key, data in objects.items():
             assert client.get("drain", key) == data, f"{key} differs after the drain"
 
@@ -91,18 +97,34 @@ def test_drain_then_remove(cluster_factory: ClusterFactory) -> None:
             assert client.get("drain", key) == data, f"{key} differs after the removal"
 
 
-def run_load(address: str, stop: threading.Event, errors: list[str]) -> None:
-    """Write and read back small objects until `stop` is set (at most 600 operations)."""
+def run_load(
+    address: str,
+    bucket: str,
+    stop: threading.Event,
+    errors: list[str],
+    acknowledged: dict[str, bytes] | None = None,
+) -> None:
+    """Write small objects and read them back until `stop` is set (at most 300 rounds).
+
+    Each round puts one object, reads it back and reads an earlier one again.
+    Acknowledged puts go into `acknowledged`, and failed calls and reads of
+    other bytes into `errors`.
+    """
+    written: dict[str, bytes] = {} if acknowledged is None else acknowledged
     with store.Client(address, timeout_s=30) as client:
         for index in range(300):
             if stop.is_set():
                 return
             data = make_data(CHUNK + 7 * index, seed=9000 + index)
             key = f"load-{index}"
+            earlier = f"load-{index // 2}"
             try:
-                client.put("busy", key, data)
-                if client.get("busy", key) != data:
+                client.put(bucket, key, data)
+                written[key] = data
+                if client.get(bucket, key) != data:
                     errors.append(f"{key} read back other bytes")
+                if earlier in written and client.get(bucket, earlier) != written[earlier]:
+                    errors.append(f"{earlier} read again returned other bytes")
             except store.StoreError as error:
                 errors.append(f"{key}: {error}")
             time.sleep(0.05)
@@ -118,7 +140,7 @@ def test_add_two_and_drain_one_under_load(cluster_factory: ClusterFactory) -> No
 
         stop = threading.Event()
         errors: list[str] = []
-        load = threading.Thread(target=run_load, args=(cluster.meta_address, stop, errors))
+        load = threading.Thread(target=run_load, args=(cluster.meta_address, "busy", stop, errors))
         load.start()
         try:
             added = [cluster.add_dataserver(FAST_HEARTBEAT) for _ in range(2)]
