@@ -86,9 +86,21 @@ class Reader:
         arrive and the returned list is empty.
         """
         protection = of_layout(target.record.layout)
-        if protection.erasure_coded:
-            return await self._read_coded(target, piece, protection, deadline, out)
-        return await self._read_copies(target, piece, deadline, out)
+        if not protection.erasure_coded:
+            return await self._read_copies(target, piece, deadline, out)
+        attempt = 0
+        # Too few chunks reachable: retried while the map shows one of their dataservers
+        # up, since a restarted dataserver needs a moment before clients reconnect.
+        while True:
+            attempt += 1
+            try:
+                return await self._read_coded(target, piece, protection, deadline, out)
+            except Unavailable as error:
+                targets = [chunk.target for chunk in piece.stripe.chunks]
+                if not await self.connection.should_retry([error], targets, attempt, deadline):
+                    raise
+                for server in targets:
+                    self._shunned.pop(server, None)
 
     async def _read_coded(
         self,
