@@ -12,8 +12,8 @@ of zeros of that length. This also lets a degraded read decode just the byte
 range it needs from each surviving chunk, not whole chunks.
 
 pyeclib holds the GIL while it codes, so a process codes on one core at a
-time. On the 2-core test machine, RS(4+2) with 4 MiB chunks encodes 3.4 GB/s
-of stripe data. It decodes a stripe with one lost data chunk at 2.3 GB/s
+time. On the 2-core test machine, RS(4+2) with 4 MiB chunks encodes 3.3 GB/s
+of stripe data. It rebuilds one lost data chunk at 3.8 GB/s of stripe data
 (bench/erasure.py, run described in docs/benchmarks.md).
 """
 
