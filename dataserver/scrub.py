@@ -38,6 +38,7 @@ from store._pb import common_pb2 as pb
 from store.durable import write_file_atomic
 from store.errors import ChecksumMismatch, ChunkNotFound
 from store.limits import MIB
+from store.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -60,30 +61,6 @@ class Reporter(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class Throttle:
-    """Paces reads to `rate_bytes_s` on average, letting one piece through ahead of it.
-
-    Idle time is not saved up, so a pause never turns into a burst later.
-    """
-
-    def __init__(self, rate_bytes_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        assert rate_bytes_s > 0
-        self.rate_bytes_s = rate_bytes_s
-        self._clock = clock
-        # Invariant: the bytes accounted so far, read at the rate, end at this time.
-        self._paid_until_s = clock()
-
-    def delay_s(self, size_bytes: int) -> float:
-        """Account for `size_bytes` just read; return the seconds to sleep before the next read."""
-        assert size_bytes >= 0
-        now_s = self._clock()
-        cost_s = size_bytes / self.rate_bytes_s
-        self._paid_until_s = max(self._paid_until_s, now_s - cost_s) + cost_s
-        delay_s = self._paid_until_s - now_s
-        assert delay_s >= 0
-        return delay_s
 
 
 @dataclass

@@ -61,6 +61,7 @@ from store.placement import (
     replacement_target,
 )
 from store.scheme import of_layout
+from store.throttle import Throttle
 from store.upload import chunk_messages, write_chunk
 
 log = logging.getLogger(__name__)
@@ -119,22 +120,6 @@ def priority(plan: dict[int, dict[int, Move]]) -> int:
     return -(worst * 2 + copies)
 
 
-class Throttle:
-    """Spaces out byte counts so that their rate stays under a limit."""
-
-    def __init__(self, bytes_per_s: int) -> None:
-        self.bytes_per_s = bytes_per_s
-        self._next_s = time.monotonic()
-
-    async def spend(self, size_bytes: int) -> None:
-        if self.bytes_per_s <= 0:
-            return
-        now_s = time.monotonic()
-        self._next_s = max(self._next_s, now_s) + size_bytes / self.bytes_per_s
-        if self._next_s > now_s:
-            await asyncio.sleep(self._next_s - now_s)
-
-
 class Repairer:
     def __init__(
         self,
@@ -148,7 +133,9 @@ class Repairer:
         self.settings = settings
         self.gc_delay_ns = int(gc_delay_s * 1e9)
         self.counters = RepairCounters()
-        self.throttle = Throttle(settings.bandwidth_bytes_s)
+        self.throttle = (
+            Throttle(settings.bandwidth_bytes_s) if settings.bandwidth_bytes_s > 0 else None
+        )
         self._wakeup = asyncio.Event()
         self._connection: Connection | None = None
         self._reader: Reader | None = None
@@ -166,6 +153,10 @@ class Repairer:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+    async def _spend(self, size_bytes: int) -> None:
+        if self.throttle is not None:
+            await self.throttle.spend(size_bytes)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -320,7 +311,7 @@ class Repairer:
         )
         deadline = Deadline(self.settings.chunk_timeout_s * 2, f"repair of {target.name()}")
         for replacement, (_, _, data) in zip(replacements, contents, strict=True):
-            await self.throttle.spend(len(data))
+            await self._spend(len(data))
             header = pb.ChunkFileHeader(
                 chunk_id=replacement.new.chunk_id,
                 upload_id=split_chunk_id(replacement.new.chunk_id)[0],
@@ -464,7 +455,7 @@ class Repairer:
                 error,
             )
             return None
-        await self.throttle.spend(chunk.length_bytes)
+        await self._spend(chunk.length_bytes)
         return b"".join(parts)
 
     async def _commit(

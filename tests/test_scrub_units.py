@@ -14,10 +14,11 @@ from pathlib import Path
 
 from dataserver.badchunks import BadChunkReport
 from dataserver.chunkstore import ChunkStore
-from dataserver.scrub import STATE_FILE, Scrubber, ScrubState, Throttle
+from dataserver.scrub import STATE_FILE, Scrubber, ScrubState
 from store._pb import common_pb2 as pb
 from store.checksum import crc32c
 from store.layout import chunk_id
+from store.throttle import Throttle
 
 from .support import KIB, MIB, chunk_data_offset, flip_byte, make_data
 
