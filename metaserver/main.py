@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--default-scheme",
         default=scheme.AUTO,
         help="protection of buckets created without a scheme: ec:K+M, rep:N, or auto (4+2 "
-        "from six failure domains, 2+1 from three, else one copy per domain)",
+        "from seven failure domains, 2+1 from three, else one copy per domain)",
     )
     parser.add_argument(
         "--dataserver-suspect-s",

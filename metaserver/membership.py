@@ -328,7 +328,8 @@ class Membership:
         if info.state == pb.DATASERVER_STATE_UP:
             raise PreconditionFailed(
                 f"dataserver {dataserver_id} at {info.address} is up; stop its process first, "
-                "or it registers again as a new member"
+                "or it registers again. If you just stopped it, wait until `storectl node ls` "
+                "shows it suspect (a few seconds), then remove it"
             )
         del self.dataservers[dataserver_id]
         self._last_seen_s.pop(dataserver_id, None)

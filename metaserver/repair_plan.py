@@ -59,36 +59,37 @@ class Balancer:
 
     def __init__(self, counts: Mapping[str, int], domains: Mapping[str, str]) -> None:
         self.domains = domains
+        self.counts = dict(counts)
         mean = sum(counts.values()) / len(counts) if counts else 0.0
         low, high = mean * (1 - BALANCE_TOLERANCE), mean * (1 + BALANCE_TOLERANCE)
-        self.excess = {s: round(c - mean) for s, c in counts.items() if c > high and c - mean >= 1}
-        self.room = {s: round(mean - c) for s, c in counts.items() if c < low and mean - c >= 1}
-
-    @property
-    def active(self) -> bool:
-        return bool(self.excess) and bool(self.room)
+        # Balancing starts when a dataserver is off the mean by the tolerance and by at
+        # least one chunk, and then moves chunks until no two differ by more than one.
+        self.active = any(
+            (c > high and c - mean >= 1) or (c < low and mean - c >= 1) for c in counts.values()
+        )
 
     def pick(self, targets: list[str]) -> tuple[int, str] | None:
         """Return (position, destination) of one chunk of a stripe worth moving, or None."""
         if not self.active:
             return None
         for position, source in enumerate(targets):
-            if self.excess.get(source, 0) <= 0:
+            if source not in self.counts:
                 continue
             destination = self._destination(targets, position)
             if destination is not None:
-                self.excess[source] -= 1
-                self.room[destination] -= 1
-                if self.room[destination] <= 0:
-                    del self.room[destination]
+                self.counts[source] -= 1
+                self.counts[destination] += 1
                 return position, destination
         return None
 
     def _destination(self, targets: list[str], position: int) -> str | None:
+        """Return the emptiest dataserver that can take the chunk at `position`, or None."""
         others = [t for p, t in enumerate(targets) if p != position]
         used = {self.domains.get(t, t) for t in others}
-        source_domain = self.domains.get(targets[position], targets[position])
-        for server in sorted(self.room, key=lambda s: -self.room[s]):
+        source = targets[position]
+        source_domain = self.domains.get(source, source)
+        emptier = [s for s in self.counts if self.counts[source] - self.counts[s] >= 2]
+        for server in sorted(emptier, key=lambda s: self.counts[s]):
             domain = self.domains.get(server, server)
             # Never move a chunk into a domain the stripe already uses, unless it moves
             # within its own domain (which keeps the stripe as spread as it was).

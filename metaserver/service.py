@@ -244,7 +244,15 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     ) -> pb.BucketRecord:
         if isinstance(self.buckets, BucketCatalog):
             wanted = request.scheme or self.cluster.config.default_scheme or scheme.AUTO
-            protection = scheme.resolve(wanted, self.membership.dataservers.values())
+            servers = self.membership.dataservers.values()
+            protection = scheme.resolve(wanted, servers)
+            live = sum(1 for info in servers if info.state != pb.DATASERVER_STATE_OUT)
+            if request.scheme and protection.width > live:
+                raise InvalidArgument(
+                    f"scheme {protection} puts {protection.width} chunks of each stripe on "
+                    f"different dataservers, but the cluster has {live}; add dataservers "
+                    "first, or choose a narrower scheme"
+                )
             return self.buckets.create(request.name, request.owner, protection)
         record = await self._forward(
             "create bucket", lambda stub: stub.CreateBucket(request, timeout=PEER_TIMEOUT_S)

@@ -334,7 +334,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {lines[0]}", file=sys.stderr)
         for line in lines[1:]:
             log.info("%s", line)
-        if isinstance(error, Unavailable) and args.command != "cluster":
+        placement = "placement needs" in str(error)
+        if isinstance(error, Unavailable) and args.command != "cluster" and not placement:
             print(
                 f"{PROG}: is the cluster running? `{PROG} cluster status` shows it; --meta or "
                 "--dir choose which cluster to use",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from store.cli_objects import connect
-from store.cluster import LocalCluster
-from store.discovery import resolve_meta_address
+from store.cluster import CLUSTER_FILE, LocalCluster
+from store.discovery import DEFAULT_CLUSTER_DIR, META_ENV_VAR, resolve_meta_address
 from store.status import (
     count_states,
     dataservers_json,
@@ -42,8 +43,9 @@ def node_drain(args: argparse.Namespace) -> int:
     else:
         print(
             f"draining dataserver {info.id} ({info.chunk_count} chunks at its last heartbeat); "
-            "watch its CHUNKS column fall to 0 in `storectl node ls`, stop its process, then "
-            f"run `storectl node remove {info.id}`"
+            "watch its CHUNKS column fall to 0 in `storectl node ls` (moved chunks are "
+            "deleted after the metaserver's --gc-delay-s, 60 s by default), stop its process, "
+            f"then run `storectl node remove {info.id}`"
         )
     return 0
 
@@ -53,7 +55,24 @@ def node_remove(args: argparse.Namespace) -> int:
     with connect(args) as client:
         client.remove_dataserver(args.id)
     print(f"removed dataserver {args.id} from the cluster map")
+    _forget_local(args, args.id)
     return 0
+
+
+def _forget_local(args: argparse.Namespace, dataserver_id: str) -> None:
+    """Drop a removed dataserver from DIR/cluster.json, so `cluster up` does not start it."""
+    if args.meta is not None or (args.dir is None and os.environ.get(META_ENV_VAR)):
+        return
+    directory = args.dir or DEFAULT_CLUSTER_DIR
+    if not (directory / CLUSTER_FILE).exists():
+        return
+    cluster = LocalCluster.load(directory)
+    kept = [p for p in cluster.dataservers if p.server_id != dataserver_id]
+    if len(kept) == len(cluster.dataservers):
+        return
+    cluster.dataservers = kept
+    cluster.write_cluster_file()
+    print(f"removed it from {directory / CLUSTER_FILE} too")
 
 
 def node_add(args: argparse.Namespace) -> int:

@@ -169,6 +169,8 @@ def format_object_info(info: ObjectInfo) -> str:
         ("inline", "yes" if info.is_inline else "no"),
         ("chunk_size_bytes", str(info.chunk_size_bytes)),
         ("stripes", str(info.stripe_count)),
+        ("scheme", info.scheme or "-"),
+        ("chunks", str(info.chunk_count)),
     ]
     fields += [(f"metadata.{name}", value) for name, value in sorted(info.metadata.items())]
     width = max(len(name) for name, _ in fields)

@@ -266,10 +266,14 @@ class Reader:
         self, target: ReadTarget, piece: StripeSlice, chunk: pb.ChunkRef, error: StoreError
     ) -> None:
         self._remember_bad(target, chunk, error)
+        level = logging.WARNING
         if isinstance(error, Unavailable):
             # Later stripes read parity at once instead of waiting for the same failure.
             self._shunned[chunk.target] = time.monotonic() + SHUN_S
-        log.warning(
+            # An unreachable dataserver is the failure detector's business; the read goes on.
+            level = logging.INFO
+        log.log(
+            level,
             "chunk read failed object=%s stripe=%d chunk=%s: %s",
             target.name(),
             piece.stripe_index,

@@ -100,10 +100,13 @@ def check(text: str) -> str:
 def for_domains(domain_count: int) -> Scheme:
     """Return the scheme "auto" picks for a cluster with this many failure domains.
 
-    The choice is 4+2 from six domains, 2+1 from three, and otherwise one copy per
-    domain. Each survives the loss of one domain once there are two or more.
+    The choice is 4+2 from seven domains, 2+1 from three, and otherwise one copy per
+    domain. Each survives the loss of one domain once there are two or more. 4+2
+    waits for a seventh domain because a stripe needs all six of its chunks
+    written: on exactly six, one lost domain would stop every write until it
+    returns.
     """
-    if domain_count >= 6:
+    if domain_count >= 7:
         return Scheme(data_chunks=4, parity_chunks=2)
     if domain_count >= 3:
         return Scheme(data_chunks=2, parity_chunks=1)

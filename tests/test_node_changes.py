@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import store
 from store.cluster import LocalCluster, ManagedProcess
 
@@ -65,6 +67,8 @@ def wait_drained(
 def test_drain_then_remove(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(dataservers=5, meta_args=FAST_FAILURES, data_args=FAST_HEARTBEAT)
     with store.Client(cluster.meta_address, timeout_s=30) as client:
+        with pytest.raises(store.InvalidArgument, match="the cluster has 5"):
+            client.create_bucket("too-wide", scheme="ec:4+2")
         client.create_bucket("drain", scheme="ec:2+1")
         objects = {f"obj-{i}": make_data(2 * CHUNK + 10 * i, seed=600 + i) for i in range(8)}
         for key, data in objects.items():

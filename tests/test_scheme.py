@@ -29,7 +29,15 @@ def test_bad_schemes_name_the_value(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("domains", "expected"),
-    [(1, "rep:1"), (2, "rep:2"), (3, "ec:2+1"), (5, "ec:2+1"), (6, "ec:4+2"), (40, "ec:4+2")],
+    [
+        (1, "rep:1"),
+        (2, "rep:2"),
+        (3, "ec:2+1"),
+        (5, "ec:2+1"),
+        (6, "ec:2+1"),
+        (7, "ec:4+2"),
+        (40, "ec:4+2"),
+    ],
 )
 def test_auto_fits_the_domain_count(domains: int, expected: str) -> None:
     assert str(for_domains(domains)) == expected
