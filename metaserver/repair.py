@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 class RepairSettings:
     interval_s: float = 5.0
     # Bytes read and written per second by repair; 0 means no limit.
+    # NOTE: repair shares the metaserver's process, and pyeclib holds the GIL while it
+    # decodes, so unthrottled repair slows metadata requests; reading two stripes of each
+    # of four objects at once stalled status calls for seconds in a benchmark.
     bandwidth_bytes_s: int = 64 * 1024 * 1024
     chunk_timeout_s: float = 60.0
     # Chunks written by a repair that has not committed are deleted after this long. A
