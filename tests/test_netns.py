@@ -148,3 +148,43 @@ def test_cut_dataserver_mid_read(tmp_path: Path) -> None:
             up_s = wait_state(client, victim.server_id, pb.DATASERVER_STATE_UP, STATE_WAIT_S)
             print(f"{victim.name} up {up_s:.2f}s after the heal")
             assert client.get("netns-cut", "object") == data, "the get after healing differs"
+
+
+def stat_when_reachable(client: store.Client, key: str, timeout_s: float) -> store.ObjectInfo:
+    """Stat `key` in bucket netns-cut, retrying while the metaserver is unreachable."""
+    deadline_s = time.monotonic() + STATE_WAIT_S
+    while True:
+        try:
+            return client.stat("netns-cut", key, timeout_s=timeout_s)
+        except store.Unavailable:
+            if time.monotonic() > deadline_s:
+                raise
+            time.sleep(0.2)
+
+
+def test_metaserver_cut_gives_unavailable_then_recovers(tmp_path: Path) -> None:
+    """A client cut off from the metaserver gets Unavailable within its timeout, then recovers."""
+    timeout_s = 3.0
+    with (
+        start_cluster(tmp_path, 3, rate_mbit=100, meta_args=BASE_META_ARGS) as cluster,
+        store.Client(cluster.meta_address, timeout_s=30) as client,
+    ):
+        client.create_bucket("netns-cut", scheme="ec:2+1")
+        data = make_data(2 * CHUNK_SIZE_BYTES, seed=3)
+        client.put("netns-cut", "object", data)
+
+        metaserver = cluster.metaservers[0]
+        cluster.cut(metaserver)
+        started_s = time.monotonic()
+        with pytest.raises(store.Unavailable) as caught:
+            client.stat("netns-cut", "object", timeout_s=timeout_s)
+        elapsed_s = time.monotonic() - started_s
+        assert elapsed_s < timeout_s + 2.0, f"the stat took {elapsed_s:.1f}s, over its timeout"
+        assert cluster.meta_address in str(caught.value), (
+            f"the error does not name the metaserver: {caught.value}"
+        )
+
+        cluster.heal(metaserver)
+        info = stat_when_reachable(client, "object", timeout_s)
+        assert info.size_bytes == len(data), "the stat after healing reports another size"
+        assert client.get("netns-cut", "object") == data, "the read after healing differs"
