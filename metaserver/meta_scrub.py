@@ -1,6 +1,6 @@
 """Metadata scrub: check that every chunk a layout names exists on its dataserver.
 
-Dataservers scrub the chunks they hold; this pass finds the opposite fault,
+Dataservers scrub the chunks they store. This pass finds the opposite fault,
 a chunk the metadata needs that is gone or differs (a lost file, a wiped
 disk, a header that no longer parses). It walks this metaserver's objects
 in key order, asks each dataserver about its chunks in batches with

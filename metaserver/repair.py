@@ -13,9 +13,9 @@ pass collects such objects, most damaged stripes first, and for each one:
    removes that garbage entry and queues the lost chunks for deletion. If the
    object changed meanwhile, the new chunks become due for deletion instead.
 
-Nothing is lost when the process dies at any step: the layout changes only
-in step 3, unfinished work is found again by the next pass, and the chunks
-of a repair that never finished are deleted once their entry comes due.
+Nothing is lost when the process dies at any step, because the layout
+changes only in step 3. The next pass finds unfinished work again, and the
+chunks of a repair that never finished are deleted once their entry comes due.
 Repair traffic (bytes read plus written) is held under `bandwidth_bytes_s`.
 
 NOTE: parts of multipart uploads that are not completed yet are not
@@ -72,7 +72,7 @@ class RepairSettings:
     interval_s: float = 5.0
     # Bytes read and written per second by repair; 0 means no limit.
     # NOTE: repair shares the metaserver's process, and pyeclib holds the GIL while it
-    # decodes, so unthrottled repair slows metadata requests; reading two stripes of each
+    # decodes, so unthrottled repair slows metadata requests. Reading two stripes of each
     # of four objects at once stalled status calls for seconds in a benchmark.
     bandwidth_bytes_s: int = 64 * 1024 * 1024
     chunk_timeout_s: float = 60.0
@@ -201,13 +201,16 @@ class Repairer:
 
         items = _one_per_object(items)
         self.counters.queued_objects = len(items)
+        # Read once per pass: the entries that matter were queued before it, since a pass
+        # repairs each object once and other objects' chunks have other ids.
+        queued = {shard.number: _queued_refs(shard) for shard in {i.shard for i in items}}
         started_s = time.monotonic()
         moved_before = self.counters.repaired_bytes + self.counters.moved_bytes
         slots = asyncio.Semaphore(self.settings.parallel_objects)
 
         async def repair(item: RepairItem) -> None:
             async with slots:
-                if await self._repair_object(item, state):
+                if await self._repair_object(item, state, queued[item.shard.number]):
                     self.counters.queued_objects -= 1
 
         await asyncio.gather(*(repair(item) for item in items))
@@ -253,7 +256,9 @@ class Repairer:
 
     # Repairing one object.
 
-    async def _repair_object(self, item: RepairItem, state: PassState) -> bool:
+    async def _repair_object(
+        self, item: RepairItem, state: PassState, queued: set[tuple[bytes, str]]
+    ) -> bool:
         """Repair one object; return True when it needs nothing more."""
         name = f"{item.bucket}/{display_key(item.key)}"
         record = await item.shard.get_object(item.bucket, item.key)
@@ -271,7 +276,7 @@ class Repairer:
             )
             return True
         try:
-            written = await self._rebuild(record, item, state.view, plan)
+            written = await self._rebuild(record, item, state.view, plan, queued)
         except StoreError as error:
             self.counters.failures += 1
             log.warning("repair failed object=%s version=%s: %s", name, record.version_id, error)
@@ -287,6 +292,7 @@ class Repairer:
         item: RepairItem,
         view: ClusterView,
         plan: dict[int, dict[int, Move]],
+        queued: set[tuple[bytes, str]],
     ) -> tuple[list[Replacement], int] | None:
         """Rebuild or copy every planned chunk that can be, and write it to its new place.
 
@@ -302,7 +308,7 @@ class Repairer:
         if not contents:
             return None
 
-        replacements = self._place(record, view, contents, plan, _queued_refs(item.shard))
+        replacements = self._place(record, view, contents, plan, queued)
         intent = await item.shard.submit(
             "repair_intent",
             queue_intent(

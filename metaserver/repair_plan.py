@@ -3,7 +3,7 @@
 A chunk is rebuilt (decoded from the other chunks of its stripe) when its
 dataserver is out or gone or when it was reported bad. It is copied (read
 as it is and written elsewhere) when its dataserver is draining, or when
-the dataserver holds more than its share and an emptier one can take it.
+the dataserver stores more than its share and an emptier one can take it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Balancer:
     """Budgets of chunk moves from fuller to emptier dataservers for one pass.
 
     `counts` are the chunks this metaserver's layouts place on each eligible
-    dataserver; every metaserver balances its own shards, so the cluster as a
+    dataserver. Every metaserver balances its own shards, so the cluster as a
     whole evens out too.
     """
 

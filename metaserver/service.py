@@ -586,7 +586,7 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         chunks, objects = await self._count_refs_everywhere(request.id)
         if chunks:
             raise PreconditionFailed(
-                f"dataserver {request.id} ({state_name(info.state)}) still holds {chunks} "
+                f"dataserver {request.id} ({state_name(info.state)}) still stores {chunks} "
                 f"chunks of {objects} objects that layouts name, so removing it would lose "
                 f"them or their protection. Drain it first (storectl node drain {request.id}) "
                 "and wait until it holds none, or, if it is out, wait for repair to rebuild "

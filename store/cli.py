@@ -170,7 +170,7 @@ def add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     remove = actions.add_parser(
         "remove",
         aliases=["rm"],
-        help="forget a stopped dataserver; rejected while it holds chunks that layouts name",
+        help="forget a stopped dataserver; rejected while it stores chunks that layouts name",
     )
     remove.add_argument("id", metavar="ID", help="dataserver id, as `storectl node ls` shows")
     for parser, handler in ((drain, cli_nodes.node_drain), (remove, cli_nodes.node_remove)):

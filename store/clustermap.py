@@ -61,7 +61,7 @@ class ClusterView:
         return info.address
 
     def is_up(self, dataserver_id: str) -> bool:
-        """Return True when the map says the dataserver takes new chunks and serves reads."""
+        """Return True when the map shows the dataserver up, taking chunks and serving reads."""
         info = self.dataservers.get(dataserver_id)
         return info is not None and info.state == pb.DATASERVER_STATE_UP
 

@@ -226,8 +226,8 @@ class Reader:
     ) -> bytes:
         """Rebuild one data chunk's range [local.start, local.end) from K other chunks.
 
-        The first key of `failed` is the chunk to rebuild; `known` holds that range of
-        other chunks already read, and only the rest is fetched.
+        The first key of `failed` is the chunk to rebuild. `known` contains that range
+        of other chunks already read, so only the rest is fetched.
         """
         wanted = next(iter(failed))
         stripe = local.stripe

@@ -110,7 +110,7 @@ class ChunkSpan:
     # Offsets within the chunk.
     start_bytes: int
     end_bytes: int
-    # Where those bytes start within the slice.
+    # Offset of those bytes within the slice.
     slice_offset_bytes: int
 
 

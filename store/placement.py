@@ -96,8 +96,9 @@ def replacement_target(
 ) -> str | None:
     """Return a dataserver for a chunk that could not be written to its first target.
 
-    It is none of `taken` (the stripe's other targets) or `avoid` (targets that
-    failed), and in a domain of its own when one is left; None when none is left.
+    The result is not in `taken` (the stripe's other targets) or `avoid` (targets
+    that failed), and is in a domain of its own when one is left. Returns None
+    when no dataserver is left.
     """
     width = max(len(taken), 1)
     start = stripe_index * width

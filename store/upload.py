@@ -82,7 +82,8 @@ class Upload:
         chunk_timeout_s: float,
         digests: Digests,
     ) -> None:
-        assert window > 0 and chunk_size_bytes > 0
+        assert window > 0
+        assert chunk_size_bytes > 0
         self.connection = connection
         self.view = view
         self.bucket = bucket

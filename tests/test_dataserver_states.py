@@ -141,7 +141,8 @@ def test_killed_dataserver_goes_out(cluster_factory: ClusterFactory) -> None:
             assert node["state"] == "up", node
             assert node["heartbeat_age_s"] < 1.0, node
             assert node["capacity_bytes"] >= node["free_bytes"] > 0, node
-            assert "domain" in node and "used_bytes" in node, node
+            assert "domain" in node, node
+            assert "used_bytes" in node, node
 
         cluster.restart(victim)
         assert states_of(client)[victim.server_id] == "up"
@@ -151,7 +152,8 @@ def test_killed_dataserver_goes_out(cluster_factory: ClusterFactory) -> None:
 def test_node_ls_table(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(dataservers=2)
     text = storectl("node", "ls", "--meta", cluster.meta_address)
-    assert "STATE" in text and "SINCE HEARTBEAT" in text, text
+    assert "STATE" in text, text
+    assert "SINCE HEARTBEAT" in text, text
     assert "dataservers: 2 up, 0 suspect, 0 down, 0 out; cluster size 2" in text, text
     for process in cluster.dataservers:
         assert process.server_id in text, text

@@ -1,7 +1,7 @@
 """Erasure-coded objects on real dataservers: degraded reads, failed writes, placement.
 
 Dataservers are killed with SIGKILL and chunk files are corrupted or deleted
-on disk; every read must return the written bytes or fail with an error that
+on disk. Every read must return the written bytes, or fail with an error that
 names the missing chunks.
 """
 
@@ -106,7 +106,8 @@ def test_more_than_m_lost_fails_clearly_then_recovers(cluster_factory: ClusterFa
         with pytest.raises(store.Unavailable) as caught:
             client.get("ecb", "obj")
         message = str(caught.value)
-        assert "stripe 0" in message and "needs 2" in message, f"unclear error: {message}"
+        assert "stripe 0" in message, f"the error names no stripe: {message}"
+        assert "needs 2" in message, f"the error does not say how many chunks: {message}"
         for victim in victims:
             assert victim.server_id in message, f"{victim.server_id} missing from: {message}"
 

@@ -117,7 +117,7 @@ def test_interleaved_ranking_gives_each_stripe_distinct_domains() -> None:
     assert max(counts.values()) - min(counts.values()) <= 1, f"uneven spread: {counts}"
 
 
-def test_too_few_domains_share_one_but_never_a_server() -> None:
+def test_few_domains_share_not_servers() -> None:
     domains = {"a1": "a", "a2": "a", "b1": "b", "b2": "b"}
     ranking = interleave_domains(rank_dataservers(sorted(domains), "upload-y"), domains)
     for stripe in range(20):
@@ -126,7 +126,7 @@ def test_too_few_domains_share_one_but_never_a_server() -> None:
         assert shares_domain(targets, domains), "three chunks in two domains must share one"
 
 
-def test_replacement_avoids_taken_and_failed_servers_and_their_domains() -> None:
+def test_replacement_avoids_taken_and_failed() -> None:
     domains = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "d1": "d"}
     ranking = rank_dataservers(sorted(domains), "upload-z")
     replacement = replacement_target(ranking, 0, ["a1", "b1"], ["c1"], domains)

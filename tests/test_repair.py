@@ -1,9 +1,9 @@
 """Background repair on real processes: lost dataservers, reported chunks, restarts.
 
-Dataservers are killed with SIGKILL and marked out after short timeouts;
-repair must rebuild every lost chunk elsewhere, so that the objects survive
-the loss of another dataserver, and the lost chunks are collected when
-their dataserver returns.
+Dataservers are killed with SIGKILL and marked out after short timeouts.
+Repair must rebuild every lost chunk elsewhere, so that the objects survive
+the loss of another dataserver. The lost chunks are collected when their
+dataserver returns.
 """
 
 from __future__ import annotations

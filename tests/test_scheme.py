@@ -15,7 +15,8 @@ from store.scheme import Scheme, for_domains, of_layout, parse, resolve
 def test_parse_round_trips(text: str, width: int, losses: int) -> None:
     scheme = parse(text)
     assert str(scheme) == text, f"{text} printed as {scheme}"
-    assert scheme.width == width and scheme.tolerated_losses == losses, scheme
+    assert scheme.width == width, scheme
+    assert scheme.tolerated_losses == losses, scheme
     layout = pb.Layout()
     scheme.fill(layout)
     assert of_layout(layout) == scheme, f"{text} did not survive a layout"
