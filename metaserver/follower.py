@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
 
@@ -46,6 +47,8 @@ class PrimaryLink:
         self.map = pb.ClusterMap()
         self.dataservers: dict[str, pb.DataserverInfo] = {}
         self.failures = 0
+        # Called with each newer map, so the metaserver serves the shards it assigns.
+        self.on_map: Callable[[pb.ClusterMap], None] | None = None
 
     # The read interface shared with Membership.
 
@@ -126,12 +129,20 @@ class PrimaryLink:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, f"primary metaserver {self.primary_address}") from None
         if reply.HasField("map") and reply.map.epoch >= self.map.epoch:
-            if reply.map.epoch != self.map.epoch:
-                log.info("cluster map from primary epoch=%d->%d", self.map.epoch, reply.map.epoch)
-            self.map = reply.map
-            self.dataservers = {info.id: info for info in reply.map.dataservers}
+            self.adopt_map(reply.map)
+            if self.on_map is not None:
+                self.on_map(self.map)
         if reply.buckets_changed:
             self.buckets.replace_all(list(reply.buckets), reply.bucket_version)
+
+    def adopt_map(self, cluster_map: pb.ClusterMap) -> None:
+        """Use `cluster_map` from now on unless the copy here is newer."""
+        if cluster_map.epoch < self.map.epoch:
+            return
+        if cluster_map.epoch != self.map.epoch:
+            log.info("cluster map from primary epoch=%d->%d", self.map.epoch, cluster_map.epoch)
+        self.map = cluster_map
+        self.dataservers = {info.id: info for info in cluster_map.dataservers}
 
     async def ensure_bucket(self, name: str) -> None:
         """Learn a bucket from the primary when the mirror does not have it yet."""

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -54,14 +55,22 @@ class GcCounters:
 
 class GarbageCollector:
     def __init__(
-        self, shards: list[Shard], membership: Membership | PrimaryLink, settings: GcSettings
+        self,
+        shards: Mapping[int, Shard],
+        membership: Membership | PrimaryLink,
+        settings: GcSettings,
     ) -> None:
-        self.shards = shards
+        self._served = shards
         self.membership = membership
         self.settings = settings
         self.counters = GcCounters()
         self._channels = ChannelPool()
         self._wakeup = asyncio.Event()
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The shards served now: shards move between metaservers."""
+        return [shard for shard in self._served.values() if not shard.retired]
 
     async def run(self) -> None:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -22,7 +23,8 @@ from metaserver.meta_scrub import MetaScrubber, MetaScrubSettings
 from metaserver.repair import Repairer, RepairSettings
 from metaserver.rocks import RocksEnv
 from metaserver.service import MetaService, ServiceSettings
-from metaserver.shard import Shard
+from metaserver.shard_host import ShardHost
+from metaserver.shard_move import MOVE_LEASE_S
 from metaserver.users import UserDirectory
 from store import scheme
 from store._pb import common_pb2 as pb
@@ -278,12 +280,14 @@ async def serve(args: argparse.Namespace) -> None:
     server_id = load_identity(args.dir, args.id)
     env = RocksEnv()
     system_db = env.open(args.dir / "system")
-    shard_numbers = parse_shard_ranges(args.shards or f"0-{args.shard_count - 1}", args.shard_count)
+    flag_shards = parse_shard_ranges(args.shards or f"0-{args.shard_count - 1}", args.shard_count)
     executor = ThreadPoolExecutor(
-        max_workers=min(len(shard_numbers), 32), thread_name_prefix="shard-write"
+        max_workers=min(max(len(flag_shards), 4), 32), thread_name_prefix="shard-write"
     )
-    shards = {n: Shard(n, args.dir / "shards" / f"{n:04d}", env, executor) for n in shard_numbers}
-    info = pb.MetaserverInfo(id=server_id, shards=shard_numbers, primary=args.primary is None)
+    info = pb.MetaserverInfo(id=server_id, primary=args.primary is None)
+    host = ShardHost(args.dir, env, executor, system_db, info, args.shard_count)
+    host.open_initial(flag_shards)
+    shards = host.serving
 
     buckets: Buckets
     cluster: Membership | PrimaryLink
@@ -303,15 +307,15 @@ async def serve(args: argparse.Namespace) -> None:
         upload_grace_s=args.upload_grace_s,
         upload_settle_s=args.upload_settle_s,
     )
-    collector = GarbageCollector(list(shards.values()), cluster, gc_settings)
+    collector = GarbageCollector(shards, cluster, gc_settings)
     repair_settings = RepairSettings(
         interval_s=args.repair_interval_s,
         bandwidth_bytes_s=args.repair_bandwidth_bytes_s,
         intent_s=args.repair_intent_s,
     )
-    repairer = Repairer(list(shards.values()), cluster, repair_settings, args.gc_delay_s)
+    repairer = Repairer(shards, cluster, repair_settings, args.gc_delay_s)
     scrubber = MetaScrubber(
-        list(shards.values()),
+        shards,
         cluster,
         MetaScrubSettings(args.meta_scrub_interval_s, args.meta_scrub_chunks_s),
         repairer.wake,
@@ -319,7 +323,7 @@ async def serve(args: argparse.Namespace) -> None:
     repairer.scrubber = scrubber
     service = MetaService(
         server_id,
-        shards,
+        host,
         buckets,
         cluster,
         collector,
@@ -340,22 +344,24 @@ async def serve(args: argparse.Namespace) -> None:
         asyncio.create_task(repairer.run(), name="repair"),
         asyncio.create_task(scrubber.run(), name="metadata-scrub"),
     ]
+    follow_map = functools.partial(host.reconcile, server_id=server_id, lease_s=MOVE_LEASE_S)
     if isinstance(cluster, Membership):
         cluster.register_metaserver(info)
         tasks.append(asyncio.create_task(watch_dataservers(cluster), name="failure-detector"))
     else:
         await cluster.register(deadline_s=60.0)
         check_follower_config(cluster.config, args)
+        cluster.on_map = follow_map
         tasks.append(asyncio.create_task(cluster.run(), name="primary-link"))
-    for shard in shards.values():
-        shard.start()
+    follow_map(cluster.cluster_map())
+    host.start()
     write_server_file(args.dir, "metaserver", server_id, address)
     log.info(
         "metaserver started id=%s address=%s dir=%s shards=%s of %d role=%s epoch=%d",
         server_id,
         address,
         args.dir,
-        format_shard_ranges(shard_numbers),
+        format_shard_ranges(sorted(shards)) or "none",
         args.shard_count,
         "primary" if info.primary else f"secondary of {args.primary}",
         cluster.epoch,
@@ -367,8 +373,7 @@ async def serve(args: argparse.Namespace) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for shard in shards.values():
-        await shard.stop()
+    await host.close()
     await collector.close()
     await repairer.close()
     await scrubber.close()

@@ -182,29 +182,23 @@ class Membership:
         self._db.write(batch, self._sync)
 
     def register_metaserver(self, info: pb.MetaserverInfo) -> None:
-        """Record a metaserver and its shards; bumps the epoch when routing changed.
+        """Record a metaserver; bumps the epoch when routing changed.
 
-        Raises InvalidArgument when another metaserver already serves one of its shards.
+        A new metaserver brings the shards of its --shards flag; raises InvalidArgument
+        when another metaserver already serves one of them. A known one keeps the shards
+        the map assigns it, whatever it declares: shards change owner only by a move.
         """
-        for other in self.metaservers.values():
-            overlap = set(other.shards) & set(info.shards)
-            if other.id != info.id and overlap:
-                raise InvalidArgument(
-                    f"metaserver {info.id} at {info.address} claims shards "
-                    f"{format_shard_ranges(sorted(overlap))} already served by metaserver "
-                    f"{other.id} at {other.address}; give each metaserver distinct --shards"
-                )
         known = self.metaservers.get(info.id)
         record = pb.MetaserverInfo()
         record.CopyFrom(info)
         record.last_heartbeat_unix_ms = int(time.time() * 1000)
+        if known is None:
+            self._check_unclaimed(info)
+        else:
+            del record.shards[:]
+            record.shards.extend(known.shards)
         self.metaservers[info.id] = record
-        changed = (
-            known is None
-            or known.address != info.address
-            or list(known.shards) != list(info.shards)
-            or known.primary != info.primary
-        )
+        changed = known is None or known.address != info.address or known.primary != info.primary
         if not changed:
             return
         self._persist([], bump_epoch=True, metaservers=[record])
@@ -212,8 +206,51 @@ class Membership:
             "metaserver registered id=%s address=%s shards=%s primary=%s epoch=%d",
             info.id,
             info.address,
-            format_shard_ranges(list(info.shards)),
+            format_shard_ranges(list(record.shards)),
             info.primary,
+            self.epoch,
+        )
+
+    def _check_unclaimed(self, info: pb.MetaserverInfo) -> None:
+        for other in self.metaservers.values():
+            overlap = set(other.shards) & set(info.shards)
+            if overlap:
+                raise InvalidArgument(
+                    f"metaserver {info.id} at {info.address} claims shards "
+                    f"{format_shard_ranges(sorted(overlap))} already served by metaserver "
+                    f"{other.id} at {other.address}; give each metaserver distinct --shards"
+                )
+
+    def metaserver(self, wanted: str) -> pb.MetaserverInfo:
+        """Return the metaserver with id or address `wanted`; raise NotFound when none has."""
+        for info in self.metaservers.values():
+            if wanted in (info.id, info.address):
+                return info
+        known = ", ".join(f"{m.id} ({m.address})" for m in self.metaservers.values())
+        raise NotFound(f"no metaserver has id or address {wanted!r}; known: {known}")
+
+    def shard_owner(self, shard: int) -> pb.MetaserverInfo:
+        for info in self.metaservers.values():
+            if shard in info.shards:
+                return info
+        raise NotFound(f"no metaserver serves shard {shard} at epoch {self.epoch}")
+
+    def assign_shard(self, shard: int, source_id: str, target_id: str) -> None:
+        """Give `shard` from one metaserver to another in one persisted epoch."""
+        source = self.metaservers[source_id]
+        target = self.metaservers[target_id]
+        assert shard in source.shards and shard not in target.shards
+        remaining = [number for number in source.shards if number != shard]
+        del source.shards[:]
+        source.shards.extend(remaining)
+        target.shards.extend([shard])
+        target.shards.sort()
+        self._persist([], bump_epoch=True, metaservers=[source, target])
+        log.info(
+            "shard=%d assigned from metaserver %s to %s epoch=%d",
+            shard,
+            source_id,
+            target_id,
             self.epoch,
         )
 
@@ -351,6 +388,9 @@ class Membership:
                 "with storectl node ls"
             )
         return info
+
+    def adopt_map(self, cluster_map: pb.ClusterMap) -> None:
+        """Nothing to do: the primary's map is the one others adopt."""
 
     def cluster_map(self) -> pb.ClusterMap:
         cluster_map = pb.ClusterMap()

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -58,17 +58,22 @@ class MetaScrubCounters:
 class MetaScrubber:
     def __init__(
         self,
-        shards: list[Shard],
+        shards: Mapping[int, Shard],
         cluster: Membership | PrimaryLink,
         settings: MetaScrubSettings,
         wake_repair: Callable[[], None] | None = None,
     ) -> None:
-        self.shards = shards
+        self._served = shards
         self.cluster = cluster
         self.settings = settings
         self.counters = MetaScrubCounters()
         self._channels = ChannelPool()
         self._wake_repair = wake_repair
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The shards served now: shards move between metaservers."""
+        return [shard for shard in self._served.values() if not shard.retired]
 
     async def close(self) -> None:
         await self._channels.close()

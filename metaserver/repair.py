@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from metaserver import keys
@@ -126,12 +126,12 @@ def priority(plan: dict[int, dict[int, Move]]) -> int:
 class Repairer:
     def __init__(
         self,
-        shards: list[Shard],
+        shards: Mapping[int, Shard],
         cluster: Membership | PrimaryLink,
         settings: RepairSettings,
         gc_delay_s: float,
     ) -> None:
-        self.shards = shards
+        self._served = shards
         self.cluster = cluster
         self.settings = settings
         self.gc_delay_ns = int(gc_delay_s * 1e9)
@@ -147,6 +147,11 @@ class Repairer:
         # The out, draining and eligible dataservers for which a full scan found nothing
         # left to do.
         self._clean_for: tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None = None
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The shards served now: shards move between metaservers."""
+        return [shard for shard in self._served.values() if not shard.retired]
 
     def start(self, address: str) -> None:
         """Open the data path; `address` is this metaserver's, though no call goes there."""

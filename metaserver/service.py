@@ -25,7 +25,10 @@ from metaserver.membership import Membership
 from metaserver.repair import Repairer
 from metaserver.repair_ops import queue_reports
 from metaserver.service_multipart import MultipartHandlers
+from metaserver.service_shards import ShardHandlers
 from metaserver.shard import GroupView, Shard
+from metaserver.shard_host import ShardHost
+from metaserver.shard_move import ShardMover
 from metaserver.users import UserDirectory
 from store import scheme
 from store._pb import common_pb2 as pb
@@ -68,6 +71,8 @@ class ClusterState(Protocol):
 
     def cluster_map(self) -> pb.ClusterMap: ...
 
+    def adopt_map(self, cluster_map: pb.ClusterMap) -> None: ...
+
 
 @dataclass(slots=True)
 class ServiceSettings:
@@ -79,11 +84,11 @@ class ServiceSettings:
 MAX_REPORTED_CHUNKS = 1000
 
 
-class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
+class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceServicer):
     def __init__(
         self,
         server_id: str,
-        shards: dict[int, Shard],
+        host: ShardHost,
         buckets: Buckets,
         cluster: ClusterState,
         collector: GarbageCollector,
@@ -93,7 +98,9 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     ) -> None:
         self.server_id = server_id
         self.address = ""
-        self.shards = shards
+        self.host = host
+        # Shared with the host, so shards it gains or loses show here at once.
+        self.shards = host.serving
         self.buckets = buckets
         self.cluster = cluster
         self.collector = collector
@@ -102,6 +109,7 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         self.users = users
         self.repairer = repairer
         self._peers = ChannelPool()
+        self.mover = ShardMover(cluster, self._peers) if isinstance(cluster, Membership) else None
 
     @property
     def membership(self) -> Membership:
@@ -658,6 +666,7 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
                 open_uploads=shard.count_prefix(keys.UPLOAD_TAG, 100_000),
                 commits=shard.counters.commits,
                 sync_writes=shard.counters.sync_writes,
+                frozen=shard.frozen,
             )
         return status
 

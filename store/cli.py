@@ -3,6 +3,8 @@
     storectl cluster up --detach          start a cluster in .store-dev
     storectl node ls                      list the dataservers and their state
     storectl node drain ID                move every chunk off a dataserver
+    storectl shard ls                     list metadata shards and their metaservers
+    storectl shard move 5 ms-2            move shard 5 to metaserver ms-2
     storectl bucket create photos
     storectl put cat.jpg photos/cat.jpg
     storectl ls photos
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from store import cli_cluster, cli_nodes, cli_objects, cli_users
+from store import cli_cluster, cli_nodes, cli_objects, cli_shards, cli_users
 from store.cluster import START_TIMEOUT_S, STOP_TIMEOUT_S
 from store.discovery import DEFAULT_CLUSTER_DIR, META_ENV_VAR
 from store.errors import StoreError, Unavailable
@@ -188,6 +190,29 @@ def add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
 
 
+def add_shard_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    shard = commands.add_parser("shard", help="list metadata shards and move them")
+    actions = shard.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "ls", help="list shards: the metaserver serving each, its state, keys and size"
+    )
+    move = actions.add_parser(
+        "move",
+        help="move a shard to another metaserver; its writes wait while its data is copied",
+    )
+    move.add_argument("shard", metavar="SHARD", type=non_negative_int, help="shard number")
+    move.add_argument(
+        "target", metavar="TO", help="id or address of the metaserver to serve the shard"
+    )
+    for parser, handler, timeout_s in (
+        (listing, cli_shards.shard_ls, cli_shards.DEFAULT_LS_TIMEOUT_S),
+        (move, cli_shards.shard_move, cli_shards.DEFAULT_MOVE_TIMEOUT_S),
+    ):
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+        add_address(parser)
+        add_common(parser, f"seconds the command may take (default: {timeout_s:.0f})", handler)
+
+
 def add_bucket_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     metadata_timeout = (
         f"seconds the command may take (default: {cli_objects.DEFAULT_TIMEOUT_S:.0f})"
@@ -289,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_cluster_commands(commands)
     add_node_commands(commands)
+    add_shard_commands(commands)
     add_bucket_commands(commands)
     add_user_commands(commands)
     add_object_commands(commands)

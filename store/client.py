@@ -148,6 +148,23 @@ class AsyncClient(MultipartMethods):
         )
         return info
 
+    async def move_shard(
+        self, shard: int, target: str, *, timeout_s: float | None = None
+    ) -> meta_pb2.MoveShardResponse:
+        """Move a metadata shard to the metaserver with id or address `target`.
+
+        Writes to the shard wait while its data is copied, then go to the target;
+        reads go on at the source until the target serves it.
+        """
+        request = meta_pb2.MoveShardRequest(shard=shard, target=target)
+        reply: meta_pb2.MoveShardResponse = await self._connection.meta_call(
+            self._deadline(timeout_s, f"move shard {shard} to {target}"),
+            None,
+            lambda stub, _, t: stub.MoveShard(request, timeout=t),
+            idempotent=False,
+        )
+        return reply
+
     async def remove_dataserver(
         self, dataserver_id: str, *, timeout_s: float | None = None
     ) -> None:

@@ -189,6 +189,7 @@ def _shard_json(metaserver_id: str, shard: meta_pb2.ShardStatus) -> dict[str, An
         "open_uploads": shard.open_uploads,
         "commits": shard.commits,
         "sync_writes": shard.sync_writes,
+        "state": "frozen" if shard.frozen else "serving",
     }
 
 
@@ -293,6 +294,25 @@ def format_dataservers(dataservers: Sequence[dict[str, Any]], counts: dict[str, 
     summary = "dataservers: " + ", ".join(f"{counts[state]} {state}" for state in counts)
     summary += f"; cluster size {size} (out dataservers do not count)"
     return format_table(headers, rows, right_columns={4, 5, 6, 7, 9}) + "\n" + summary
+
+
+def format_shards(shards: list[dict[str, Any]], metaservers: list[dict[str, Any]]) -> str:
+    """Render the shards of a status dict with each metaserver's address and the shard's state."""
+    addresses = {m["id"]: m["address"] for m in metaservers}
+    rows: list[list[object]] = [
+        [
+            s["shard"],
+            s["metaserver"],
+            addresses.get(s["metaserver"], ""),
+            s["state"],
+            s["estimated_keys"],
+            format_bytes(s["disk_bytes"]),
+            s["commits"],
+        ]
+        for s in shards
+    ]
+    headers = ["SHARD", "METASERVER", "ADDRESS", "STATE", "KEYS (EST.)", "DISK", "COMMITS"]
+    return format_table(headers, rows, right_columns={0, 4, 5, 6})
 
 
 def _shard_table(shards: list[dict[str, Any]]) -> str:

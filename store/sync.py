@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequenc
 from typing import Any, TypeVar
 
 from store._pb import common_pb2 as pb
+from store._pb import meta_pb2
 from store.client import (
     DEFAULT_CHUNK_TIMEOUT_S,
     DEFAULT_TIMEOUT_S,
@@ -160,6 +161,12 @@ class Client:
         return self._loop.run(
             self._async.drain_dataserver(dataserver_id, cancel=cancel, timeout_s=timeout_s)
         )
+
+    def move_shard(
+        self, shard: int, target: str, *, timeout_s: float | None = None
+    ) -> meta_pb2.MoveShardResponse:
+        """As AsyncClient.move_shard."""
+        return self._loop.run(self._async.move_shard(shard, target, timeout_s=timeout_s))
 
     def remove_dataserver(self, dataserver_id: str, *, timeout_s: float | None = None) -> None:
         """As AsyncClient.remove_dataserver."""

@@ -21,6 +21,299 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class MoveShardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    target: _builtins.str
+    """The id or address of the metaserver that is to serve the shard."""
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        target: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shard", b"shard", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveShardRequest: _TypeAlias = MoveShardRequest  # noqa: Y015
+
+@_typing.final
+class MoveShardResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    TARGET_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    COPIED_BYTES_FIELD_NUMBER: _builtins.int
+    COPIED_FILES_FIELD_NUMBER: _builtins.int
+    FROZEN_MS_FIELD_NUMBER: _builtins.int
+    TOTAL_MS_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    source_id: _builtins.str
+    target_id: _builtins.str
+    epoch: _builtins.int
+    """The cluster map epoch that assigns the shard to the target."""
+    copied_bytes: _builtins.int
+    copied_files: _builtins.int
+    frozen_ms: _builtins.int
+    """Time from the freeze to the new epoch: writes to the shard wait this long."""
+    total_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        source_id: _builtins.str = ...,
+        target_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        copied_bytes: _builtins.int = ...,
+        copied_files: _builtins.int = ...,
+        frozen_ms: _builtins.int = ...,
+        total_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_bytes", b"copied_bytes", "copied_files", b"copied_files", "epoch", b"epoch", "frozen_ms", b"frozen_ms", "shard", b"shard", "source_id", b"source_id", "target_id", b"target_id", "total_ms", b"total_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveShardResponse: _TypeAlias = MoveShardResponse  # noqa: Y015
+
+@_typing.final
+class FreezeShardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    MOVE_ID_FIELD_NUMBER: _builtins.int
+    LEASE_S_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    move_id: _builtins.str
+    """Chosen by the primary; names the checkpoint and ties the later calls of
+    one move together.
+    """
+    lease_s: _builtins.int
+    """The freeze ends by itself after this long unless the move finishes, so
+    a primary that dies mid-move does not stop the shard's writes for good.
+    """
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        move_id: _builtins.str = ...,
+        lease_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_s", b"lease_s", "move_id", b"move_id", "shard", b"shard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FreezeShardRequest: _TypeAlias = FreezeShardRequest  # noqa: Y015
+
+@_typing.final
+class ShardFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    size_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardFile: _TypeAlias = ShardFile  # noqa: Y015
+
+@_typing.final
+class FreezeShardResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardFile]: ...
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___ShardFile] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FreezeShardResponse: _TypeAlias = FreezeShardResponse  # noqa: Y015
+
+@_typing.final
+class ReadShardCheckpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    MOVE_ID_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    move_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        move_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["move_id", b"move_id", "shard", b"shard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadShardCheckpointRequest: _TypeAlias = ReadShardCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class ShardFileChunk(_message.Message):
+    """One piece of one checkpoint file; files come one after another, each in
+    order, and the last piece of a file carries the CRC32C of the whole file.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    FILE_CRC32C_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    offset: _builtins.int
+    data: _builtins.bytes
+    last: _builtins.bool
+    file_crc32c: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        last: _builtins.bool = ...,
+        file_crc32c: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "file_crc32c", b"file_crc32c", "last", b"last", "name", b"name", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardFileChunk: _TypeAlias = ShardFileChunk  # noqa: Y015
+
+@_typing.final
+class ImportShardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    MOVE_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    move_id: _builtins.str
+    source_address: _builtins.str
+    """The metaserver that holds the frozen shard and its checkpoint."""
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        move_id: _builtins.str = ...,
+        source_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["move_id", b"move_id", "shard", b"shard", "source_address", b"source_address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportShardRequest: _TypeAlias = ImportShardRequest  # noqa: Y015
+
+@_typing.final
+class ImportShardResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COPIED_BYTES_FIELD_NUMBER: _builtins.int
+    COPIED_FILES_FIELD_NUMBER: _builtins.int
+    copied_bytes: _builtins.int
+    copied_files: _builtins.int
+    def __init__(
+        self,
+        *,
+        copied_bytes: _builtins.int = ...,
+        copied_files: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["copied_bytes", b"copied_bytes", "copied_files", b"copied_files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportShardResponse: _TypeAlias = ImportShardResponse  # noqa: Y015
+
+@_typing.final
+class FinishShardMoveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    MOVE_ID_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
+    MAP_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    move_id: _builtins.str
+    committed: _builtins.bool
+    """True once the map assigns the shard to the target: the source drops its
+    copy and the target serves. False abandons the move: the source serves
+    writes again and the target drops what it imported.
+    """
+    @_builtins.property
+    def map(self) -> _common_pb2.ClusterMap:
+        """The map with the new assignment, so both ends route by it at once."""
+
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        move_id: _builtins.str = ...,
+        committed: _builtins.bool = ...,
+        map: _common_pb2.ClusterMap | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["map", b"map"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed", b"committed", "map", b"map", "move_id", b"move_id", "shard", b"shard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishShardMoveRequest: _TypeAlias = FinishShardMoveRequest  # noqa: Y015
+
+@_typing.final
+class FinishShardMoveResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishShardMoveResponse: _TypeAlias = FinishShardMoveResponse  # noqa: Y015
+
+@_typing.final
 class BadChunk(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1506,6 +1799,7 @@ class ShardStatus(_message.Message):
     OPEN_UPLOADS_FIELD_NUMBER: _builtins.int
     COMMITS_FIELD_NUMBER: _builtins.int
     SYNC_WRITES_FIELD_NUMBER: _builtins.int
+    FROZEN_FIELD_NUMBER: _builtins.int
     shard: _builtins.int
     estimated_keys: _builtins.int
     disk_bytes: _builtins.int
@@ -1513,6 +1807,8 @@ class ShardStatus(_message.Message):
     open_uploads: _builtins.int
     commits: _builtins.int
     sync_writes: _builtins.int
+    frozen: _builtins.bool
+    """Writes are held while the shard moves to another metaserver."""
     def __init__(
         self,
         *,
@@ -1523,10 +1819,11 @@ class ShardStatus(_message.Message):
         open_uploads: _builtins.int = ...,
         commits: _builtins.int = ...,
         sync_writes: _builtins.int = ...,
+        frozen: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commits", b"commits", "disk_bytes", b"disk_bytes", "estimated_keys", b"estimated_keys", "gc_entries", b"gc_entries", "open_uploads", b"open_uploads", "shard", b"shard", "sync_writes", b"sync_writes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commits", b"commits", "disk_bytes", b"disk_bytes", "estimated_keys", b"estimated_keys", "frozen", b"frozen", "gc_entries", b"gc_entries", "open_uploads", b"open_uploads", "shard", b"shard", "sync_writes", b"sync_writes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

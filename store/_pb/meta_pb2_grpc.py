@@ -196,6 +196,31 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=meta__pb2.MetaserverStatus.FromString,
                 _registered_method=True)
+        self.MoveShard = channel.unary_unary(
+                '/store.v1.MetaService/MoveShard',
+                request_serializer=meta__pb2.MoveShardRequest.SerializeToString,
+                response_deserializer=meta__pb2.MoveShardResponse.FromString,
+                _registered_method=True)
+        self.FreezeShard = channel.unary_unary(
+                '/store.v1.MetaService/FreezeShard',
+                request_serializer=meta__pb2.FreezeShardRequest.SerializeToString,
+                response_deserializer=meta__pb2.FreezeShardResponse.FromString,
+                _registered_method=True)
+        self.ReadShardCheckpoint = channel.unary_stream(
+                '/store.v1.MetaService/ReadShardCheckpoint',
+                request_serializer=meta__pb2.ReadShardCheckpointRequest.SerializeToString,
+                response_deserializer=meta__pb2.ShardFileChunk.FromString,
+                _registered_method=True)
+        self.ImportShard = channel.unary_unary(
+                '/store.v1.MetaService/ImportShard',
+                request_serializer=meta__pb2.ImportShardRequest.SerializeToString,
+                response_deserializer=meta__pb2.ImportShardResponse.FromString,
+                _registered_method=True)
+        self.FinishShardMove = channel.unary_unary(
+                '/store.v1.MetaService/FinishShardMove',
+                request_serializer=meta__pb2.FinishShardMoveRequest.SerializeToString,
+                response_deserializer=meta__pb2.FinishShardMoveResponse.FromString,
+                _registered_method=True)
 
 
 class MetaServiceServicer:
@@ -423,6 +448,43 @@ class MetaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveShard(self, request, context):
+        """Shard moves. `storectl shard move` calls MoveShard on the primary, which
+        runs the move: it freezes the shard's writes on the source and has it
+        take a RocksDB checkpoint, has the target copy the checkpoint with
+        ReadShardCheckpoint and open it, assigns the shard to the target in the
+        cluster map (a new epoch), and then tells both ends to finish. Writes
+        that arrived during the move fail with the stale-epoch error, so clients
+        refresh the map and retry them on the target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FreezeShard(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadShardCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportShard(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishShardMove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -585,6 +647,31 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=meta__pb2.GetStatusRequest.FromString,
                     response_serializer=meta__pb2.MetaserverStatus.SerializeToString,
+            ),
+            'MoveShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveShard,
+                    request_deserializer=meta__pb2.MoveShardRequest.FromString,
+                    response_serializer=meta__pb2.MoveShardResponse.SerializeToString,
+            ),
+            'FreezeShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.FreezeShard,
+                    request_deserializer=meta__pb2.FreezeShardRequest.FromString,
+                    response_serializer=meta__pb2.FreezeShardResponse.SerializeToString,
+            ),
+            'ReadShardCheckpoint': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadShardCheckpoint,
+                    request_deserializer=meta__pb2.ReadShardCheckpointRequest.FromString,
+                    response_serializer=meta__pb2.ShardFileChunk.SerializeToString,
+            ),
+            'ImportShard': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportShard,
+                    request_deserializer=meta__pb2.ImportShardRequest.FromString,
+                    response_serializer=meta__pb2.ImportShardResponse.SerializeToString,
+            ),
+            'FinishShardMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishShardMove,
+                    request_deserializer=meta__pb2.FinishShardMoveRequest.FromString,
+                    response_serializer=meta__pb2.FinishShardMoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1451,6 +1538,141 @@ class MetaService:
             '/store.v1.MetaService/GetStatus',
             meta__pb2.GetStatusRequest.SerializeToString,
             meta__pb2.MetaserverStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/MoveShard',
+            meta__pb2.MoveShardRequest.SerializeToString,
+            meta__pb2.MoveShardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FreezeShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/FreezeShard',
+            meta__pb2.FreezeShardRequest.SerializeToString,
+            meta__pb2.FreezeShardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadShardCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/store.v1.MetaService/ReadShardCheckpoint',
+            meta__pb2.ReadShardCheckpointRequest.SerializeToString,
+            meta__pb2.ShardFileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportShard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/ImportShard',
+            meta__pb2.ImportShardRequest.SerializeToString,
+            meta__pb2.ImportShardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishShardMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/FinishShardMove',
+            meta__pb2.FinishShardMoveRequest.SerializeToString,
+            meta__pb2.FinishShardMoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -103,6 +103,19 @@ class MetaServiceStub:
     """How many chunks of this metaserver's objects a dataserver holds."""
     GetStatus: _grpc.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]
     """Operations."""
+    MoveShard: _grpc.UnaryUnaryMultiCallable[_meta_pb2.MoveShardRequest, _meta_pb2.MoveShardResponse]
+    """Shard moves. `storectl shard move` calls MoveShard on the primary, which
+    runs the move: it freezes the shard's writes on the source and has it
+    take a RocksDB checkpoint, has the target copy the checkpoint with
+    ReadShardCheckpoint and open it, assigns the shard to the target in the
+    cluster map (a new epoch), and then tells both ends to finish. Writes
+    that arrived during the move fail with the stale-epoch error, so clients
+    refresh the map and retry them on the target.
+    """
+    FreezeShard: _grpc.UnaryUnaryMultiCallable[_meta_pb2.FreezeShardRequest, _meta_pb2.FreezeShardResponse]
+    ReadShardCheckpoint: _grpc.UnaryStreamMultiCallable[_meta_pb2.ReadShardCheckpointRequest, _meta_pb2.ShardFileChunk]
+    ImportShard: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ImportShardRequest, _meta_pb2.ImportShardResponse]
+    FinishShardMove: _grpc.UnaryUnaryMultiCallable[_meta_pb2.FinishShardMoveRequest, _meta_pb2.FinishShardMoveResponse]
 
 @_typing.type_check_only
 class MetaServiceAsyncStub(MetaServiceStub):
@@ -177,6 +190,19 @@ class MetaServiceAsyncStub(MetaServiceStub):
     """How many chunks of this metaserver's objects a dataserver holds."""
     GetStatus: _aio.UnaryUnaryMultiCallable[_meta_pb2.GetStatusRequest, _meta_pb2.MetaserverStatus]  # type: ignore[assignment]
     """Operations."""
+    MoveShard: _aio.UnaryUnaryMultiCallable[_meta_pb2.MoveShardRequest, _meta_pb2.MoveShardResponse]  # type: ignore[assignment]
+    """Shard moves. `storectl shard move` calls MoveShard on the primary, which
+    runs the move: it freezes the shard's writes on the source and has it
+    take a RocksDB checkpoint, has the target copy the checkpoint with
+    ReadShardCheckpoint and open it, assigns the shard to the target in the
+    cluster map (a new epoch), and then tells both ends to finish. Writes
+    that arrived during the move fail with the stale-epoch error, so clients
+    refresh the map and retry them on the target.
+    """
+    FreezeShard: _aio.UnaryUnaryMultiCallable[_meta_pb2.FreezeShardRequest, _meta_pb2.FreezeShardResponse]  # type: ignore[assignment]
+    ReadShardCheckpoint: _aio.UnaryStreamMultiCallable[_meta_pb2.ReadShardCheckpointRequest, _meta_pb2.ShardFileChunk]  # type: ignore[assignment]
+    ImportShard: _aio.UnaryUnaryMultiCallable[_meta_pb2.ImportShardRequest, _meta_pb2.ImportShardResponse]  # type: ignore[assignment]
+    FinishShardMove: _aio.UnaryUnaryMultiCallable[_meta_pb2.FinishShardMoveRequest, _meta_pb2.FinishShardMoveResponse]  # type: ignore[assignment]
 
 class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -440,5 +466,48 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_meta_pb2.MetaserverStatus, _abc.Awaitable[_meta_pb2.MetaserverStatus]]:
         """Operations."""
+
+    @_abc_1.abstractmethod
+    def MoveShard(
+        self,
+        request: _meta_pb2.MoveShardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.MoveShardResponse, _abc.Awaitable[_meta_pb2.MoveShardResponse]]:
+        """Shard moves. `storectl shard move` calls MoveShard on the primary, which
+        runs the move: it freezes the shard's writes on the source and has it
+        take a RocksDB checkpoint, has the target copy the checkpoint with
+        ReadShardCheckpoint and open it, assigns the shard to the target in the
+        cluster map (a new epoch), and then tells both ends to finish. Writes
+        that arrived during the move fail with the stale-epoch error, so clients
+        refresh the map and retry them on the target.
+        """
+
+    @_abc_1.abstractmethod
+    def FreezeShard(
+        self,
+        request: _meta_pb2.FreezeShardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.FreezeShardResponse, _abc.Awaitable[_meta_pb2.FreezeShardResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReadShardCheckpoint(
+        self,
+        request: _meta_pb2.ReadShardCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_meta_pb2.ShardFileChunk], _abc.AsyncIterator[_meta_pb2.ShardFileChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def ImportShard(
+        self,
+        request: _meta_pb2.ImportShardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.ImportShardResponse, _abc.Awaitable[_meta_pb2.ImportShardResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FinishShardMove(
+        self,
+        request: _meta_pb2.FinishShardMoveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_meta_pb2.FinishShardMoveResponse, _abc.Awaitable[_meta_pb2.FinishShardMoveResponse]]: ...
 
 def add_MetaServiceServicer_to_server(servicer: MetaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
