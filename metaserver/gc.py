@@ -103,6 +103,7 @@ class GarbageCollector:
             if session.created_unix_ns <= cutoff_ns:
                 expired.append(session.upload_id)
             cursor.advance()
+        del cursor  # an open iterator pins the database's files across the waits below
         for upload_id in expired:
             if await shard.submit(
                 "expire_upload", objects.expire_upload(shard, upload_id, cutoff_ns, now_ns)
@@ -124,6 +125,7 @@ class GarbageCollector:
             if entry.not_before_unix_ns <= now_ns:
                 due.append((keys.gc_sequence(keys.GC_TAG + suffix), entry))
             cursor.advance()
+        del cursor
         for sequence, entry in due:
             remaining = await self._delete_entry(shard, sequence, entry)
             await shard.submit("finish_garbage", objects.finish_garbage(sequence, remaining))

@@ -111,6 +111,9 @@ class MetaScrubber:
         while (suffix := cursor.current()) is not None and len(records) < BATCH_OBJECTS:
             records.append((suffix, keys.decode_object(cursor.payload())))
             cursor.advance()
+        # An open iterator pins the database's files and keeps it open after a close,
+        # so it must not live across the waits below.
+        del cursor
         if not records:
             await shard.submit("meta_scrub_cursor", _set_cursor(b""))
             return False

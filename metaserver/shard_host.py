@@ -19,6 +19,7 @@ dies mid-move leaves the shard writable at its source.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -44,6 +45,7 @@ from store.shardmap import format_shard_ranges, parse_shard_ranges
 
 log = logging.getLogger(__name__)
 
+# JSON: {"serving": {shard: directory}, "imported": {shard: directory}}, directories in shards/.
 SERVED_KEY = b"served-shards"
 CHECKPOINT_PIECE_BYTES = 1 << 20
 # Reads that started on a retired shard get this long to finish before its database closes.
@@ -91,6 +93,8 @@ class ShardHost:
         self._incoming: dict[int, IncomingMove] = {}
         # Retired shards whose databases stay open for reads in flight, and whether to delete them.
         self._retiring: dict[int, tuple[Shard, bool]] = {}
+        # Imports found at start whose move may have been committed while this process was down.
+        self._imported_dirs: dict[int, str] = {}
         self._channels = ChannelPool()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._sync = rocksdict.WriteOptions()
@@ -99,6 +103,7 @@ class ShardHost:
     # Paths.
 
     def shard_path(self, number: int) -> Path:
+        """Return where a shard created here lives; an imported one lives under its move id."""
         return self.directory / "shards" / f"{number:04d}"
 
     def _move_path(self, move_id: str, side: str) -> Path:
@@ -109,9 +114,10 @@ class ShardHost:
     def open_initial(self, flag_shards: list[int]) -> list[int]:
         """Open the shards served before the last stop, or `flag_shards` on a first start."""
         stored = self.system_db.get(SERVED_KEY)
-        numbers = flag_shards
+        paths = {number: self.shard_path(number) for number in flag_shards}
         if stored is not None:
-            numbers = parse_shard_ranges(stored.decode(), self.shard_count) if stored else []
+            paths = self._stored_paths(stored)
+            numbers = sorted(paths)
             if numbers != flag_shards:
                 log.info(
                     "serving shards %s as recorded in %s, not --shards %s: shards moved since "
@@ -120,25 +126,40 @@ class ShardHost:
                     self.directory,
                     format_shard_ranges(flag_shards),
                 )
-        for number in numbers:
-            self.serving[number] = Shard(number, self.shard_path(number), self.env, self.executor)
+        for number, path in sorted(paths.items()):
+            self.serving[number] = Shard(number, path, self.env, self.executor)
         self._record_served()
-        return numbers
+        return sorted(paths)
+
+    def _stored_paths(self, stored: bytes) -> dict[int, Path]:
+        if not stored.startswith(b"{"):
+            # The first form of the record: shard ranges, each in its default directory.
+            numbers = parse_shard_ranges(stored.decode(), self.shard_count) if stored else []
+            return {number: self.shard_path(number) for number in numbers}
+        record = json.loads(stored)
+        shards_dir = self.directory / "shards"
+        self._imported_dirs = {int(n): name for n, name in record["imported"].items()}
+        return {int(n): shards_dir / name for n, name in record["serving"].items()}
 
     def start(self) -> None:
         for shard in self.serving.values():
             shard.start()
         self.started = True
 
-    def _open(self, number: int) -> Shard:
-        shard = Shard(number, self.shard_path(number), self.env, self.executor)
+    def _open(self, number: int, path: Path) -> Shard:
+        shard = Shard(number, path, self.env, self.executor)
         if self.started:
             shard.start()
         return shard
 
     def _record_served(self) -> None:
         numbers = sorted(self.serving)
-        self.system_db.put(SERVED_KEY, format_shard_ranges(numbers).encode(), self._sync)
+        imported = {n: move.shard.path.name for n, move in self._incoming.items()}
+        record = {
+            "serving": {str(n): self.serving[n].path.name for n in numbers},
+            "imported": {str(n): name for n, name in (self._imported_dirs | imported).items()},
+        }
+        self.system_db.put(SERVED_KEY, json.dumps(record).encode(), self._sync)
         del self.info.shards[:]
         self.info.shards.extend(numbers)
 
@@ -271,13 +292,14 @@ class ShardHost:
             shutil.rmtree(incoming, ignore_errors=True)
             raise
 
-        final = self.shard_path(number)
-        if final.exists():
-            self._retire_directory(final, "a stale copy was in the way of an incoming move")
+        # A directory of its own: a copy of the shard that moved away may still be open here.
+        final = self.directory / "shards" / move_id
         final.parent.mkdir(parents=True, exist_ok=True)
         incoming.rename(final)
         _fsync_directory(final.parent)
-        self._incoming[number] = IncomingMove(move_id, self._open(number), time.monotonic())
+        shard = self._open(number, final)
+        self._incoming[number] = IncomingMove(move_id, shard, time.monotonic())
+        self._record_served()
         log.info(
             "shard=%d imported for move=%s from %s: %d files, %d bytes",
             number,
@@ -290,6 +312,7 @@ class ShardHost:
 
     async def _discard_incoming(self, number: int) -> None:
         move = self._incoming.pop(number)
+        self._record_served()
         await move.shard.stop()
         shutil.rmtree(move.shard.path, ignore_errors=True)
         log.info("shard=%d import of move=%s discarded", number, move.move_id)
@@ -388,21 +411,30 @@ class ShardHost:
             self._retire(number, cluster_map.epoch, delete=False)
         for number in sorted(assigned - set(self.serving)):
             self._gain(number)
+        for number in sorted(set(self._imported_dirs) - assigned):
+            # Left by a move that this process's restart cut short; the map never took it.
+            path = self.directory / "shards" / self._imported_dirs.pop(number)
+            shutil.rmtree(path, ignore_errors=True)
+            self._record_served()
+            log.info("shard=%d import at %s deleted: its move was not committed", number, path)
         self._discard_stale_imports(lease_s)
 
     def _gain(self, number: int) -> None:
         if number in self._incoming:
             self._promote(number)
             return
-        if not self.shard_path(number).exists():
+        path = self.shard_path(number)
+        if number in self._imported_dirs:
+            path = self.directory / "shards" / self._imported_dirs.pop(number)
+        if not path.exists():
             log.error(
                 "shard=%d is assigned here but %s does not exist; restore it or move the "
                 "shard from a metaserver that has it",
                 number,
-                self.shard_path(number),
+                path,
             )
             return
-        self.serving[number] = self._open(number)
+        self.serving[number] = self._open(number, path)
         self._record_served()
         log.info("shard=%d served here as the cluster map assigns it", number)
 

@@ -202,7 +202,10 @@ def add_shard_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     move.add_argument("shard", metavar="SHARD", type=non_negative_int, help="shard number")
     move.add_argument(
-        "target", metavar="TO", help="id or address of the metaserver to serve the shard"
+        "target",
+        metavar="TO",
+        help="id or address of the metaserver to serve the shard (or, in a local cluster, its "
+        "name such as meta-1)",
     )
     for parser, handler, timeout_s in (
         (listing, cli_shards.shard_ls, cli_shards.DEFAULT_LS_TIMEOUT_S),

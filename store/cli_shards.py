@@ -6,7 +6,8 @@ import argparse
 import json
 
 from store.cli_objects import connect
-from store.discovery import resolve_meta_address
+from store.cluster import CLUSTER_FILE, LocalCluster
+from store.discovery import DEFAULT_CLUSTER_DIR, resolve_meta_address
 from store.status import collect_status, format_shards
 
 # A move copies the shard's RocksDB files while its writes wait; big shards take a while.
@@ -30,8 +31,9 @@ def shard_move(args: argparse.Namespace) -> int:
     """Move one shard to another metaserver while clients keep working."""
     if args.timeout_s is None:
         args.timeout_s = DEFAULT_MOVE_TIMEOUT_S
+    target = _local_metaserver_id(args) or args.target
     with connect(args) as client:
-        reply = client.move_shard(args.shard, args.target, timeout_s=args.timeout_s)
+        reply = client.move_shard(args.shard, target, timeout_s=args.timeout_s)
     if args.json:
         print(
             json.dumps(
@@ -54,3 +56,16 @@ def shard_move(args: argparse.Namespace) -> int:
         f"copied; writes waited {reply.frozen_ms} ms, {reply.total_ms} ms in all"
     )
     return 0
+
+
+def _local_metaserver_id(args: argparse.Namespace) -> str | None:
+    """Return the id of the local cluster's metaserver named TO (meta-1), if there is one."""
+    if args.meta is not None:
+        return None
+    directory = args.dir or DEFAULT_CLUSTER_DIR
+    if not (directory / CLUSTER_FILE).exists():
+        return None
+    for process in LocalCluster.load(directory).metaservers:
+        if process.name == args.target:
+            return process.server_id
+    return None
