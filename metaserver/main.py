@@ -158,6 +158,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="bytes per second repair may read and write (0: no limit)",
     )
     parser.add_argument(
+        "--shard-move-lease-s",
+        type=int,
+        default=MOVE_LEASE_S,
+        help="seconds a shard move may hold the shard's writes (primary only); a move not "
+        "finished by then is abandoned and the shard serves writes at its source again",
+    )
+    parser.add_argument(
         "--repair-intent-s",
         type=float,
         default=3600.0,
@@ -216,6 +223,7 @@ def validate(args: argparse.Namespace) -> None:
         ("--gc-interval-s", args.gc_interval_s),
         ("--upload-grace-s", args.upload_grace_s),
         ("--upload-settle-s", args.upload_settle_s),
+        ("--shard-move-lease-s", args.shard_move_lease_s),
     ):
         if value <= 0:
             raise InvalidArgument(f"{flag} {value} must be positive")
@@ -327,7 +335,11 @@ async def serve(args: argparse.Namespace) -> None:
         buckets,
         cluster,
         collector,
-        ServiceSettings(gc_delay_s=args.gc_delay_s, started_unix_ms=int(time.time() * 1000)),
+        ServiceSettings(
+            gc_delay_s=args.gc_delay_s,
+            started_unix_ms=int(time.time() * 1000),
+            shard_move_lease_s=args.shard_move_lease_s,
+        ),
         users,
         repairer,
     )
@@ -344,7 +356,7 @@ async def serve(args: argparse.Namespace) -> None:
         asyncio.create_task(repairer.run(), name="repair"),
         asyncio.create_task(scrubber.run(), name="metadata-scrub"),
     ]
-    follow_map = functools.partial(host.reconcile, server_id=server_id, lease_s=MOVE_LEASE_S)
+    follow_map = functools.partial(host.reconcile, server_id=server_id)
     if isinstance(cluster, Membership):
         cluster.register_metaserver(info)
         tasks.append(asyncio.create_task(watch_dataservers(cluster), name="failure-detector"))

@@ -28,7 +28,7 @@ from metaserver.service_multipart import MultipartHandlers
 from metaserver.service_shards import ShardHandlers
 from metaserver.shard import GroupView, Shard
 from metaserver.shard_host import ShardHost
-from metaserver.shard_move import ShardMover
+from metaserver.shard_move import MOVE_LEASE_S, ShardMover
 from metaserver.users import UserDirectory
 from store import scheme
 from store._pb import common_pb2 as pb
@@ -78,6 +78,7 @@ class ClusterState(Protocol):
 class ServiceSettings:
     gc_delay_s: float
     started_unix_ms: int
+    shard_move_lease_s: int = MOVE_LEASE_S
 
 
 # Chunks in one ReportBadChunks call.
@@ -109,7 +110,11 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
         self.users = users
         self.repairer = repairer
         self._peers = ChannelPool()
-        self.mover = ShardMover(cluster, self._peers) if isinstance(cluster, Membership) else None
+        self.mover = (
+            ShardMover(cluster, self._peers, settings.shard_move_lease_s)
+            if isinstance(cluster, Membership)
+            else None
+        )
 
     @property
     def membership(self) -> Membership:

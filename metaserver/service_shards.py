@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from metaserver.shard_host import ShardHost
     from metaserver.shard_move import ShardMover
 
-# The import stream may take most of a move's lease.
-IMPORT_STREAM_TIMEOUT_S = 290.0
-
 
 class ShardHandlers:
     """Handlers that MetaService inherits; they use the attributes declared here."""
@@ -63,10 +60,10 @@ class ShardHandlers:
     async def ImportShard(
         self, request: meta_pb2.ImportShardRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ImportShardResponse:
-        if not request.move_id or not request.source_address:
-            raise InvalidArgument("ImportShard needs a move id and the source's address")
+        if not request.move_id or not request.source_address or not request.lease_s:
+            raise InvalidArgument("ImportShard needs a move id, the source's address and a lease")
         copied_bytes, copied_files = await self.host.import_shard(
-            request.shard, request.move_id, request.source_address, IMPORT_STREAM_TIMEOUT_S
+            request.shard, request.move_id, request.source_address, request.lease_s
         )
         return meta_pb2.ImportShardResponse(copied_bytes=copied_bytes, copied_files=copied_files)
 

@@ -66,7 +66,7 @@ class OutgoingMove:
 class IncomingMove:
     move_id: str
     shard: Shard
-    started_s: float
+    lease: asyncio.TimerHandle
 
 
 class ShardHost:
@@ -164,8 +164,10 @@ class ShardHost:
         self.info.shards.extend(numbers)
 
     async def close(self) -> None:
-        for move in self._outgoing.values():
-            move.lease.cancel()
+        for lease in [m.lease for m in self._outgoing.values()] + [
+            m.lease for m in self._incoming.values()
+        ]:
+            lease.cancel()
         for task in list(self._cleanups):
             task.cancel()
         await asyncio.gather(*self._cleanups, return_exceptions=True)
@@ -265,7 +267,7 @@ class ShardHost:
     # The target's side of a move.
 
     async def import_shard(
-        self, number: int, move_id: str, source_address: str, timeout_s: float
+        self, number: int, move_id: str, source_address: str, lease_s: float
     ) -> tuple[int, int]:
         """Copy a frozen shard's checkpoint from its source and open it, not yet serving."""
         if number in self.serving:
@@ -280,7 +282,7 @@ class ShardHost:
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir(parents=True)
         request = meta_pb2.ReadShardCheckpointRequest(shard=number, move_id=move_id)
-        stream = self._channels.meta(source_address).ReadShardCheckpoint(request, timeout=timeout_s)
+        stream = self._channels.meta(source_address).ReadShardCheckpoint(request, timeout=lease_s)
         try:
             copied_bytes, copied_files = await _receive_files(stream, incoming)
         except grpc.RpcError as exc:
@@ -298,7 +300,10 @@ class ShardHost:
         incoming.rename(final)
         _fsync_directory(final.parent)
         shard = self._open(number, final)
-        self._incoming[number] = IncomingMove(move_id, shard, time.monotonic())
+        lease = asyncio.get_running_loop().call_later(
+            lease_s, self._import_expired, number, move_id
+        )
+        self._incoming[number] = IncomingMove(move_id, shard, lease)
         self._record_served()
         log.info(
             "shard=%d imported for move=%s from %s: %d files, %d bytes",
@@ -310,8 +315,16 @@ class ShardHost:
         )
         return copied_bytes, copied_files
 
+    def _import_expired(self, number: int, move_id: str) -> None:
+        move = self._incoming.get(number)
+        if move is None or move.move_id != move_id:
+            return
+        log.warning("shard=%d import of move=%s not settled within its lease", number, move_id)
+        self._later(self._discard_incoming(number))
+
     async def _discard_incoming(self, number: int) -> None:
         move = self._incoming.pop(number)
+        move.lease.cancel()
         self._record_served()
         await move.shard.stop()
         shutil.rmtree(move.shard.path, ignore_errors=True)
@@ -333,6 +346,7 @@ class ShardHost:
 
     def _promote(self, number: int) -> None:
         move = self._incoming.pop(number)
+        move.lease.cancel()
         self.serving[number] = move.shard
         self._record_served()
         log.info("shard=%d served here from move=%s", number, move.move_id)
@@ -390,7 +404,7 @@ class ShardHost:
 
     # Following the map.
 
-    def reconcile(self, cluster_map: pb.ClusterMap, server_id: str, lease_s: float) -> None:
+    def reconcile(self, cluster_map: pb.ClusterMap, server_id: str) -> None:
         """Serve exactly the shards the map assigns here, except those in a move."""
         record = next((m for m in cluster_map.metaservers if m.id == server_id), None)
         if record is None:
@@ -417,7 +431,6 @@ class ShardHost:
             shutil.rmtree(path, ignore_errors=True)
             self._record_served()
             log.info("shard=%d import at %s deleted: its move was not committed", number, path)
-        self._discard_stale_imports(lease_s)
 
     def _gain(self, number: int) -> None:
         if number in self._incoming:
@@ -437,13 +450,6 @@ class ShardHost:
         self.serving[number] = self._open(number, path)
         self._record_served()
         log.info("shard=%d served here as the cluster map assigns it", number)
-
-    def _discard_stale_imports(self, lease_s: float) -> None:
-        """Drop imports whose move neither finished nor failed within the lease."""
-        now_s = time.monotonic()
-        for number, move in list(self._incoming.items()):
-            if now_s - move.started_s > lease_s:
-                self._later(self._discard_incoming(number))
 
     def frozen(self) -> set[int]:
         return set(self._outgoing)

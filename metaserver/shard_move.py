@@ -31,7 +31,8 @@ from store.rpc import error_from_rpc
 
 log = logging.getLogger(__name__)
 
-# How long the source holds the shard's writes at most; the copy must finish within it.
+# How long the source holds the shard's writes at most, by default; the copy must finish
+# within it.
 MOVE_LEASE_S = 300
 FINISH_TIMEOUT_S = 10.0
 
@@ -39,9 +40,11 @@ FINISH_TIMEOUT_S = 10.0
 class ShardMover:
     """Runs one shard move at a time on the primary."""
 
-    def __init__(self, membership: Membership, channels: ChannelPool) -> None:
+    def __init__(self, membership: Membership, channels: ChannelPool, lease_s: int) -> None:
+        assert lease_s > 0
         self.membership = membership
         self.channels = channels
+        self.lease_s = lease_s
         self._lock = asyncio.Lock()
 
     async def move(self, shard: int, target_name: str) -> meta_pb2.MoveShardResponse:
@@ -73,8 +76,8 @@ class ShardMover:
             source.address,
             "freeze",
             source_stub.FreezeShard(
-                meta_pb2.FreezeShardRequest(shard=shard, move_id=move_id, lease_s=MOVE_LEASE_S),
-                timeout=MOVE_LEASE_S,
+                meta_pb2.FreezeShardRequest(shard=shard, move_id=move_id, lease_s=self.lease_s),
+                timeout=self.lease_s,
             ),
         )
         frozen_s = time.monotonic()
@@ -84,9 +87,12 @@ class ShardMover:
                 "import",
                 target_stub.ImportShard(
                     meta_pb2.ImportShardRequest(
-                        shard=shard, move_id=move_id, source_address=source.address
+                        shard=shard,
+                        move_id=move_id,
+                        source_address=source.address,
+                        lease_s=self.lease_s,
                     ),
-                    timeout=MOVE_LEASE_S - (frozen_s - started_s),
+                    timeout=self.lease_s - (frozen_s - started_s),
                 ),
             )
             self.membership.assign_shard(shard, source.id, target.id)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -117,12 +119,14 @@ def test_move_shards_under_load(cluster_factory: ClusterFactory) -> None:
     assert not failures, f"{len(failures)} client calls failed, first: {failures[:3]}"
     assert len(acknowledged) > 50, f"only {len(acknowledged)} writes in the load"
     for reply, (shard, target) in zip(replies, moves, strict=True):
-        assert reply.shard == shard and reply.target_id == target, f"move reply {reply}"
+        assert reply.shard == shard, f"move reply {reply}"
+        assert reply.target_id == target, f"move reply {reply}"
     assert held_operations(cluster) > 0, "no write met a frozen shard; the load missed the moves"
 
     with store.Client(cluster.meta_address) as client:
         after = owners(client)
-        assert after[1] == secondary_id and after[9] == primary_id, f"owners after: {after}"
+        assert after[1] == secondary_id, f"owners after: {after}"
+        assert after[9] == primary_id, f"owners after: {after}"
         assert after[0] == before[0], f"shard 0 went and came back, owners {after}"
         assert client.cluster_map().epoch >= epoch_before + len(moves), "the epoch did not grow"
         for key, data in acknowledged.items():
@@ -187,10 +191,11 @@ def test_move_errors_name_the_fix(cluster_factory: ClusterFactory) -> None:
         text=True,
         timeout=60,
     )
-    assert cli.returncode != 0 and "ms-nope" in cli.stderr, f"storectl said: {cli.stderr}"
+    assert cli.returncode != 0, f"storectl exited 0: {cli.stdout}"
+    assert "ms-nope" in cli.stderr, f"storectl said: {cli.stderr}"
 
 
-def test_move_to_dead_metaserver_leaves_shard_writable(cluster_factory: ClusterFactory) -> None:
+def test_move_to_dead_target_fails(cluster_factory: ClusterFactory) -> None:
     """A target killed before the move: the move fails naming it, the source keeps the shard."""
     cluster = start_two_metaservers(cluster_factory)
     target = cluster.metaservers[1]
@@ -210,7 +215,7 @@ def test_move_to_dead_metaserver_leaves_shard_writable(cluster_factory: ClusterF
 
 
 def test_freeze_lease_ends_by_itself(cluster_factory: ClusterFactory) -> None:
-    """A freeze nobody finishes (a primary that died mid-move) ends after its lease."""
+    """A freeze that no move finishes (its primary died) ends after its lease."""
     cluster = start_two_metaservers(cluster_factory)
     primary = cluster.metaservers[0]
     with store.Client(cluster.meta_address, timeout_s=30) as client:
@@ -234,3 +239,57 @@ def test_freeze_lease_ends_by_itself(cluster_factory: ClusterFactory) -> None:
         assert client.get("leased", key) == b"after the lease"
     log = Path(primary.log_path).read_text()
     assert "not finished within its lease" in log, "the lease expiry was not logged"
+
+
+def test_primary_killed_mid_move(cluster_factory: ClusterFactory) -> None:
+    """The primary dies while the target is stalled: the source thaws after the lease."""
+    lease_s = 3
+    cluster = cluster_factory(
+        dataservers=1, metaservers=3, meta_args=["--shard-move-lease-s", str(lease_s)]
+    )
+    primary, source, target = cluster.metaservers
+    shard = 6
+    with store.Client(cluster.meta_address, timeout_s=30) as client:
+        assert owners(client)[shard] == source.server_id, f"owners: {owners(client)}"
+        client.create_bucket("orphaned-move")
+        keys = keys_in_shard("orphaned-move", shard, 10, "k")
+        for key in keys[:-1]:
+            client.put("orphaned-move", key, key.encode())
+        epoch = client.cluster_map().epoch
+
+        target.signal(signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                move = pool.submit(client.move_shard, shard, target.server_id, timeout_s=30)
+                wait_until(
+                    lambda: f"shard={shard} frozen for move" in source.log_path.read_text(),
+                    15,
+                    "the source never froze the shard",
+                )
+                primary.kill()
+                with pytest.raises(store.StoreError):
+                    move.result(timeout=30)
+
+            # The source holds the write until the lease ends, then runs it.
+            started_s = time.monotonic()
+            client.put("orphaned-move", keys[-1], b"written after the lease")
+            waited_s = time.monotonic() - started_s
+        finally:
+            target.signal(signal.SIGCONT)
+        assert waited_s < lease_s + 5, f"the write waited {waited_s:.1f}s for a {lease_s}s lease"
+        assert waited_s > 0.5, f"the write waited only {waited_s:.2f}s: the shard was not frozen"
+        assert "not finished within its lease" in source.log_path.read_text()
+
+    cluster.restart(primary)
+    with store.Client(cluster.meta_address, timeout_s=30) as client:
+        assert owners(client)[shard] == source.server_id, "the abandoned move changed the owner"
+        assert client.cluster_map().epoch == epoch, "the abandoned move changed the epoch"
+        for key in keys[:-1]:
+            assert client.get("orphaned-move", key) == key.encode(), f"{key} lost"
+        assert client.get("orphaned-move", keys[-1]) == b"written after the lease"
+    leftovers = lambda: [  # noqa: E731
+        path.name
+        for path in (target.directory / "shards").iterdir()
+        if path.name.startswith(f"{shard:04d}")
+    ]
+    wait_until(lambda: not leftovers(), 20, f"the target kept the import: {leftovers()}")

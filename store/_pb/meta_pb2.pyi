@@ -222,20 +222,26 @@ class ImportShardRequest(_message.Message):
     SHARD_FIELD_NUMBER: _builtins.int
     MOVE_ID_FIELD_NUMBER: _builtins.int
     SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    LEASE_S_FIELD_NUMBER: _builtins.int
     shard: _builtins.int
     move_id: _builtins.str
     source_address: _builtins.str
     """The metaserver that holds the frozen shard and its checkpoint."""
+    lease_s: _builtins.int
+    """The move's lease: the target drops an import that no FinishShardMove
+    settled within it.
+    """
     def __init__(
         self,
         *,
         shard: _builtins.int = ...,
         move_id: _builtins.str = ...,
         source_address: _builtins.str = ...,
+        lease_s: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["move_id", b"move_id", "shard", b"shard", "source_address", b"source_address"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_s", b"lease_s", "move_id", b"move_id", "shard", b"shard", "source_address", b"source_address"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
