@@ -187,11 +187,8 @@ class ShardHost:
                 f"metaserver {self.info.id} does not serve shard {number}; it serves "
                 f"{format_shard_ranges(sorted(self.serving)) or 'none'}"
             )
-        if number in self._outgoing:
-            raise Unavailable(
-                f"shard {number} is already moving ({self._outgoing[number].move_id}); retry "
-                "once that move ends"
-            )
+        if number in self._outgoing or shard.frozen:
+            raise Unavailable(f"shard {number} is already moving; retry once that move ends")
 
         checkpoint = self._move_path(move_id, "out")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
