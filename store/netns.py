@@ -6,12 +6,14 @@ in a dedicated namespace too, so the root namespace's firewall never filters the
 traffic between hosts. The process that builds the network reaches the hosts
 through one more veth pair from the root namespace:
 
-    root ns: sn<pid> 10.77.N.1 ──┐
-                                 │      stns-<pid>-net: bridge br0
-    stns-<pid>-metaserver  eth0 ─┤ 10.77.N.2
-    stns-<pid>-dataserver1 eth0 ─┤ 10.77.N.11 ...
-    stns-<pid>-s3          eth0 ─┤ 10.77.N.51
-    stns-<pid>-client1     eth0 ─┘ 10.77.N.101 ...
+    root ns: sn<pid>-<n> 10.77.N.1 ──┐
+                                     │      stns-<pid>-<n>-net: bridge br0
+    stns-<pid>-<n>-metaserver  eth0 ─┤ 10.77.N.2
+    stns-<pid>-<n>-dataserver1 eth0 ─┤ 10.77.N.11 ...
+    stns-<pid>-<n>-s3          eth0 ─┤ 10.77.N.51
+    stns-<pid>-<n>-client1     eth0 ─┘ 10.77.N.101 ...
+
+<n> numbers the networks of one process, since several may exist at once.
 
 Addresses come from one free /24 of 10.77.0.0/16 and exist only inside these
 namespaces plus the one root-side veth. A `tc` token bucket on both ends of each
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import ipaddress
+import itertools
 import logging
 import os
 import re
@@ -265,14 +268,20 @@ def kill_namespace_processes(namespace: str, timeout_s: float = STOP_TIMEOUT_S) 
     return pids
 
 
+_network_numbers = itertools.count()
+
+
 class HostNetwork:
     """The namespaces, veth pairs and bridge of one run, which `close()` deletes."""
 
     def __init__(self, rate_mbit: int = DEFAULT_RATE_MBIT) -> None:
         require_netns()
-        self.prefix = f"{NAMESPACE_PREFIX}{os.getpid()}-"
+        # Several networks may exist at once in one process, so each gets a number too.
+        number = next(_network_numbers)
+        self.prefix = f"{NAMESPACE_PREFIX}{os.getpid()}-{number}-"
         self.bridge_namespace = f"{self.prefix}net"
-        self.root_link = f"sn{os.getpid()}"
+        # An interface name has at most 15 characters: "sn", 7 digits of pid, "-", number.
+        self.root_link = f"sn{os.getpid()}-{number}"
         self.rate_mbit = rate_mbit
         self.hosts: dict[str, Host] = {}
         self.namespaces: list[str] = []
