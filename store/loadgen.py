@@ -11,12 +11,13 @@ object: the acknowledged keys with their sizes, and every failed call or read of
 other bytes, so the caller can check that no acknowledged write was lost.
 
 `read` streams the objects named in --digests (a JSON file of BLAKE2b-128 hex
-digests by key) in turn. It prints {"ready": true} once it is connected, then
-waits for one JSON line on stdin, {"warm_at": T1, "end_at": T2} in
-time.monotonic() seconds (one clock for every process of the machine), reads
-until T2, and prints {"counted_bytes", "objects_verified", "cpu_s", "errors"}:
-the bytes that arrived between T1 and T2 and the CPU it used in that window.
-Every object read to its end is checked against its digest.
+digests by key) in turn, starting at the one of index --shift. It prints
+{"ready": true} once it is connected. Then, for each JSON line on stdin,
+{"warm_at": T1, "end_at": T2} in time.monotonic() seconds (one clock for every
+process of the machine), it reads until T2 and prints {"counted_bytes",
+"objects_verified", "cpu_s", "errors"}: the bytes that arrived between T1 and
+T2 and the CPU it used from T1 on. It exits at the end of stdin. Every object
+read to its end is checked against its digest.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -105,48 +107,42 @@ def run_mixed(args: argparse.Namespace) -> dict[str, Any]:
     return {"acknowledged": acknowledged, "errors": errors, "rounds": rounds, "reads": reads}
 
 
-def run_read(args: argparse.Namespace) -> dict[str, Any]:
-    digests: dict[str, str] = json.loads(Path(args.digests).read_text())
-    keys = sorted(digests)
-    shift = args.shift % len(keys)
-    keys = keys[shift:] + keys[:shift]
+def read_window(
+    client: store.Client,
+    args: argparse.Namespace,
+    keys: list[str],
+    digests: dict[str, str],
+    warm_at: float,
+    end_at: float,
+) -> dict[str, Any]:
+    """Stream `keys` in turn until `end_at`; count the bytes that arrive from `warm_at` on."""
     errors: list[str] = []
     counted = 0
     verified = 0
-    options = {"timeout_s": args.timeout_s, "window_chunks": args.window_chunks}
-    with store.Client(args.meta, **options) as client:
-        client.cluster_map()
-        print(json.dumps({"ready": True}), flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return {"counted_bytes": 0, "objects_verified": 0, "cpu_s": 0.0, "errors": ["no go"]}
-        window = json.loads(line)
-        warm_at, end_at = float(window["warm_at"]), float(window["end_at"])
-        cpu_warm: float | None = None
-        index = 0
-        while time.monotonic() < end_at:
-            key = keys[index % len(keys)]
-            index += 1
-            hasher = hashlib.blake2b(digest_size=16)
-            complete = False
-            with client.open(args.bucket, key) as file:
-                while (now := time.monotonic()) < end_at:
-                    if cpu_warm is None and now >= warm_at:
-                        cpu_warm = time.process_time()
-                    piece = file.read(args.piece_bytes)
-                    if not piece:
-                        complete = True
-                        break
-                    arrived = time.monotonic()
-                    if warm_at <= arrived <= end_at:
-                        counted += len(piece)
-                    hasher.update(piece)
-            if complete:
-                if hasher.hexdigest() != digests[key]:
-                    errors.append(f"{args.bucket}/{key} read back differs from what was written")
-                else:
-                    verified += 1
-        cpu_s = time.process_time() - cpu_warm if cpu_warm is not None else 0.0
+    cpu_warm: float | None = None
+    index = 0
+    while time.monotonic() < end_at:
+        key = keys[index % len(keys)]
+        index += 1
+        hasher = hashlib.blake2b(digest_size=16)
+        complete = False
+        with client.open(args.bucket, key) as file:
+            while (now := time.monotonic()) < end_at:
+                if cpu_warm is None and now >= warm_at:
+                    cpu_warm = time.process_time()
+                piece = file.read(args.piece_bytes)
+                if not piece:
+                    complete = True
+                    break
+                if warm_at <= time.monotonic() <= end_at:
+                    counted += len(piece)
+                hasher.update(piece)
+        if complete:
+            if hasher.hexdigest() != digests[key]:
+                errors.append(f"{args.bucket}/{key} read back differs from what was written")
+            else:
+                verified += 1
+    cpu_s = time.process_time() - cpu_warm if cpu_warm is not None else 0.0
     return {
         "counted_bytes": counted,
         "objects_verified": verified,
@@ -155,13 +151,30 @@ def run_read(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_read(args: argparse.Namespace) -> None:
+    """Print ready, then answer each window line on stdin with one result line, until EOF."""
+    digests: dict[str, str] = json.loads(Path(args.digests).read_text())
+    keys = sorted(digests)
+    shift = args.shift % len(keys)
+    keys = keys[shift:] + keys[:shift]
+    options = {"timeout_s": args.timeout_s, "window_chunks": args.window_chunks}
+    with store.Client(args.meta, **options) as client:
+        client.cluster_map()
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            window = json.loads(line)
+            warm_at, end_at = float(window["warm_at"]), float(window["end_at"])
+            result = read_window(client, args, keys, digests, warm_at, end_at)
+            print(json.dumps(result), flush=True)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m store.loadgen", description="Client load for tests and benchmarks."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     mixed = commands.add_parser("mixed", help="write and read objects until SIGTERM")
-    read = commands.add_parser("read", help="stream objects in a time window given on stdin")
+    read = commands.add_parser("read", help="stream objects in time windows given on stdin")
     for command in (mixed, read):
         command.add_argument("--meta", required=True, help="metaserver HOST:PORT")
         command.add_argument("--bucket", required=True, help="bucket to use (must exist)")
@@ -185,8 +198,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = run_mixed(args) if args.command == "mixed" else run_read(args)
-    print(json.dumps(result), flush=True)
+    # Warnings, such as chunk reads that failed and were retried, go to stderr.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "mixed":
+        print(json.dumps(run_mixed(args)), flush=True)
+    else:
+        run_read(args)
     return 0
 
 
