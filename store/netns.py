@@ -458,7 +458,8 @@ class ClientHost:
         """Start `argv` in this host and return the process; the cluster stops it on close.
 
         The first word names a console script of this environment (`storectl`, `aws`)
-        or an executable path. stdout is a text pipe unless `stdout` says otherwise;
+        or an executable path. `env`, when given, is the whole environment, as for
+        subprocess.Popen. stdout is a text pipe unless `stdout` says otherwise;
         stderr goes to logs/<host>-<n>.log under the cluster directory.
         """
         argv = list(argv)
@@ -467,14 +468,13 @@ class ClientHost:
         self._started += 1
         log_path = self._cluster.root / "logs" / f"{self.host.name}-{self._started}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        full_env = {**os.environ, **env} if env is not None else None
         with log_path.open("ab") as log_file:
             popen = subprocess.Popen(
                 self.command(argv),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=log_file,
-                env=full_env,
+                env=dict(env) if env is not None else None,
                 text=True,
             )
         self.processes.append(popen)

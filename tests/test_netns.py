@@ -8,7 +8,6 @@ bridge is uncapped; loads and command-line clients also run in client hosts.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from store.netns import ClientHost, NetnsCluster, netns_unavailable_reason
 from store.rpc import CHANNEL_OPTIONS
 from store.shardmap import shard_of
 
+from .s3_clients_support import client_env
 from .support import (
     BASE_META_ARGS,
     CHUNK_SIZE_BYTES,
@@ -123,15 +123,21 @@ def test_servers_run_the_compose_commands(compose_cluster: NetnsCluster) -> None
     assert cluster.s3_endpoint == f"http://{hosts['s3']}:9000"
 
 
-def aws_environment(cluster: NetnsCluster) -> dict[str, str]:
+def aws_environment(cluster: NetnsCluster, config_dir: Path) -> dict[str, str]:
+    """Return an environment for the aws CLI with the root user's keys and no user config."""
     access_key, secret_key = cluster.root_keys or ("", "")
-    return {
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    }
+    config = config_dir / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config.write_text("[default]\nregion = us-east-1\n")
+    env = client_env(config_dir / "home")
+    env.update(
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(config_dir / "credentials-none"),
+        AWS_ACCESS_KEY_ID=access_key,
+        AWS_SECRET_ACCESS_KEY=secret_key,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
 
 
 def test_client_host_uses_sdk_cli_and_gateway(
@@ -156,7 +162,7 @@ def test_client_host_uses_sdk_cli_and_gateway(
     assert copy.read_bytes() == data, "storectl get in the client host returned other bytes"
 
     aws = ["aws", "--endpoint-url", cluster.s3_endpoint, "s3"]
-    env = aws_environment(cluster)
+    env = aws_environment(cluster, tmp_path / "aws")
     client_host.run([*aws, "cp", str(local), "s3://hosts/s3.bin"], env=env)
     listing = client_host.run([*aws, "ls", "s3://hosts/"], env=env).stdout
     assert "s3.bin" in listing and "sdk.bin" in listing, f"aws s3 ls shows {listing!r}"
