@@ -429,7 +429,6 @@ class ClientHost:
         self._cluster = cluster
         self.host = host
         self.processes: list[subprocess.Popen[str]] = []
-        self._started = 0
 
     @property
     def name(self) -> str:
@@ -465,8 +464,7 @@ class ClientHost:
         argv = list(argv)
         if argv and "/" not in argv[0]:
             argv[0] = program_path(argv[0])
-        self._started += 1
-        log_path = self._cluster.root / "logs" / f"{self.host.name}-{self._started}.log"
+        log_path = self._log_path(len(self.processes) + 1)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_file:
             popen = subprocess.Popen(
@@ -483,7 +481,9 @@ class ClientHost:
 
     def log_path(self, popen: subprocess.Popen[str]) -> Path:
         """Return the stderr log of a process that `start` returned."""
-        number = self.processes.index(popen) + 1
+        return self._log_path(self.processes.index(popen) + 1)
+
+    def _log_path(self, number: int) -> Path:
         return self._cluster.root / "logs" / f"{self.host.name}-{number}.log"
 
     def run(
