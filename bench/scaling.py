@@ -3,8 +3,10 @@
 Each dataserver, and the metaserver, runs in a network namespace of its own
 (store.netns.NetnsCluster) whose link `tc` caps at --rate-mbit each way. The
 cap is low enough that the links, not the two CPUs, should limit the reads,
-so N hosts should read N times as fast as one. The readers run as threads of
-this process in the root namespace, whose link to the bridge has no cap.
+so N hosts should read N times as fast as one. The readers are client
+processes (`python -m store.loadgen read`) in N client hosts, namespaces of
+their own capped at --client-rate-mbit (10x the dataserver cap by default, so
+the clients' links never limit the reads).
 
 Every object is in a rep:1 bucket and has --object-chunks chunks. Placement
 puts consecutive stripes on consecutive dataservers of the object's ranking,
@@ -13,9 +15,10 @@ hosts. An EC bucket cannot run on 1 host, and more copies would only let
 the client choose which host to read.
 
 Each run streams objects for --duration-s seconds from --readers-per-host
-readers per host, each a store.Client of its own. Only the bytes that arrive
-after the first --warmup-s seconds count. Every object read to its end is
-checked against the BLAKE2b digest of what was written.
+reader processes per host, spread over the client hosts, each a store.Client
+of its own. The readers start once per host count and serve every run. Only
+the bytes that arrive after the first --warmup-s seconds count. Every object
+read to its end is checked against the BLAKE2b digest of what was written.
 
 Needs root, `ip` and `tc`; elsewhere it exits with the harness's reason.
 """
@@ -23,14 +26,15 @@ Needs root, `ip` and `tc`; elsewhere it exits with the harness's reason.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
 import os
+import select
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +50,8 @@ from benchlib import (
 )
 
 import store
-from store.netns import NetnsCluster, NetnsUnavailable, require_netns
+from store.loadgen import digest, object_data
+from store.netns import ClientHost, NetnsCluster, NetnsUnavailable, require_netns
 
 BUCKET = "scaling"
 DEFAULT_HOSTS = "1,2,4,8"
@@ -55,22 +60,10 @@ MB = 1_000_000
 # Each read() call requests one chunk, so the byte count advances about once per chunk.
 PIECE_BYTES = 1 * MIB
 TARGET_RATIO = 0.9
-
-
-@dataclass
-class ByteCounter:
-    """Bytes received by all readers so far, shared between threads."""
-
-    total: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, count: int) -> None:
-        with self.lock:
-            self.total += count
-
-    def read(self) -> int:
-        with self.lock:
-            return self.total
+# How long the reader processes of one host count may take to start and connect.
+READY_TIMEOUT_S = 120.0
+# A failed chunk read that the SDK retried, as the readers log it.
+RETRY_LOG_TEXT = "chunk read failed"
 
 
 @dataclass
@@ -83,6 +76,7 @@ class ReadRun:
     objects_verified: int
     client_cpu_s: float
     server_cpu_s: float
+    retried_reads: int
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,7 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup-s", type=float, default=3.0, help="seconds at the start of a run not counted"
     )
-    parser.add_argument("--readers-per-host", type=int, default=4, help="readers per host")
+    parser.add_argument(
+        "--readers-per-host", type=int, default=4, help="reader processes per dataserver host"
+    )
+    parser.add_argument(
+        "--client-rate-mbit",
+        type=int,
+        default=None,
+        help="cap of every client host, Mbit/s (default: 10x --rate-mbit; 0: none)",
+    )
     parser.add_argument(
         "--window-chunks", type=int, default=2, help="stripes each reader keeps in flight"
     )
@@ -118,50 +120,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--hosts must start with 1, the baseline of linear scaling: {args.hosts}")
     if args.warmup_s >= args.duration_s:
         parser.error(f"--warmup-s {args.warmup_s} must be less than --duration-s")
+    if args.client_rate_mbit is None:
+        args.client_rate_mbit = 10 * args.rate_mbit
     return args
 
 
-def put_objects(client: store.Client, count: int, object_bytes: int, seed: int) -> dict[str, bytes]:
-    """Write `count` objects of SHAKE-256 bytes; return the BLAKE2b digest of each by key."""
+def put_objects(client: store.Client, count: int, object_bytes: int, seed: int) -> dict[str, str]:
+    """Write `count` objects of SHAKE-256 bytes; return the BLAKE2b hex digest of each by key."""
     client.create_bucket(BUCKET, scheme="rep:1")
     digests = {}
     for index in range(count):
         key = f"object-{index:03d}"
-        data = hashlib.shake_256(f"{seed}/{key}".encode()).digest(object_bytes)
+        data = object_data(seed, key, object_bytes)
         client.put(BUCKET, key, data)
-        digests[key] = hashlib.blake2b(data, digest_size=16).digest()
+        digests[key] = digest(data)
     return digests
-
-
-def read_until(
-    address: str,
-    keys: list[str],
-    digests: dict[str, bytes],
-    end_s: float,
-    counter: ByteCounter,
-    verified: list[int],
-    window_chunks: int,
-) -> None:
-    """Stream `keys` in turn, again and again, until `end_s` (time.monotonic)."""
-    with store.Client(address, timeout_s=60, window_chunks=window_chunks) as client:
-        index = 0
-        while time.monotonic() < end_s:
-            key = keys[index % len(keys)]
-            hasher = hashlib.blake2b(digest_size=16)
-            complete = False
-            with client.open(BUCKET, key) as file:
-                while time.monotonic() < end_s:
-                    piece = file.read(PIECE_BYTES)
-                    if not piece:
-                        complete = True
-                        break
-                    counter.add(len(piece))
-                    hasher.update(piece)
-            if complete:
-                if hasher.digest() != digests[key]:
-                    raise RuntimeError(f"{BUCKET}/{key} read back differs from what was written")
-                verified.append(1)
-            index += 1
 
 
 def server_cpu_s(cluster: NetnsCluster) -> float:
@@ -169,57 +142,89 @@ def server_cpu_s(cluster: NetnsCluster) -> float:
     return sum(process_cpu_s(p.pid) for p in cluster.metaservers + cluster.dataservers)
 
 
-def measure_read(
-    cluster: NetnsCluster, digests: dict[str, bytes], readers: int, args: argparse.Namespace
-) -> ReadRun:
-    """Run `readers` reader threads for --duration-s and count the bytes after the warm-up."""
-    keys = sorted(digests)
-    counter = ByteCounter()
-    verified: list[int] = []
-    errors: list[BaseException] = []
-    start_s = time.monotonic()
-    end_s = start_s + args.duration_s
+@dataclass
+class Reader:
+    """One reader process in a client host."""
 
-    def reader(number: int) -> None:
-        # Each reader starts at another object, so the readers do not move in step.
-        shift = number % len(keys)
-        try:
-            read_until(
-                cluster.meta_address,
-                keys[shift:] + keys[:shift],
-                digests,
-                end_s,
-                counter,
-                verified,
-                args.window_chunks,
+    host: ClientHost
+    popen: subprocess.Popen[str]
+
+    def read_line(self, timeout_s: float) -> dict[str, Any]:
+        """Return the next JSON line the reader prints; fail when it exits or is late."""
+        assert self.popen.stdout is not None
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout_s)
+        line = self.popen.stdout.readline() if ready else ""
+        if not line:
+            log = self.host.log_path(self.popen)
+            raise RuntimeError(
+                f"reader pid={self.popen.pid} in {self.host.name} printed nothing within "
+                f"{timeout_s:.0f}s (exit status {self.popen.poll()}); see {log}"
             )
-        except BaseException as error:
-            errors.append(error)
+        result: dict[str, Any] = json.loads(line)
+        return result
 
-    threads = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
-    for thread in threads:
-        thread.start()
+    def retried_reads(self) -> int:
+        text = self.host.log_path(self.popen).read_text(errors="replace")
+        return text.count(RETRY_LOG_TEXT)
 
-    time.sleep(max(0.0, start_s + args.warmup_s - time.monotonic()))
-    warm_bytes, warm_s = counter.read(), time.monotonic()
-    client_cpu_start, server_cpu_start = time.process_time(), server_cpu_s(cluster)
-    time.sleep(max(0.0, end_s - time.monotonic()))
-    end_bytes, stop_s = counter.read(), time.monotonic()
-    client_cpu_s = time.process_time() - client_cpu_start
+
+def start_readers(
+    cluster: NetnsCluster,
+    clients: list[ClientHost],
+    digests_path: Path,
+    readers: int,
+    args: argparse.Namespace,
+) -> list[Reader]:
+    """Start `readers` reader processes over the client hosts and wait until all connected."""
+    started = []
+    for number in range(readers):
+        host = clients[number % len(clients)]
+        argv = host.python("-m", "store.loadgen", "read", "--meta", cluster.meta_address)
+        argv += ["--bucket", BUCKET, "--digests", str(digests_path)]
+        # Each reader starts at another object, so the readers do not move in step.
+        argv += ["--shift", str(number), "--window-chunks", str(args.window_chunks)]
+        argv += ["--piece-bytes", str(PIECE_BYTES), "--timeout-s", "60"]
+        started.append(Reader(host, host.start(argv, stdin=subprocess.PIPE)))
+    deadline_s = time.monotonic() + READY_TIMEOUT_S
+    for reader in started:
+        reader.read_line(max(0.0, deadline_s - time.monotonic()))
+    return started
+
+
+def measure_read(cluster: NetnsCluster, readers: list[Reader], args: argparse.Namespace) -> ReadRun:
+    """Let every reader stream for --duration-s and count the bytes after the warm-up."""
+    retried_before = sum(reader.retried_reads() for reader in readers)
+    start_s = time.monotonic()
+    warm_at, end_at = start_s + args.warmup_s, start_s + args.duration_s
+    window = json.dumps({"warm_at": warm_at, "end_at": end_at}) + "\n"
+    for reader in readers:
+        assert reader.popen.stdin is not None
+        reader.popen.stdin.write(window)
+        reader.popen.stdin.flush()
+
+    time.sleep(max(0.0, warm_at - time.monotonic()))
+    pids = [reader.popen.pid for reader in readers]
+    client_cpu_start = sum(process_cpu_s(pid) for pid in pids)
+    server_cpu_start = server_cpu_s(cluster)
+    time.sleep(max(0.0, end_at - time.monotonic()))
+    client_cpu = sum(process_cpu_s(pid) for pid in pids) - client_cpu_start
     server_cpu = server_cpu_s(cluster) - server_cpu_start
 
-    for thread in threads:
-        thread.join()
+    # A reader finishes the read() call in flight at end_at, at most one chunk.
+    results = [reader.read_line(60.0) for reader in readers]
+    errors = [error for result in results for error in result["errors"]]
     if errors:
-        raise RuntimeError(f"{len(errors)} of {readers} readers failed: {errors[0]!r}")
-    counted_s = stop_s - warm_s
+        raise RuntimeError(f"{len(errors)} reads returned other bytes: {errors[0]}")
+    counted_bytes = sum(int(result["counted_bytes"]) for result in results)
+    counted_s = end_at - warm_at
     return ReadRun(
-        mb_s=(end_bytes - warm_bytes) / counted_s / MB,
-        counted_bytes=end_bytes - warm_bytes,
+        mb_s=counted_bytes / counted_s / MB,
+        counted_bytes=counted_bytes,
         counted_s=counted_s,
-        objects_verified=len(verified),
-        client_cpu_s=client_cpu_s,
+        objects_verified=sum(int(result["objects_verified"]) for result in results),
+        client_cpu_s=client_cpu,
         server_cpu_s=server_cpu,
+        retried_reads=sum(reader.retried_reads() for reader in readers) - retried_before,
     )
 
 
@@ -250,15 +255,26 @@ def measure_hosts(hosts: int, work_dir: Path, args: argparse.Namespace) -> dict[
             spread = chunk_counts(cluster)
             progress(f"wrote {count} objects of {object_bytes} bytes in {put_s:.1f}s: {spread}")
 
-            runs = []
+            digests_path = root / "digests.json"
+            digests_path.write_text(json.dumps(digests))
+            clients = [
+                cluster.add_client_host(rate_mbit=args.client_rate_mbit) for _ in range(hosts)
+            ]
             readers = args.readers_per_host * hosts
+            start_s = time.monotonic()
+            started = start_readers(cluster, clients, digests_path, readers, args)
+            progress(
+                f"{readers} reader processes in {len(clients)} client hosts connected in "
+                f"{time.monotonic() - start_s:.1f}s"
+            )
+            runs = []
             for number in range(args.repeat):
-                run = measure_read(cluster, digests, readers, args)
+                run = measure_read(cluster, started, args)
                 progress(
                     f"{hosts} hosts, run {number + 1}/{args.repeat}: {run.mb_s:.2f} MB/s, "
-                    f"{run.objects_verified} objects verified, client CPU "
-                    f"{run.client_cpu_s:.1f}s and servers {run.server_cpu_s:.1f}s "
-                    f"in {run.counted_s:.1f}s"
+                    f"{run.objects_verified} objects verified, {run.retried_reads} chunk reads "
+                    f"retried, client CPU {run.client_cpu_s:.1f}s and servers "
+                    f"{run.server_cpu_s:.1f}s in {run.counted_s:.1f}s"
                 )
                 runs.append(run)
     finally:
@@ -266,6 +282,7 @@ def measure_hosts(hosts: int, work_dir: Path, args: argparse.Namespace) -> dict[
     return {
         "hosts": hosts,
         "readers": readers,
+        "client_hosts": hosts,
         "objects": count,
         "object_bytes": object_bytes,
         "chunks_per_dataserver": spread,

@@ -307,6 +307,10 @@ class LocalCluster:
         """Return the gateway address of the last run in this directory if free, else port 0."""
         return self._listen_address("s3-0")
 
+    def _pin_listen_address(self, process: ManagedProcess) -> None:
+        """Make a restart of `process` bind the address it has now (see _pin_listen_address)."""
+        _pin_listen_address(process)
+
     def _listen_address(self, name: str) -> str:
         """Return the address `name` had in the last run in this directory, if still free.
 
@@ -352,7 +356,7 @@ class LocalCluster:
                 process.start(detach)
             for process in self.dataservers:
                 process.wait_listening(deadline_s)
-                _pin_listen_address(process)
+                self._pin_listen_address(process)
             self.wait_ready(deadline_s)
             if self.s3_listen is not None:
                 self._start_gateway(self.s3_listen, [], detach, deadline_s)
@@ -406,7 +410,7 @@ class LocalCluster:
         process.start(detach)
         process.wait_listening(deadline_s)
         # Later starts reuse the port so clients find the server again after a restart.
-        _pin_listen_address(process)
+        self._pin_listen_address(process)
 
     def add_dataserver(
         self,
@@ -426,7 +430,7 @@ class LocalCluster:
         deadline_s = time.monotonic() + timeout_s
         process.start(detach=detach)
         process.wait_listening(deadline_s)
-        _pin_listen_address(process)
+        self._pin_listen_address(process)
         self.wait_ready(deadline_s)
         self.write_cluster_file()
         return process

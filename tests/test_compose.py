@@ -2,14 +2,18 @@
 
 No Docker engine runs in CI, so these tests check what a `docker compose up` would
 execute: every command names a console script of pyproject.toml, and the program's
-own argparse parser accepts its flags.
+own argparse parser accepts its flags. The network-namespace harness (store.netns)
+must run the same commands, so they are also compared with the harness's; the
+running harness is compared in tests/test_netns.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
+import re
 import shlex
 import tomllib
 from collections.abc import Callable
@@ -21,7 +25,8 @@ import yaml
 
 import dataserver.main
 import metaserver.main
-from store import cli
+from store import cli, netns
+from store.cluster import LocalCluster
 from store.s3 import server as s3_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +164,59 @@ def test_servers_keep_dir_on_named_volume() -> None:
         assert mounts[directory] in declared, f"{name} volume {mounts[directory]} not declared"
         used.append(mounts[directory])
     assert len(set(used)) == len(used), "two servers share a volume"
+
+
+def harness_command(name: str, meta_service: str) -> list[str]:
+    """Return the harness's command for compose service `name`, with service names as hosts.
+
+    The harness passes its host's address where the compose file has a service
+    name, and its own directory for the volume at /data.
+    """
+    meta = f"{meta_service}:{netns.META_PORT}"
+    program = service_argv(compose_services()[name])[0]
+    if program == "store-metaserver":
+        shard_count = inspect.signature(LocalCluster.__init__).parameters["shards"].default
+        return netns.metaserver_command("/data", name, shard_count)
+    if program == "store-dataserver":
+        match = re.fullmatch(r"dataserver(\d+)", name)
+        assert match, f"dataserver service {name} is not named dataserverN as the harness's hosts"
+        return netns.dataserver_command(int(match[1]), "/data", name, meta)
+    assert program == "store-s3", f"service {name} runs {program}, which the harness does not"
+    return netns.gateway_command(meta)
+
+
+SERVER_PROGRAMS = ("store-metaserver", "store-dataserver", "store-s3")
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        name
+        for name, service in compose_services().items()
+        if service_argv(service)[0] in SERVER_PROGRAMS
+    ),
+)
+def test_netns_harness_runs_the_compose_command(name: str) -> None:
+    """The harness runs each server service's program with the same flags, hosts aside."""
+    (meta_service, _), *_ = services_running("store-metaserver").items()
+    compose_argv = service_argv(compose_services()[name])
+    assert harness_command(name, meta_service) == compose_argv, (
+        f"store/netns.py runs another command than service {name} of docker-compose.yml"
+    )
+
+
+def test_netns_harness_default_topology_matches_compose() -> None:
+    """The harness's port plan and shard count are the compose file's."""
+    (meta_name, meta_service), *_ = services_running("store-metaserver").items()
+    meta_args = parse_command(service_argv(meta_service))
+    assert meta_args.advertise == f"{meta_name}:{netns.META_PORT}"
+    shard_count = inspect.signature(LocalCluster.__init__).parameters["shards"].default
+    assert meta_args.shard_count == shard_count, "the harness's default shard count differs"
+    for service in services_running("store-dataserver").values():
+        args = parse_command(service_argv(service))
+        assert args.listen == f"0.0.0.0:{netns.DATA_PORT}"
+    (gateway,) = services_running("store-s3").values()
+    assert parse_command(service_argv(gateway)).listen == f"0.0.0.0:{netns.S3_PORT}"
 
 
 def test_console_scripts_importable() -> None:

@@ -1,22 +1,40 @@
 """Clusters whose servers run as separate hosts in network namespaces, with capped links.
 
 These tests need root, `ip` and `tc`; elsewhere they skip and print the reason.
-The client (this test process) stays in the root namespace, uncapped.
+Most checks run from this test process in the root namespace, whose link to the
+bridge is uncapped; loads and command-line clients also run in client hosts.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
 import store
 from store._pb import common_pb2 as pb
-from store.netns import NetnsCluster, netns_unavailable_reason
+from store._pb import meta_pb2, meta_pb2_grpc
+from store.loadgen import mixed_object_bytes, object_data
+from store.netns import ClientHost, NetnsCluster, netns_unavailable_reason
+from store.rpc import CHANNEL_OPTIONS
+from store.shardmap import shard_of
 
-from .support import BASE_META_ARGS, CHUNK_SIZE_BYTES, MIB, chunk_files, make_data
+from .s3_clients_support import client_env
+from .support import (
+    BASE_META_ARGS,
+    CHUNK_SIZE_BYTES,
+    MIB,
+    chunk_files,
+    make_data,
+    wait_until,
+)
+from .test_compose import compose_services, service_argv
 from .test_degraded import holder
 
 UNAVAILABLE_REASON = netns_unavailable_reason()
@@ -43,19 +61,145 @@ def start_cluster(root: Path, dataservers: int, rate_mbit: int, **options: objec
     return cluster
 
 
-def test_put_get_through_namespaces(tmp_path: Path) -> None:
-    with start_cluster(tmp_path, 3, rate_mbit=100, meta_args=BASE_META_ARGS) as cluster:
-        assert cluster.meta_address.startswith("10.77."), f"meta at {cluster.meta_address}"
-        data = make_data(5 * CHUNK_SIZE_BYTES + 17, seed=1)
-        with store.Client(cluster.meta_address, timeout_s=30) as client:
-            client.create_bucket("netns-ec", scheme="ec:2+1")
-            written = client.put("netns-ec", "object", data)
-            assert written.scheme == "ec:2+1", f"written with {written.scheme}"
-            assert client.get("netns-ec", "object") == data, "the object read back differs"
-        for process in cluster.dataservers:
-            assert chunk_files(process), f"{process.name} got no chunks"
-        namespaces = [h.namespace for h in cluster.network.hosts.values()]
-    assert not cluster.network.namespaces, f"namespaces left after close: {namespaces}"
+@pytest.fixture(scope="module")
+def compose_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
+    """The topology of docker-compose.yml: a metaserver, four dataservers and an S3 gateway.
+
+    Shared by the tests that do not break it. Closing it must stop every process and
+    delete every namespace, client hosts included.
+    """
+    root = tmp_path_factory.mktemp("compose")
+    cluster = start_cluster(root, 4, rate_mbit=100, meta_args=BASE_META_ARGS, s3_listen="")
+    with cluster:
+        yield cluster
+    processes = [p.popen for p in cluster.processes if p.popen is not None]
+    processes += [popen for host in cluster.clients for popen in host.processes]
+    assert all(popen.poll() is not None for popen in processes), "close() left processes"
+    assert not cluster.network.namespaces, f"close() left {cluster.network.namespaces}"
+
+
+def test_put_get_through_namespaces(compose_cluster: NetnsCluster) -> None:
+    cluster = compose_cluster
+    assert cluster.meta_address.startswith("10.77."), f"meta at {cluster.meta_address}"
+    data = make_data(5 * CHUNK_SIZE_BYTES + 17, seed=1)
+    with store.Client(cluster.meta_address, timeout_s=30) as client:
+        client.create_bucket("netns-ec", scheme="ec:2+1")
+        written = client.put("netns-ec", "object", data)
+        assert written.scheme == "ec:2+1", f"written with {written.scheme}"
+        assert client.get("netns-ec", "object") == data, "the object read back differs"
+    for process in cluster.dataservers:
+        assert chunk_files(process), f"{process.name} got no chunks"
+
+
+def with_address(word: str, hosts: dict[str, str]) -> str:
+    """Replace the service name of a NAME:PORT word with that host's address."""
+    name, colon, port = word.partition(":")
+    return f"{hosts[name]}:{port}" if colon and name in hosts else word
+
+
+def test_servers_run_the_compose_commands(compose_cluster: NetnsCluster) -> None:
+    """Each server host runs its docker-compose.yml service's command, addresses aside."""
+    cluster = compose_cluster
+    services = compose_services()
+    hosts = {host.name: host.address for host in cluster.network.hosts.values()}
+    assert set(services) - {"storectl"} == {cluster.host_of(p).name for p in cluster.processes}
+    extras = {"metaserver": cluster.meta_args, "dataserver": cluster.data_args}
+    for process in cluster.processes:
+        host = cluster.host_of(process)
+        prefix = ["ip", "netns", "exec", host.namespace]
+        assert process.args[:4] == prefix, f"{process.name} runs outside its host"
+        program, *flags = process.args[4:]
+        # Service names become host addresses, and the volume at /data the process's dir.
+        expected = [
+            str(process.directory) if word == "/data" else with_address(word, hosts)
+            for word in service_argv(services[host.name])
+        ]
+        # The harness's own flags follow: a test's flags, and where the gateway writes
+        # server.json once it listens.
+        expected += extras.get(process.role, [])
+        if process.role == "s3":
+            expected += ["--dir", str(process.directory)]
+        assert [Path(program).name, *flags] == expected, f"{host.name} runs another command"
+    assert cluster.s3_endpoint == f"http://{hosts['s3']}:9000"
+
+
+def aws_environment(cluster: NetnsCluster, config_dir: Path) -> dict[str, str]:
+    """Return an environment for the aws CLI with the root user's keys and no user config."""
+    access_key, secret_key = cluster.root_keys or ("", "")
+    config = config_dir / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config.write_text("[default]\nregion = us-east-1\n")
+    env = client_env(config_dir / "home")
+    env.update(
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(config_dir / "credentials-none"),
+        AWS_ACCESS_KEY_ID=access_key,
+        AWS_SECRET_ACCESS_KEY=secret_key,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+def test_client_host_uses_sdk_cli_and_gateway(
+    compose_cluster: NetnsCluster, tmp_path: Path
+) -> None:
+    """A client in a namespace of its own writes and reads through storectl and the aws CLI."""
+    cluster = compose_cluster
+    client_host = cluster.add_client_host("client1")
+    assert client_host.address.startswith("10.77."), client_host.address
+    meta = cluster.meta_address
+    local = tmp_path / "upload.bin"
+    data = make_data(3 * CHUNK_SIZE_BYTES + 11, seed=12)
+    local.write_bytes(data)
+
+    def storectl(*args: str) -> str:
+        return client_host.run(["storectl", *args, "--meta", meta]).stdout
+
+    storectl("bucket", "create", "hosts", "--scheme", "ec:2+1")
+    storectl("put", str(local), "hosts/sdk.bin")
+    copy = tmp_path / "sdk-copy.bin"
+    storectl("get", "hosts/sdk.bin", str(copy))
+    assert copy.read_bytes() == data, "storectl get in the client host returned other bytes"
+
+    aws = ["aws", "--endpoint-url", cluster.s3_endpoint, "s3"]
+    env = aws_environment(cluster, tmp_path / "aws")
+    client_host.run([*aws, "cp", str(local), "s3://hosts/s3.bin"], env=env)
+    listing = client_host.run([*aws, "ls", "s3://hosts/"], env=env).stdout
+    assert "s3.bin" in listing and "sdk.bin" in listing, f"aws s3 ls shows {listing!r}"
+    s3_copy = tmp_path / "s3-copy.bin"
+    client_host.run([*aws, "cp", "s3://hosts/sdk.bin", str(s3_copy)], env=env)
+    assert s3_copy.read_bytes() == data, "the aws CLI read other bytes through the gateway"
+
+    # The root namespace sees what the client host wrote.
+    with store.Client(meta) as client:
+        assert client.get("hosts", "s3.bin") == data, "the gateway stored other bytes"
+
+    # A client host cut off is told, within its timeout, that it cannot reach the metaserver.
+    cluster.cut(client_host)
+    started_s = time.monotonic()
+    failed = client_host.run(
+        ["storectl", "stat", "hosts/sdk.bin", "--meta", meta, "--timeout-s", "2"],
+        check=False,
+    )
+    elapsed_s = time.monotonic() - started_s
+    assert failed.returncode != 0, "storectl stat succeeded from a host that is cut off"
+    assert f"metaserver {meta}: cannot reach" in failed.stderr, failed.stderr
+    assert elapsed_s < 10, f"storectl stat took {elapsed_s:.1f}s to fail"
+    cluster.heal(client_host)
+    # The first connection attempts after the heal may still fail fast (the neighbour
+    # entry of the metaserver failed during the cut), so a new process retries.
+    healed_s = time.monotonic()
+    stat = ["storectl", "stat", "hosts/sdk.bin", "--meta", meta]
+    wait_until(
+        lambda: client_host.run(stat, check=False).returncode == 0,
+        STATE_WAIT_S,
+        "storectl stat to work again from the healed client host",
+        interval_s=0.5,
+    )
+    print(f"storectl works again {time.monotonic() - healed_s:.1f}s after the heal")
+
+    # The cluster fixture checks that closing the cluster stops this.
+    client_host.start(["sleep", "600"])
 
 
 def read_throughput_bytes_s(root: Path, dataservers: int) -> float:
@@ -188,3 +332,227 @@ def test_metaserver_cut_gives_unavailable_then_recovers(tmp_path: Path) -> None:
         info = stat_when_reachable(client, "object", timeout_s)
         assert info.size_bytes == len(data), "the stat after healing reports another size"
         assert client.get("netns-cut", "object") == data, "the read after healing differs"
+
+
+# Short failure timings for the partition test, as in test_repair.py, but with room for a
+# loaded machine: a dataserver is suspect after 0.6 s of silence, down after 1.5 s, out
+# 1 s later; repair and GC passes run every 0.3 s, and GC keeps replaced chunks 1 s.
+PARTITION_META_ARGS = [
+    *BASE_META_ARGS,
+    "--dataserver-suspect-s",
+    "0.6",
+    "--dataserver-timeout-s",
+    "1.5",
+    "--dataserver-out-s",
+    "1",
+    "--repair-interval-s",
+    "0.3",
+    "--gc-interval-s",
+    "0.3",
+    "--gc-delay-s",
+    "1",
+]
+PARTITION_DATA_ARGS = ["--heartbeat-interval-s", "0.2"]
+PARTITION_BUCKET = "partition"
+LOAD_SEED = 77
+LOAD_OBJECT_BYTES = CHUNK_SIZE_BYTES + 1
+REPAIR_WAIT_S = 40.0
+
+
+def object_layouts(cluster: NetnsCluster, bucket: str) -> dict[str, pb.Layout]:
+    """Return the layout of every object in `bucket`, by key, from the metaserver's records."""
+    layouts = {}
+    with (
+        store.Client(cluster.meta_address) as client,
+        grpc.insecure_channel(cluster.meta_address, options=CHANNEL_OPTIONS) as channel,
+    ):
+        stub = meta_pb2_grpc.MetaServiceStub(channel)
+        for page in client.iter_pages(bucket):
+            for entry in page.entries:
+                key = entry.key.encode()
+                request = meta_pb2.StatObjectRequest(
+                    bucket=bucket, key=key, shard=shard_of(bucket, key, cluster.shards)
+                )
+                layouts[entry.key] = stub.StatObject(request, timeout=5).layout
+    return layouts
+
+
+def files_by_chunk(cluster: NetnsCluster) -> dict[str, list[str]]:
+    """Return the dataservers (by id) holding a file of each chunk id (hex) under chunks/."""
+    holders: dict[str, list[str]] = {}
+    for process in cluster.dataservers:
+        for path in chunk_files(process):
+            holders.setdefault(path.name, []).append(process.server_id)
+    return holders
+
+
+def layout_problems(
+    cluster: NetnsCluster, bucket: str, up: set[str], exact: bool
+) -> tuple[list[str], int]:
+    """Check that every chunk the layouts name is on one named, up dataserver that has its file.
+
+    With `exact`, every chunk file on every dataserver must also be one that a layout
+    names on that dataserver: no stale or leftover copies. Returns the problems and the
+    number of chunks the layouts name.
+    """
+    holders = files_by_chunk(cluster)
+    named: dict[str, str] = {}
+    problems = []
+    for key, layout in object_layouts(cluster, bucket).items():
+        for stripe in layout.stripes:
+            for chunk in stripe.chunks:
+                name = chunk.chunk_id.hex()
+                if name in named:
+                    problems.append(f"{key}: chunk {name} is named twice")
+                named[name] = chunk.target
+                if chunk.target not in up:
+                    problems.append(f"{key}: chunk {name} is on {chunk.target}, which is not up")
+                if chunk.target not in holders.get(name, []):
+                    problems.append(f"{key}: chunk {name} has no file on {chunk.target}")
+    if exact:
+        for name, servers in sorted(holders.items()):
+            stray = [server for server in servers if named.get(name) != server]
+            if stray:
+                problems.append(f"chunk file {name} on {stray} is named by no layout there")
+    return problems, len(named)
+
+
+def up_dataservers(client: store.Client) -> set[str]:
+    cluster_map = client.cluster_map()
+    return {d.id for d in cluster_map.dataservers if d.state == pb.DATASERVER_STATE_UP}
+
+
+def listed_keys(client: store.Client, bucket: str, prefix: str) -> list[str]:
+    return [e.key for page in client.iter_pages(bucket, prefix=prefix) for e in page.entries]
+
+
+def start_load(cluster: NetnsCluster, host: ClientHost) -> subprocess.Popen[str]:
+    """Start `python -m store.loadgen mixed` in `host`; SIGTERM stops it and it prints a report."""
+    argv = host.python("-m", "store.loadgen", "mixed", "--meta", cluster.meta_address)
+    argv += ["--bucket", PARTITION_BUCKET, "--seed", str(LOAD_SEED)]
+    argv += ["--object-bytes", str(LOAD_OBJECT_BYTES), "--chunk-timeout-s", "1"]
+    argv += ["--timeout-s", "30", "--pause-s", "0.1"]
+    return host.start(argv)
+
+
+def stop_load(host: ClientHost, load: subprocess.Popen[str]) -> dict[str, object]:
+    load.terminate()
+    stdout, _ = load.communicate(timeout=60)
+    assert load.returncode == 0, f"the load exited with {load.returncode}: {host.log_path(load)}"
+    report: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_partitioned_dataserver_is_repaired_and_returns(tmp_path: Path) -> None:
+    """A dataserver host cut off mid-load is a dead host; healed, it counts no chunk twice.
+
+    A client host writes and reads objects throughout. While the host is cut off,
+    reads decode around it, the metaserver marks it down and then out, and repair
+    rebuilds its chunks elsewhere. Once the link is back, the host is up again, its
+    stale chunks are deleted, every layout chunk has exactly one file, on the
+    dataserver its layout names, and the status chunk counts add up to the layouts.
+    """
+    options = {"meta_args": PARTITION_META_ARGS, "data_args": PARTITION_DATA_ARGS}
+    with (
+        start_cluster(tmp_path, 4, rate_mbit=200, **options) as cluster,
+        store.Client(cluster.meta_address, timeout_s=30, chunk_timeout_s=1.0) as client,
+    ):
+        client.create_bucket(PARTITION_BUCKET, scheme="ec:2+1")
+        base = {
+            f"base-{i}": make_data(3 * CHUNK_SIZE_BYTES + 1000 * i, seed=500 + i) for i in range(4)
+        }
+        for key, data in base.items():
+            client.put(PARTITION_BUCKET, key, data)
+        victim, _ = holder(cluster, client.stat(PARTITION_BUCKET, "base-0").version_id, 0, 0)
+        loader = cluster.add_client_host("loader")
+        load = start_load(cluster, loader)
+        wait_until(
+            lambda: len(listed_keys(client, PARTITION_BUCKET, "load-")) >= 3,
+            STATE_WAIT_S,
+            "the load to write 3 objects",
+        )
+
+        written_at_cut = len(listed_keys(client, PARTITION_BUCKET, "load-"))
+        cluster.cut(victim)
+        cut_s = time.monotonic()
+        for key, data in base.items():
+            assert client.get(PARTITION_BUCKET, key) == data, f"degraded read of {key} differs"
+        wait_state(client, victim.server_id, pb.DATASERVER_STATE_OUT, REPAIR_WAIT_S)
+        print(f"{victim.name} out {time.monotonic() - cut_s:.1f}s after the cut")
+
+        def repaired() -> bool:
+            up = up_dataservers(client) - {victim.server_id}
+            return not layout_problems(cluster, PARTITION_BUCKET, up, exact=False)[0]
+
+        wait_until(
+            repaired,
+            REPAIR_WAIT_S,
+            f"repair to rebuild every chunk of {victim.name} on the other dataservers",
+            state=lambda: layout_problems(
+                cluster, PARTITION_BUCKET, up_dataservers(client), exact=False
+            )[0][:5],
+        )
+        print(
+            f"every layout chunk on an up dataserver {time.monotonic() - cut_s:.1f}s after the cut"
+        )
+        assert victim.alive(), f"{victim.name} exited while it was cut off"
+        assert load.poll() is None, f"the load stopped during the cut: {loader.log_path(load)}"
+        written_at_heal = len(listed_keys(client, PARTITION_BUCKET, "load-"))
+        assert written_at_heal > written_at_cut, "the load wrote nothing while the host was cut off"
+
+        # What the victim still holds is stale: repair named other dataservers in its place.
+        stale = {path.name for path in chunk_files(victim)}
+        assert stale, f"{victim.name} holds no chunk files to be collected"
+        cluster.heal(victim)
+        heal_s = time.monotonic()
+        wait_state(client, victim.server_id, pb.DATASERVER_STATE_UP, STATE_WAIT_S)
+        print(f"{victim.name} up {time.monotonic() - heal_s:.1f}s after the heal")
+        wait_until(
+            lambda: len(listed_keys(client, PARTITION_BUCKET, "load-")) >= written_at_heal + 3,
+            STATE_WAIT_S,
+            "the load to write 3 more objects after the heal",
+        )
+        report = stop_load(loader, load)
+        assert report["errors"] == [], f"the load failed: {report['errors']}"
+        acknowledged = report["acknowledged"]
+        assert isinstance(acknowledged, dict) and len(acknowledged) >= 6, report
+
+        # The victim's stale chunks are deleted, and every dataserver holds one file per
+        # chunk that a layout names on it, and nothing else (rebalancing may move chunks
+        # back to the victim under new chunk ids).
+        def settled() -> list[str]:
+            up = up_dataservers(client)
+            problems, _ = layout_problems(cluster, PARTITION_BUCKET, up, exact=True)
+            left = stale & {path.name for path in chunk_files(victim)}
+            return problems + [f"stale chunk {name} left on {victim.name}" for name in left]
+
+        wait_until(
+            lambda: not settled(),
+            REPAIR_WAIT_S,
+            "one file per layout chunk, on the dataserver its layout names",
+            state=lambda: settled()[:5],
+        )
+        print(f"{len(stale)} stale chunks deleted {time.monotonic() - heal_s:.1f}s after the heal")
+        _, layout_chunks = layout_problems(cluster, PARTITION_BUCKET, set(), exact=False)
+
+        # The status counts what the layouts name, each chunk once (heartbeats update it).
+        def status_chunks() -> dict[str, int]:
+            output = loader.run(
+                ["storectl", "cluster", "status", "--json", "--meta", cluster.meta_address]
+            ).stdout
+            return {d["id"]: d["chunk_count"] for d in json.loads(output)["dataservers"]}
+
+        wait_until(
+            lambda: sum(status_chunks().values()) == layout_chunks,
+            STATE_WAIT_S,
+            f"the status chunk counts to add up to the {layout_chunks} chunks of the layouts",
+            state=status_chunks,
+        )
+
+        expected = {**base}
+        for key, size in acknowledged.items():
+            expected[key] = object_data(LOAD_SEED, key, size)
+            assert size == mixed_object_bytes(LOAD_OBJECT_BYTES, int(key.split("-")[1]))
+        assert set(listed_keys(client, PARTITION_BUCKET, "")) >= set(expected), "lost writes"
+        for key, data in expected.items():
+            assert client.get(PARTITION_BUCKET, key) == data, f"{key} differs after the heal"
