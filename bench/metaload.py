@@ -34,7 +34,7 @@ from benchlib import git_commit, median, progress
 
 from store import AsyncClient
 from store.cluster import CLUSTER_FILE
-from store.errors import AlreadyExists
+from store.errors import AlreadyExists, ResourceExhausted, Unavailable
 
 MARKER_FILE = "bench-listing.json"
 LOAD_BATCH_KEYS = 10_000
@@ -42,6 +42,10 @@ LOAD_BATCH_KEYS = 10_000
 DATASET_DIRECTORY_KEYS = 10_000
 # The tag that pads a dataset body: 0 to this many hex digits.
 DATASET_TAG_DIGITS_MAX = 29
+# Attempts of one put that times out or meets an overloaded metaserver, and the pause
+# before the second attempt (it grows linearly).
+PUT_ATTEMPTS_MAX = 5
+PUT_RETRY_PAUSE_S = 1.0
 
 
 def listing_key(index: int) -> str:
@@ -105,9 +109,29 @@ def add_load_arguments(
 # Loader processes.
 
 
+async def _put_with_retries(
+    client: AsyncClient, bucket: str, key: str, body: bytes, retried: list[str]
+) -> None:
+    """Put one object, again after a timeout or overload, at most PUT_ATTEMPTS_MAX times.
+
+    Putting an inline object again only replaces its record, so a retry after a
+    commit that did land is harmless. `retried` collects the errors retried.
+    """
+    for attempt in range(1, PUT_ATTEMPTS_MAX + 1):
+        try:
+            await client.put(bucket, key, body)
+            return
+        except (Unavailable, ResourceExhausted) as error:
+            if attempt == PUT_ATTEMPTS_MAX:
+                raise
+            retried.append(f"{bucket}/{key}: {error}")
+            await asyncio.sleep(PUT_RETRY_PAUSE_S * attempt)
+
+
 async def _load_batch(
     address: str, bucket: str, space: KeySpace, first: int, end: int, concurrency: int
-) -> None:
+) -> list[str]:
+    retried: list[str] = []
     async with AsyncClient(address) as client:
         next_index = first
 
@@ -116,17 +140,24 @@ async def _load_batch(
             while next_index < end:
                 index = next_index
                 next_index += 1
-                await client.put(bucket, space.key(index), space.body(index))
+                await _put_with_retries(
+                    client, bucket, space.key(index), space.body(index), retried
+                )
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return retried
 
 
 def load_batch(
     address: str, bucket: str, space_name: str, first: int, end: int, concurrency: int
-) -> int:
-    """Put objects [first, end) of a key space into `bucket`; runs in a loader process."""
-    asyncio.run(_load_batch(address, bucket, KEY_SPACES[space_name], first, end, concurrency))
-    return first
+) -> tuple[int, list[str]]:
+    """Put objects [first, end) of a key space into `bucket`; runs in a loader process.
+
+    Returns `first` and the errors of the puts that were retried.
+    """
+    space = KEY_SPACES[space_name]
+    retried = asyncio.run(_load_batch(address, bucket, space, first, end, concurrency))
+    return first, retried
 
 
 class Marker:
@@ -156,9 +187,10 @@ class Marker:
         """Return the [keys, seconds] of every timed interval of earlier loads of `bucket`."""
         return list(self.record["intervals"].get(bucket, []))
 
-    def add(self, bucket: str, first: int, intervals: list[list[float]]) -> None:
+    def add(self, bucket: str, first: int, intervals: list[list[float]], retries: int) -> None:
         """Record the batch starting at `first` as loaded, and the intervals timed so far."""
         self.record["buckets"].setdefault(bucket, []).append(first)
+        self.record["retried_puts"] = self.record.get("retried_puts", 0) + retries
         self.set_intervals(bucket, intervals)
 
     def set_intervals(self, bucket: str, intervals: list[list[float]]) -> None:
@@ -216,7 +248,8 @@ def load_bucket(
     """Load objects 0 .. key_count-1 into `bucket`, skipping the batches already done.
 
     Returns the ingest rate (objects/s) of every interval of this load and of the
-    earlier loads the marker recorded.
+    earlier loads the marker recorded. A batch that fails stops the load at once:
+    the batches not started yet are cancelled, and the marker keeps those done.
     """
     done = marker.done(bucket)
     if any(first >= key_count for first in done):
@@ -229,17 +262,15 @@ def load_bucket(
     if not batches:
         progress(f"{bucket}: all {key_count:,} keys already loaded")
         return interval_rates(earlier)
-    missing = sum(min(LOAD_BATCH_KEYS, key_count - b) for b in batches)
+    missing = sum(min(LOAD_BATCH_KEYS, key_count - first) for first in batches)
     progress(
-        f"{bucket}: loading {missing:,} of {key_count:,} keys with {settings.loaders} processes "
-        f"of {settings.concurrency} tasks"
+        f"{bucket}: loading {missing:,} of {key_count:,} keys with {settings.loaders} "
+        f"processes of {settings.concurrency} tasks"
     )
     clock = IngestClock(settings.interval_s)
-    start_s = time.perf_counter()
-    loaded = 0
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(settings.loaders, mp_context=context) as pool:
-        futures: list[Future[int]] = [
+        futures = [
             pool.submit(
                 load_batch,
                 address,
@@ -251,22 +282,47 @@ def load_bucket(
             )
             for first in batches
         ]
-        for future in as_completed(futures):
-            first = future.result()
-            batch_keys = min(LOAD_BATCH_KEYS, key_count - first)
-            clock.count(batch_keys)
-            marker.add(bucket, first, earlier + clock.intervals)
-            loaded += batch_keys
-            rate = loaded / (time.perf_counter() - start_s)
-            eta_s = (missing - loaded) / rate if rate else float("inf")
-            progress(
-                f"{bucket}: {loaded:,}/{missing:,} keys loaded, {rate:,.0f} puts/s "
-                f"(interval median {median(interval_rates(clock.intervals)):,.0f}), "
-                f"about {eta_s:,.0f}s left"
-            )
+        try:
+            _collect_batches(futures, marker, bucket, (key_count, missing), earlier, clock)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     clock.close()
     marker.set_intervals(bucket, earlier + clock.intervals)
     return interval_rates(earlier + clock.intervals)
+
+
+def _collect_batches(
+    futures: list[Future[tuple[int, list[str]]]],
+    marker: Marker,
+    bucket: str,
+    counts: tuple[int, int],
+    earlier: list[list[float]],
+    clock: IngestClock,
+) -> None:
+    """Record each batch in the marker as it finishes and print the progress.
+
+    `counts` is the bucket's key count and the keys this load puts.
+    """
+    key_count, missing = counts
+    start_s = time.perf_counter()
+    loaded = 0
+    for future in as_completed(futures):
+        first, retried = future.result()
+        batch_keys = min(LOAD_BATCH_KEYS, key_count - first)
+        clock.count(batch_keys)
+        marker.add(bucket, first, earlier + clock.intervals, len(retried))
+        for error in retried[:3]:
+            progress(f"WARNING: a put was retried after: {error}")
+        loaded += batch_keys
+        rate = loaded / (time.perf_counter() - start_s)
+        eta_s = (missing - loaded) / rate if rate else float("inf")
+        progress(
+            f"{bucket}: {loaded:,}/{missing:,} keys loaded, {rate:,.0f} puts/s "
+            f"(interval median {median(interval_rates(clock.intervals)):,.0f}), "
+            f"about {eta_s:,.0f}s left"
+        )
 
 
 def prepare_directory(cluster_dir: Path, reuse: bool) -> Path:
