@@ -4,9 +4,9 @@ Starts two metaserver processes with 32 of 64 shards each and no
 dataservers. It loads a small bucket (10,000 objects) and a large one
 (--objects) with small inline objects of the dataset key space
 (bench/metaload.py) through the real commit path, from loader processes
-with many AsyncClient tasks each.
-The loaded cluster stays in --cluster-dir, and --reuse loads only the
-batches that are missing, so a crashed run resumes.
+with many AsyncClient tasks each. The loaded cluster stays in
+--cluster-dir, and --reuse loads only the batches that are missing, so a
+crashed run resumes.
 
 Then it measures, each figure beside a baseline from the same run:
 
@@ -14,9 +14,8 @@ Then it measures, each figure beside a baseline from the same run:
   rocksdict writing the same records in-process in synced batches;
 - bytes on disk per object: every file of every shard database (tables,
   WAL, MANIFEST, LOG, OPTIONS), right after the load with the metaservers
-  still running, after a flush and the
-  compactions RocksDB schedules itself, and after a full compaction at the
-  end;
+  still running, after a flush and the compactions RocksDB schedules
+  itself, and after a full compaction at the end;
 - stat ops/s of random existing keys from --stat-processes processes of
   --stat-concurrency tasks, beside rocksdict point reads of the same keys
   from the same databases (opened read-only) in this process;
@@ -312,6 +311,7 @@ class StatBench:
         operations = sum(sample.ops for sample in samples)
         self._keep("stat_per_s", operations / max(sample.elapsed_s for sample in samples))
         self._keep("stat_latency_ms_p50", median([s.latency_ms_p50 for s in samples]))
+        # The worse of the client processes' 99th percentiles.
         self._keep("stat_latency_ms_p99", max(s.latency_ms_p99 for s in samples))
         # Includes the seconds the clients spent connecting before the timed window.
         self._keep("metaserver_cpu_us_per_stat", cpu_s / operations * 1e6)
