@@ -147,7 +147,7 @@ async def time_async(action: Callable[[], Awaitable[object]]) -> tuple[float, ob
 
 @dataclass(slots=True)
 class Target:
-    """A goal for one row: `kind` is min_ratio, max_ratio or min_value."""
+    """A goal for one row: `kind` is min_ratio, max_ratio, min_value or max_value."""
 
     kind: str
     threshold: float
@@ -157,11 +157,15 @@ class Target:
             return f">= {self.threshold:g}x"
         if self.kind == "max_ratio":
             return f"<= {self.threshold:g}x"
+        if self.kind == "max_value":
+            return f"<= {self.threshold:,.0f} {unit}"
         return f">= {self.threshold:,.0f} {unit}"
 
     def met(self, value: float, ratio: float | None) -> bool | None:
         if self.kind == "min_value":
             return value >= self.threshold
+        if self.kind == "max_value":
+            return value <= self.threshold
         if ratio is None:
             return None
         return ratio >= self.threshold if self.kind == "min_ratio" else ratio <= self.threshold

@@ -15,25 +15,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing
-import shutil
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from benchlib import BENCH_DIR, Row, Target, git_commit, median, new_report, percentile, progress
+from benchlib import BENCH_DIR, Row, Target, median, new_report, percentile, progress
+from metaload import (
+    KEY_SPACES,
+    LoadSettings,
+    Marker,
+    add_load_arguments,
+    create_buckets,
+    listing_key,
+    load_bucket,
+    prepare_directory,
+)
 
 from store import AsyncClient
-from store.cluster import CLUSTER_FILE, LocalCluster
-from store.errors import AlreadyExists, StoreError
+from store.cluster import LocalCluster
+from store.errors import StoreError
 
-MARKER_FILE = "bench-listing.json"
 SMALL_BUCKET = "list-small"
 LARGE_BUCKET = "list-large"
 SMALL_KEYS = 10_000
-LOAD_BATCH_KEYS = 10_000
 PAGE_KEYS = 1000
 SHARDS = 16
 LISTING_TARGET = Target("min_value", 200_000)
@@ -43,22 +47,7 @@ LATENCY_TARGET = Target("max_ratio", 1.5)
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the large bucket")
-    parser.add_argument(
-        "--cluster-dir",
-        type=Path,
-        default=BENCH_DIR / "results" / "listing-cluster",
-        help="directory of the loaded cluster; kept after the run",
-    )
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="keep the keys already loaded in --cluster-dir and load only the missing ones "
-        "(without it, an existing --cluster-dir is wiped first)",
-    )
-    parser.add_argument("--loaders", type=int, default=2, help="loader processes")
-    parser.add_argument(
-        "--load-concurrency", type=int, default=64, help="concurrent puts per loader process"
-    )
+    add_load_arguments(parser, BENCH_DIR / "results" / "listing-cluster", load_concurrency=64)
     parser.add_argument("--repeat", type=int, default=3, help="full listings of each bucket")
     parser.add_argument("--page-samples", type=int, default=20, help="samples of each page latency")
     parser.add_argument(
@@ -70,129 +59,22 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def object_key(index: int) -> str:
-    return f"key-{index:08d}"
-
-
-# Loading.
-
-
-async def _load_batch(address: str, bucket: str, first: int, end: int, concurrency: int) -> None:
-    async with AsyncClient(address) as client:
-        next_index = first
-
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < end:
-                index = next_index
-                next_index += 1
-                await client.put(bucket, object_key(index), b"")
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-
-def load_batch(address: str, bucket: str, first: int, end: int, concurrency: int) -> int:
-    """Put keys [first, end) into `bucket`; runs in a loader process."""
-    asyncio.run(_load_batch(address, bucket, first, end, concurrency))
-    return first
-
-
-class Marker:
-    """DIR/bench-listing.json: which batches of which bucket are fully loaded."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / MARKER_FILE
-        self.record: dict[str, Any] = {"shards": SHARDS, "buckets": {}}
-        if self.path.exists():
-            self.record = json.loads(self.path.read_text())
-
-    def done(self, bucket: str) -> set[int]:
-        return set(self.record["buckets"].get(bucket, []))
-
-    def add(self, bucket: str, first: int) -> None:
-        batches = self.record["buckets"].setdefault(bucket, [])
-        batches.append(first)
-        self.record["commit"] = git_commit()
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(json.dumps(self.record) + "\n")
-        temp.replace(self.path)
-
-
-def load_bucket(
-    address: str, marker: Marker, bucket: str, key_count: int, args: argparse.Namespace
-) -> None:
-    """Load keys 0 .. key_count-1 into `bucket`, skipping batches the marker lists as done."""
-    done = marker.done(bucket)
-    if any(first >= key_count for first in done):
-        raise SystemExit(
-            f"{bucket} in {marker.path.parent} contains more than {key_count:,} keys; pass the "
-            "--keys of the earlier run, or drop --reuse to load it again"
-        )
-    batches = [b for b in range(0, key_count, LOAD_BATCH_KEYS) if b not in done]
-    if not batches:
-        progress(f"{bucket}: all {key_count:,} keys already loaded")
-        return
-    missing = sum(min(LOAD_BATCH_KEYS, key_count - b) for b in batches)
-    progress(f"{bucket}: loading {missing:,} of {key_count:,} keys with {args.loaders} processes")
-    start_s = time.perf_counter()
-    loaded = 0
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.loaders, mp_context=context) as pool:
-        futures: list[Future[int]] = [
-            pool.submit(
-                load_batch,
-                address,
-                bucket,
-                first,
-                min(first + LOAD_BATCH_KEYS, key_count),
-                args.load_concurrency,
-            )
-            for first in batches
-        ]
-        for future in as_completed(futures):
-            first = future.result()
-            marker.add(bucket, first)
-            loaded += min(LOAD_BATCH_KEYS, key_count - first)
-            rate = loaded / (time.perf_counter() - start_s)
-            eta_s = (missing - loaded) / rate if rate else float("inf")
-            progress(
-                f"{bucket}: {loaded:,}/{missing:,} keys loaded, {rate:,.0f} puts/s, "
-                f"about {eta_s:,.0f}s left"
-            )
-
-
-def prepare_directory(directory: Path, reuse: bool) -> None:
-    """Wipe an earlier listing cluster unless reusing it; never touch another directory."""
-    if not directory.exists() or reuse:
-        return
-    ours = (directory / MARKER_FILE).exists() or (directory / CLUSTER_FILE).exists()
-    if not ours and any(directory.iterdir()):
-        raise SystemExit(
-            f"--cluster-dir {directory} is not empty and contains no {MARKER_FILE}; "
-            "pass a new or empty directory"
-        )
-    progress(f"removing the earlier listing cluster in {directory}")
-    shutil.rmtree(directory)
-
-
-async def create_buckets(address: str) -> None:
-    async with AsyncClient(address) as client:
-        for bucket in (SMALL_BUCKET, LARGE_BUCKET):
-            try:
-                await client.create_bucket(bucket)
-            except AlreadyExists:
-                pass
-
-
 # Measuring.
 
 
 class ListingBench:
-    """Full listings and page latencies of the two buckets; failed listings are counted."""
+    """Full listings and page latencies of a small and a large bucket; failures are counted.
 
-    def __init__(self, client: AsyncClient, large_keys: int) -> None:
+    `buckets` maps "small" and "large" to (bucket, key count), and `key` names object
+    `index` of either bucket.
+    """
+
+    def __init__(
+        self, client: AsyncClient, buckets: dict[str, tuple[str, int]], key: Callable[[int], str]
+    ) -> None:
         self.client = client
-        self.buckets = {"small": (SMALL_BUCKET, SMALL_KEYS), "large": (LARGE_BUCKET, large_keys)}
+        self.buckets = buckets
+        self.key = key
         self.figures: dict[str, list[float]] = {}
         self.errors: list[str] = []
 
@@ -248,7 +130,7 @@ class ListingBench:
         for _ in range(samples):
             for size, (_, key_count) in self.buckets.items():
                 await self.page(size, "first", "")
-                await self.page(size, "middle", object_key(key_count // 2))
+                await self.page(size, "middle", self.key(key_count // 2))
         for name, values in self.figures.items():
             if name.endswith("_page_keys") and min(values) != PAGE_KEYS:
                 progress(
@@ -258,14 +140,45 @@ class ListingBench:
 
 
 async def measure(address: str, large_keys: int, args: argparse.Namespace) -> ListingBench:
+    buckets = {"small": (SMALL_BUCKET, SMALL_KEYS), "large": (LARGE_BUCKET, large_keys)}
     async with AsyncClient(address) as client:
-        bench = ListingBench(client, large_keys)
+        bench = ListingBench(client, buckets, listing_key)
         await bench.page("large", "first", "")
         bench.figures.clear()
         bench.errors.clear()
         await bench.full_listings(args.repeat, args.max_listing_s)
         await bench.pages(args.page_samples)
     return bench
+
+
+def page_rows(figures: dict[str, list[float]], names: dict[str, str]) -> list[Row]:
+    """Return the page latency rows of the large bucket beside the small one.
+
+    Rows that check that every page held PAGE_KEYS keys follow. `names` maps
+    "large" and "small" to the text that names each bucket in the rows.
+    """
+    rows = [
+        Row(
+            f"{page} page of {PAGE_KEYS} latency, {names['large']}",
+            "ms",
+            figures.get(f"large_{page}_page_ms", []),
+            f"{page} page, {names['small']}",
+            figures.get(f"small_{page}_page_ms", []),
+            LATENCY_TARGET,
+        )
+        for page in ("first", "middle")
+    ]
+    for size, name in names.items():
+        for page in ("first", "middle"):
+            rows.append(
+                Row(
+                    f"keys in the {page} page, {name}",
+                    "keys",
+                    figures.get(f"{size}_{page}_page_keys", []),
+                    target=Target("min_value", PAGE_KEYS),
+                )
+            )
+    return rows
 
 
 def build_rows(figures: dict[str, list[float]], large_keys: int) -> list[Row]:
@@ -287,18 +200,8 @@ def build_rows(figures: dict[str, list[float]], large_keys: int) -> list[Row]:
             figures.get("small_keys_per_s", []),
             target=LISTING_TARGET,
         ),
+        *page_rows(figures, names),
     ]
-    for page in ("first", "middle"):
-        rows.append(
-            Row(
-                f"{page} page of {PAGE_KEYS} latency, {names['large']}",
-                "ms",
-                figures.get(f"large_{page}_page_ms", []),
-                f"{page} page, {names['small']}",
-                figures.get(f"small_{page}_page_ms", []),
-                LATENCY_TARGET,
-            )
-        )
     for size, name in names.items():
         rows.append(
             Row(
@@ -308,15 +211,6 @@ def build_rows(figures: dict[str, list[float]], large_keys: int) -> list[Row]:
                 target=Target("min_value", counts[size]),
             )
         )
-        for page in ("first", "middle"):
-            rows.append(
-                Row(
-                    f"keys in the {page} page, {name}",
-                    "keys",
-                    figures.get(f"{size}_{page}_page_keys", []),
-                    target=Target("min_value", PAGE_KEYS),
-                )
-            )
     return rows
 
 
@@ -331,19 +225,19 @@ def latency_details(figures: dict[str, list[float]]) -> dict[str, Any]:
 
 def main() -> None:
     args = parse_args()
-    directory = args.cluster_dir.resolve()
-    prepare_directory(directory, args.reuse)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = prepare_directory(args.cluster_dir, args.reuse)
     settings = {**vars(args), "cluster_dir": str(directory), "shards": SHARDS}
     report = new_report("listing", settings, directory)
     cluster = LocalCluster(directory, dataservers=0, shards=SHARDS)
     progress(f"starting the listing cluster in {directory}")
     cluster.start()
+    space = KEY_SPACES["listing"]
+    load_settings = LoadSettings(args.loaders, args.load_concurrency)
     try:
-        asyncio.run(create_buckets(cluster.meta_address))
-        marker = Marker(directory)
-        load_bucket(cluster.meta_address, marker, SMALL_BUCKET, SMALL_KEYS, args)
-        load_bucket(cluster.meta_address, marker, LARGE_BUCKET, args.keys, args)
+        asyncio.run(create_buckets(cluster.meta_address, [SMALL_BUCKET, LARGE_BUCKET]))
+        marker = Marker(directory, {"shards": SHARDS, "key_space": space.name})
+        load_bucket(cluster.meta_address, marker, SMALL_BUCKET, space, SMALL_KEYS, load_settings)
+        load_bucket(cluster.meta_address, marker, LARGE_BUCKET, space, args.keys, load_settings)
         bench = asyncio.run(measure(cluster.meta_address, args.keys, args))
     finally:
         cluster.stop()

@@ -15,7 +15,8 @@
                           (bucket 0x00 key) it checked
 
 An object value is a u32 length, the ListEntry summary (size, ETag, mtime)
-and the full ObjectRecord, so listings decode only the summary.
+and the ObjectRecord without the summary's fields, so listings decode only
+the summary and no field is stored twice.
 """
 
 from __future__ import annotations
@@ -101,16 +102,41 @@ def gc_sequence(key: bytes) -> int:
 
 
 def encode_object(record: pb.ObjectRecord) -> bytes:
-    """Encode a record with its listing summary in front."""
+    """Encode a record with its listing summary in front.
+
+    The record behind the summary leaves out the summary's fields (size, ETag,
+    modification time). It also leaves out the creation time when that equals the
+    modification time, as in a first version. decode_object restores them all, and
+    the caller's record is unchanged afterwards.
+    """
+    saved = (record.size_bytes, record.etag, record.modified_unix_ns, record.created_unix_ns)
     summary = pb.ListEntry(
-        size_bytes=record.size_bytes, etag=record.etag, modified_unix_ns=record.modified_unix_ns
+        size_bytes=saved[0], etag=saved[1], modified_unix_ns=saved[2]
     ).SerializeToString()
-    return _SUMMARY_LENGTH.pack(len(summary)) + summary + record.SerializeToString()
+    # Proto3 leaves fields at their zero values out of the encoding.
+    record.size_bytes, record.etag, record.modified_unix_ns = 0, "", 0
+    if saved[3] == saved[2]:
+        record.created_unix_ns = 0
+    try:
+        rest = record.SerializeToString()
+    finally:
+        record.size_bytes, record.etag, record.modified_unix_ns, record.created_unix_ns = saved
+    return _SUMMARY_LENGTH.pack(len(summary)) + summary + rest
 
 
 def decode_object(value: bytes) -> pb.ObjectRecord:
+    """Decode a record stored by encode_object, or by its earlier form with every field."""
     (summary_bytes,) = _SUMMARY_LENGTH.unpack_from(value)
-    return pb.ObjectRecord.FromString(value[_SUMMARY_LENGTH.size + summary_bytes :])
+    summary = pb.ListEntry.FromString(
+        value[_SUMMARY_LENGTH.size : _SUMMARY_LENGTH.size + summary_bytes]
+    )
+    record = pb.ObjectRecord.FromString(value[_SUMMARY_LENGTH.size + summary_bytes :])
+    record.size_bytes = summary.size_bytes
+    record.etag = summary.etag
+    record.modified_unix_ns = summary.modified_unix_ns
+    if not record.created_unix_ns:
+        record.created_unix_ns = summary.modified_unix_ns
+    return record
 
 
 _ONE_BYTE_VARINTS = [bytes((value,)) for value in range(0x80)]
