@@ -26,6 +26,7 @@ completion makes the completed object unreadable in that range.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -65,6 +66,9 @@ from store.throttle import Throttle
 from store.upload import chunk_messages, write_chunk
 
 log = logging.getLogger(__name__)
+
+# Records a scan reads between yields to the event loop (a few milliseconds of work).
+SCAN_BATCH_RECORDS = 1000
 
 
 @dataclass(slots=True)
@@ -196,7 +200,7 @@ class Repairer:
         for shard in self.shards:
             items += self._reported(shard)
         if scan:
-            items += self._scan(state, eligible)
+            items += await self._scan(state, eligible)
         self.counters.queued_objects = len(items)
         self.counters.last_pass_unix_ms = int(time.time() * 1000)
         if not items:
@@ -236,15 +240,19 @@ class Repairer:
             cursor.advance()
         return items
 
-    def _scan(self, state: PassState, eligible: list[str]) -> list[RepairItem]:
-        """Plan the moves of objects with chunks that are lost, draining or worth balancing."""
+    async def _scan(self, state: PassState, eligible: list[str]) -> list[RepairItem]:
+        """Plan the moves of objects with chunks that are lost, draining or worth balancing.
+
+        The scan reads every object record, so it yields to the event loop every
+        SCAN_BATCH_RECORDS records: requests go on being served during it.
+        """
         balancer = None
         if len(eligible) >= 2:
-            records = (record for shard in self.shards for record in shard.records())
-            counts = count_chunks(records, eligible)
+            counts = await self._count_chunks(eligible)
             balancer = Balancer(counts, domains_of(state.view.map))
         items: list[RepairItem] = []
         limit = self.settings.max_objects_per_pass * len(self.shards)
+        scanned = 0
         for shard in self.shards:
             cursor = ShardCursor(shard.db, keys.OBJECT_TAG, b"", b"")
             while (suffix := cursor.current()) is not None and len(items) < limit:
@@ -257,7 +265,21 @@ class Repairer:
                     item.plan = plan
                     items.append(item)
                 cursor.advance()
+                scanned += 1
+                if scanned % SCAN_BATCH_RECORDS == 0:
+                    await asyncio.sleep(0)
         return items
+
+    async def _count_chunks(self, eligible: list[str]) -> dict[str, int]:
+        """Count the chunks this metaserver's layouts place on each eligible dataserver."""
+        counts = dict.fromkeys(eligible, 0)
+        for shard in self.shards:
+            records = shard.records()
+            while batch := list(itertools.islice(records, SCAN_BATCH_RECORDS)):
+                for target, count in count_chunks(batch, eligible).items():
+                    counts[target] += count
+                await asyncio.sleep(0)
+        return counts
 
     # Repairing one object.
 
