@@ -449,7 +449,7 @@ def local_cluster(
     """Start a fresh LocalCluster under a new directory in `work_dir`; remove it afterwards."""
     root = Path(tempfile.mkdtemp(prefix=f"store-bench-{name}-", dir=work_dir))
     cluster = LocalCluster(root, dataservers=dataservers, **options)
-    progress(f"starting cluster {root} with {dataservers} dataservers")
+    progress(f"starting cluster {root} with {dataservers} dataserver(s)")
     cluster.start()
     try:
         yield cluster

@@ -10,8 +10,10 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import rocksdict
 
@@ -350,12 +352,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     service.address = info.address = address
 
-    repairer.start(address)
-    tasks = [
-        asyncio.create_task(collector.run(), name="gc"),
-        asyncio.create_task(repairer.run(), name="repair"),
-        asyncio.create_task(scrubber.run(), name="metadata-scrub"),
-    ]
+    tasks = []
     follow_map = functools.partial(host.reconcile, server_id=server_id)
     if isinstance(cluster, Membership):
         cluster.register_metaserver(info)
@@ -367,6 +364,17 @@ async def serve(args: argparse.Namespace) -> None:
         tasks.append(asyncio.create_task(cluster.run(), name="primary-link"))
     follow_map(cluster.cluster_map())
     host.start()
+    # Background work starts once the map is known: with an empty one, a secondary's repair
+    # would take every chunk for lost. Repair and scrub also give the dataservers the
+    # suspect time to come back after a cluster restart, so they do not report chunks on
+    # dataservers that are still starting as unreadable.
+    repairer.start(address)
+    grace_s = args.dataserver_suspect_s
+    tasks += [
+        asyncio.create_task(collector.run(), name="gc"),
+        asyncio.create_task(_after(grace_s, repairer.run()), name="repair"),
+        asyncio.create_task(_after(grace_s, scrubber.run()), name="metadata-scrub"),
+    ]
     write_server_file(args.dir, "metaserver", server_id, address)
     log.info(
         "metaserver started id=%s address=%s dir=%s shards=%s of %d role=%s epoch=%d",
@@ -395,6 +403,11 @@ async def serve(args: argparse.Namespace) -> None:
     executor.shutdown(wait=True)
     system_db.close()
     log.info("metaserver stopped id=%s", server_id)
+
+
+async def _after(delay_s: float, work: Coroutine[Any, Any, None]) -> None:
+    await asyncio.sleep(delay_s)
+    await work
 
 
 def check_follower_config(config: pb.ClusterMap, args: argparse.Namespace) -> None:

@@ -4,7 +4,7 @@
     storectl node ls                      list the dataservers and their state
     storectl node drain ID                move every chunk off a dataserver
     storectl shard ls                     list metadata shards and their metaservers
-    storectl shard move 5 ms-2            move shard 5 to metaserver ms-2
+    storectl shard move 5 meta-1          move shard 5 to the local metaserver meta-1
     storectl bucket create photos
     storectl put cat.jpg photos/cat.jpg
     storectl ls photos

@@ -708,10 +708,13 @@ def main(argv: list[str] | None = None) -> int:
         for host in cluster.network.hosts.values():
             rate = f"{host.rate_mbit} Mbit/s" if host.rate_mbit else "uncapped"
             print(f"  {host.name:12} {host.address:15} ns={host.namespace} {rate}")
-        print(f"try: storectl --meta {cluster.meta_address} cluster status; Ctrl-C stops it")
+        print(
+            f"try: .venv/bin/storectl cluster status --meta {cluster.meta_address}; Ctrl-C stops it"
+        )
         if cluster.clients:
             prefix = " ".join(cluster.network.exec_prefix(cluster.clients[0].name))
-            print(f"or from a client host: {prefix} storectl --meta {cluster.meta_address} ls")
+            command = f".venv/bin/storectl ls --meta {cluster.meta_address}"
+            print(f"or from a client host: {prefix} {command}")
         try:
             while all(p.alive() for p in cluster.processes):
                 time.sleep(1)

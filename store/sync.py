@@ -83,7 +83,9 @@ class _LoopThread:
                 except StopAsyncIteration:
                     return
         finally:
-            if hasattr(iterator, "aclose"):
+            # A generator abandoned mid-way (say, by `storectl ls | head`) may be closed only
+            # after the client stopped its loop; its async iterator then goes with the loop.
+            if hasattr(iterator, "aclose") and self.loop.is_running():
                 self.run(iterator.aclose())
 
     def stop(self) -> None:
