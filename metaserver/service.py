@@ -423,24 +423,10 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     async def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
         record = request.record
         check_user_metadata(record.user_metadata)
-        name = f"{request.bucket}/{display_key(request.key)}"
         if not request.upload_id:
-            if not record.is_inline or record.layout.stripes:
-                raise InvalidArgument(f"commit of {name} without an upload id must be inline")
-            limit = self.cluster.config.inline_max_bytes
-            if len(record.inline_data) > limit:
-                raise InvalidArgument(
-                    f"inline data of {name} is {len(record.inline_data)} bytes; objects over "
-                    f"{limit} bytes must be written to dataservers through an upload"
-                )
-            if len(record.inline_data) != record.size_bytes:
-                raise InvalidArgument(
-                    f"{name}: inline data is {len(record.inline_data)} bytes, the record's size is "
-                    f"{record.size_bytes}"
-                )
-            if crc32c(record.inline_data) != record.inline_crc32c:
-                raise InvalidArgument(f"{name}: inline data does not match its CRC32C; retry")
+            self._check_inline(request)
             return
+        name = f"{request.bucket}/{display_key(request.key)}"
         check_upload_id(request.upload_id)
         if record.is_inline or record.inline_data:
             raise InvalidArgument(
@@ -448,6 +434,26 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
             )
         check_layout(record.layout, record.size_bytes, request.upload_id)
         await self._check_targets(record.layout, name)
+
+    def _check_inline(self, request: meta_pb2.CommitObjectRequest) -> None:
+        """Raise InvalidArgument unless a commit without an upload carries valid inline data."""
+        record = request.record
+        data = record.inline_data
+        limit = self.cluster.config.inline_max_bytes
+        problem = ""
+        if not record.is_inline or record.layout.stripes:
+            problem = "a commit without an upload id must be inline"
+        elif len(data) > limit:
+            problem = (
+                f"inline data is {len(data)} bytes; objects over {limit} bytes must be written "
+                "to dataservers through an upload"
+            )
+        elif len(data) != record.size_bytes:
+            problem = f"inline data is {len(data)} bytes, the record's size is {record.size_bytes}"
+        elif crc32c(data) != record.inline_crc32c:
+            problem = "inline data does not match its CRC32C; retry"
+        if problem:
+            raise InvalidArgument(f"{request.bucket}/{display_key(request.key)}: {problem}")
 
     async def _check_targets(self, layout: pb.Layout, name: str) -> None:
         """Raise InvalidArgument when a layout names a dataserver the cluster map lacks."""
@@ -474,7 +480,9 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     async def StatObject(
         self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
-        return await self._stat(request)
+        record = pb.ObjectRecord()
+        await self._stat_into(request, record)
+        return record
 
     @unary_handler
     async def StatObjects(
@@ -484,24 +492,29 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         for stat in request.stats:
             result = response.results.add()
             try:
-                result.record.CopyFrom(await self._stat(stat))
+                await self._stat_into(stat, result.record)
             except StoreError as error:
                 _set_error(result, error)
         return response
 
-    async def _stat(self, request: meta_pb2.StatObjectRequest) -> pb.ObjectRecord:
+    async def _stat_into(
+        self, request: meta_pb2.StatObjectRequest, record: pb.ObjectRecord
+    ) -> None:
+        """Parse the object's durable record into `record`, which is left alone on an error."""
         shard = self._shard(request.bucket, request.key, request.shard)
-        record = await shard.get_object(request.bucket, request.key)
-        if record is None:
+        full_key = keys.object_key(request.bucket, request.key)
+        await shard.wait_durable(full_key)
+        value = shard.get(full_key)
+        if value is None:
             await self._ensure_bucket(request.bucket)
             self.buckets.get(request.bucket)
             raise NoSuchKey(
                 f"object {request.bucket}/{display_key(request.key)} does not exist; check the "
                 "key, or list the bucket"
             )
+        keys.decode_object_into(value, record)
         if not request.include_inline:
             record.ClearField("inline_data")
-        return record
 
     @unary_handler
     async def DeleteObject(
