@@ -55,6 +55,8 @@ PAYLOAD = bytes(range(256)) * (OBJECT_BYTES // 256)
 CALL_TIMEOUT_S = 30.0
 # Maximum number of latencies one run keeps for its percentiles.
 MAX_LATENCY_SAMPLES = 200_000
+# Every run also stops after this many operations, warm-up included, whatever its end time.
+MAX_OPS_PER_RUN = 5_000_000
 
 
 def preloaded_key(index: int) -> str:
@@ -70,9 +72,15 @@ class RunCounter:
     ops: int = 0
     errors: int = 0
     first_error: str = ""
+    # Operations completed or failed since the run started, warm-up included.
+    total: int = 0
     latencies_s: list[float] = field(default_factory=list)
 
+    def running(self) -> bool:
+        return time.monotonic() < self.end_s and self.total < MAX_OPS_PER_RUN
+
     def done(self, began_s: float, count: int = 1) -> None:
+        self.total += count
         now_s = time.monotonic()
         if self.start_s <= now_s <= self.end_s:
             self.ops += count
@@ -80,6 +88,7 @@ class RunCounter:
                 self.latencies_s.append(now_s - began_s)
 
     def failed(self, error: BaseException) -> None:
+        self.total += 1
         self.errors += 1
         if not self.first_error:
             self.first_error = f"{type(error).__name__}: {error}"
@@ -233,7 +242,7 @@ class Worker:
 
     @staticmethod
     async def _task_loop(operation: Callable[[], Awaitable[object]], counter: RunCounter) -> None:
-        while time.monotonic() < counter.end_s:
+        while counter.running():
             began_s = time.monotonic()
             try:
                 await operation()
@@ -250,7 +259,7 @@ class Worker:
         batch: int,
         counter: RunCounter,
     ) -> None:
-        while time.monotonic() < counter.end_s:
+        while counter.running():
             began_s = time.monotonic()
             try:
                 failed = await call(target, address, batch)
