@@ -75,7 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument("--tasks", type=int, default=128, help="AsyncClient tasks per client")
+    parser.add_argument("--tasks", type=int, default=512, help="AsyncClient tasks per client")
     parser.add_argument("--raw-tasks", type=int, default=64, help="raw unary tasks per client")
     parser.add_argument("--batch", type=int, default=128, help="operations per batch call")
     parser.add_argument(
