@@ -40,7 +40,7 @@ import grpc.aio
 from benchlib import percentile
 from rawgrpc import RawClient
 
-from store import AsyncClient
+from store import AsyncClient, batching
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2, meta_pb2_grpc
 from store.checksum import crc32c
@@ -53,6 +53,8 @@ OBJECT_BYTES = 1024
 PAYLOAD = bytes(range(256)) * (OBJECT_BYTES // 256)
 # Timeout of every call of the loads.
 CALL_TIMEOUT_S = 30.0
+# The SDK's own number of batch calls in flight per metaserver.
+SDK_CALLS_IN_FLIGHT = batching.MAX_CALLS_IN_FLIGHT
 # Maximum number of latencies one run keeps for its percentiles.
 MAX_LATENCY_SAMPLES = 200_000
 # Every run also stops after this many operations, warm-up included, whatever its end time.
@@ -206,6 +208,8 @@ class Worker:
 
     async def run(self, command: dict[str, Any]) -> dict[str, Any]:
         counter = RunCounter(command["start_s"], command["end_s"])
+        # An experiment may change the SDK's window; None restores the SDK's own value.
+        batching.MAX_CALLS_IN_FLIGHT = command.get("sdk_calls_in_flight") or SDK_CALLS_IN_FLIGHT
         load: str = command["load"]
         target = self.targets.get(command["target"])
         if target is not None:

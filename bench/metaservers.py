@@ -84,6 +84,12 @@ def parse_args() -> argparse.Namespace:
         default=4,
         help="batch calls in flight per client, split evenly over the metaservers",
     )
+    parser.add_argument(
+        "--sdk-calls-in-flight",
+        type=int,
+        default=None,
+        help="an experiment: set the SDK's batch calls in flight per metaserver in the clients",
+    )
     parser.add_argument("--preload", type=int, default=20_000, help="objects for the stats")
     parser.add_argument("--loads", default=",".join(LOADS), help="comma-separated loads")
     parser.add_argument(
@@ -203,6 +209,7 @@ class Bench:
             "batch": args.batch,
             "calls": args.calls,
             "preloaded": args.preload,
+            "sdk_calls_in_flight": args.sdk_calls_in_flight,
         }
         counters_before = commit_counters(self.metaservers.get(target, []))
         for client in self.clients:
