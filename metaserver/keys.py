@@ -109,15 +109,8 @@ def encode_object(record: pb.ObjectRecord) -> bytes:
 
 
 def decode_object(value: bytes) -> pb.ObjectRecord:
-    record = pb.ObjectRecord()
-    decode_object_into(value, record)
-    return record
-
-
-def decode_object_into(value: bytes, record: pb.ObjectRecord) -> None:
-    """Parse a stored object value into `record`, such as a field of a reply."""
     (summary_bytes,) = _SUMMARY_LENGTH.unpack_from(value)
-    record.ParseFromString(value[_SUMMARY_LENGTH.size + summary_bytes :])
+    return pb.ObjectRecord.FromString(value[_SUMMARY_LENGTH.size + summary_bytes :])
 
 
 _ONE_BYTE_VARINTS = [bytes((value,)) for value in range(0x80)]

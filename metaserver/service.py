@@ -480,9 +480,7 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
     async def StatObject(
         self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
     ) -> pb.ObjectRecord:
-        record = pb.ObjectRecord()
-        await self._stat_into(request, record)
-        return record
+        return await self._stat(request)
 
     @unary_handler
     async def StatObjects(
@@ -492,29 +490,24 @@ class MetaService(MultipartHandlers, meta_pb2_grpc.MetaServiceServicer):
         for stat in request.stats:
             result = response.results.add()
             try:
-                await self._stat_into(stat, result.record)
+                result.record.CopyFrom(await self._stat(stat))
             except StoreError as error:
                 _set_error(result, error)
         return response
 
-    async def _stat_into(
-        self, request: meta_pb2.StatObjectRequest, record: pb.ObjectRecord
-    ) -> None:
-        """Parse the object's durable record into `record`, which is left alone on an error."""
+    async def _stat(self, request: meta_pb2.StatObjectRequest) -> pb.ObjectRecord:
         shard = self._shard(request.bucket, request.key, request.shard)
-        full_key = keys.object_key(request.bucket, request.key)
-        await shard.wait_durable(full_key)
-        value = shard.get(full_key)
-        if value is None:
+        record = await shard.get_object(request.bucket, request.key)
+        if record is None:
             await self._ensure_bucket(request.bucket)
             self.buckets.get(request.bucket)
             raise NoSuchKey(
                 f"object {request.bucket}/{display_key(request.key)} does not exist; check the "
                 "key, or list the bucket"
             )
-        keys.decode_object_into(value, record)
         if not request.include_inline:
             record.ClearField("inline_data")
+        return record
 
     @unary_handler
     async def DeleteObject(
