@@ -58,7 +58,6 @@ from metasamples import (
     sample_details,
     sample_of,
 )
-from profile_sdk import PROFILE_DIR, Sampler, print_summary, summarize
 from rawgrpc import RawServer
 
 from store import Client
@@ -296,6 +295,9 @@ def run(args: argparse.Namespace, bench: Bench) -> None:
 
 def profile(bench: Bench, target: str, load: str) -> None:
     """Run one more window of `load` on `target` with py-spy sampling servers and clients."""
+    # Imported here, so the measurements run even where the profiler's module does not load.
+    from profile_sdk import PROFILE_DIR, Sampler, print_summary, summarize
+
     pids = {name: pid for name, pid in bench.servers[target].items()}
     pids.update({client.name: client.pid for client in bench.clients})
     PROFILE_DIR.mkdir(parents=True, exist_ok=True)
