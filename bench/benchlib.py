@@ -506,10 +506,26 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 def process_cpu_s(pid: int) -> float:
     """Return the user plus system CPU seconds that all threads of a process used so far."""
+    return _stat_cpu_s(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """Return the user plus system CPU seconds that one thread of a process used so far."""
+    return _stat_cpu_s(Path(f"/proc/{pid}/task/{tid}/stat"))
+
+
+def _stat_cpu_s(path: Path) -> float:
     # Fields after the parenthesized command name start at field 3 (state); utime and
     # stime are fields 14 and 15 of proc(5), in clock ticks.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = path.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
+def machine_busy_s() -> float:
+    """Return the CPU seconds that all cores spent outside idle and iowait since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal; guest time is already in user.
+    return (sum(values[:8]) - values[3] - values[4]) / CLOCK_TICKS_PER_S
 
 
 # Log records.

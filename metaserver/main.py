@@ -42,7 +42,7 @@ from store.limits import (
     MIN_CHUNK_SIZE_BYTES,
 )
 from store.log import LEVELS, setup_logging
-from store.memory import tune_malloc
+from store.memory import tune_gc, tune_malloc
 from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
 from store.shardmap import format_shard_ranges, parse_shard_ranges
 
@@ -431,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level)
     tune_malloc()
+    tune_gc()
     try:
         validate(args)
         asyncio.run(serve(args))

@@ -158,7 +158,6 @@ def commit_object(
     gc_delay_ns: int,
 ) -> Callable[[GroupView], pb.ObjectRecord]:
     bucket, key = request.bucket, request.key
-    name = object_name(bucket, key)
 
     def run(view: GroupView) -> pb.ObjectRecord:
         catalog.check_writable(bucket)
@@ -173,7 +172,15 @@ def commit_object(
                 now_unix_ns,
             )
         current = load_object(view, bucket, key)
-        check_conditions(current, request.if_match_etag, request.if_none_match_any, name)
+        # Most commits carry no condition and replace no chunks, so the object's name,
+        # which only messages use, is formatted only when one of them needs it.
+        if request.if_match_etag or request.if_none_match_any:
+            check_conditions(
+                current,
+                request.if_match_etag,
+                request.if_none_match_any,
+                object_name(bucket, key),
+            )
 
         record = pb.ObjectRecord()
         record.CopyFrom(request.record)
@@ -181,14 +188,14 @@ def commit_object(
         record.modified_unix_ns = now_unix_ns
         record.created_unix_ns = current.created_unix_ns if current is not None else now_unix_ns
         view.put(keys.object_key(bucket, key), keys.encode_object(record))
-        if current is not None:
+        if current is not None and current.layout.stripes:
             queue_garbage(
                 view,
                 shard,
                 chunk_refs(current),
                 (),
                 now_unix_ns + gc_delay_ns,
-                f"overwrite of {name} version {current.version_id}",
+                f"overwrite of {object_name(bucket, key)} version {current.version_id}",
             )
         shard.counters.commits += 1
         return record

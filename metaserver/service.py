@@ -436,24 +436,10 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
     async def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
         record = request.record
         check_user_metadata(record.user_metadata)
-        name = f"{request.bucket}/{display_key(request.key)}"
         if not request.upload_id:
-            if not record.is_inline or record.layout.stripes:
-                raise InvalidArgument(f"commit of {name} without an upload id must be inline")
-            limit = self.cluster.config.inline_max_bytes
-            if len(record.inline_data) > limit:
-                raise InvalidArgument(
-                    f"inline data of {name} is {len(record.inline_data)} bytes; objects over "
-                    f"{limit} bytes must be written to dataservers through an upload"
-                )
-            if len(record.inline_data) != record.size_bytes:
-                raise InvalidArgument(
-                    f"{name}: inline data is {len(record.inline_data)} bytes, the record's size is "
-                    f"{record.size_bytes}"
-                )
-            if crc32c(record.inline_data) != record.inline_crc32c:
-                raise InvalidArgument(f"{name}: inline data does not match its CRC32C; retry")
+            self._check_inline(request)
             return
+        name = f"{request.bucket}/{display_key(request.key)}"
         check_upload_id(request.upload_id)
         if record.is_inline or record.inline_data:
             raise InvalidArgument(
@@ -461,6 +447,26 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
             )
         check_layout(record.layout, record.size_bytes, request.upload_id)
         await self._check_targets(record.layout, name)
+
+    def _check_inline(self, request: meta_pb2.CommitObjectRequest) -> None:
+        """Raise InvalidArgument unless a commit without an upload carries valid inline data."""
+        record = request.record
+        data = record.inline_data
+        limit = self.cluster.config.inline_max_bytes
+        problem = ""
+        if not record.is_inline or record.layout.stripes:
+            problem = "a commit without an upload id must be inline"
+        elif len(data) > limit:
+            problem = (
+                f"inline data is {len(data)} bytes; objects over {limit} bytes must be written "
+                "to dataservers through an upload"
+            )
+        elif len(data) != record.size_bytes:
+            problem = f"inline data is {len(data)} bytes, the record's size is {record.size_bytes}"
+        elif crc32c(data) != record.inline_crc32c:
+            problem = "inline data does not match its CRC32C; retry"
+        if problem:
+            raise InvalidArgument(f"{request.bucket}/{display_key(request.key)}: {problem}")
 
     async def _check_targets(self, layout: pb.Layout, name: str) -> None:
         """Raise InvalidArgument when a layout names a dataserver the cluster map lacks."""

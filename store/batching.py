@@ -3,10 +3,15 @@
 A gRPC call costs a Python server far more CPU than a stat or a small commit
 does. When many tasks of one client call the same metaserver at once, their
 requests travel together in one CommitObjects or StatObjects call: the first
-request after a quiet spell is sent alone at once, and the requests that
-arrive while calls are in flight go in the next call. A batch therefore never
-waits for a timer; it only collects what would otherwise have queued behind
-the calls in flight.
+request after a quiet spell is sent alone, and the requests that arrive while
+calls are in flight go in the next call. A batch therefore never waits for a
+timer; it only collects what would otherwise have queued behind the calls in
+flight.
+
+A batch leaves one event loop iteration after the request that made it
+possible (the first request, or the reply that freed a call), not at once.
+The tasks that a reply wakes up usually send their next request in the same
+iteration, and these join the batch instead of waiting for the next reply.
 """
 
 from __future__ import annotations
@@ -55,13 +60,25 @@ class Batcher:
         self._wrap = wrap
         self._waiting: dict[str, list[_Pending]] = {}
         self._in_flight: dict[str, int] = {}
+        # Addresses whose next batch is scheduled for the next event loop iteration.
+        self._scheduled: set[str] = set()
 
     async def call(self, address: str, request: Any, timeout_s: float | None) -> pb.ObjectRecord:
         """Send `request` to the metaserver at `address`; raises the request's own StoreError."""
         future: asyncio.Future[pb.ObjectRecord] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(address, []).append(_Pending(request, future, timeout_s))
-        self._send_next(address)
+        self._schedule(address)
         return await future
+
+    def _schedule(self, address: str) -> None:
+        """Send the next batch to `address` in the next event loop iteration."""
+        if address not in self._scheduled:
+            self._scheduled.add(address)
+            asyncio.get_running_loop().call_soon(self._send_scheduled, address)
+
+    def _send_scheduled(self, address: str) -> None:
+        self._scheduled.discard(address)
+        self._send_next(address)
 
     def _send_next(self, address: str) -> None:
         waiting = self._waiting.get(address)
@@ -80,7 +97,7 @@ class Batcher:
             await self._call(address, batch)
         finally:
             self._in_flight[address] -= 1
-            self._send_next(address)
+            self._schedule(address)
 
     async def _call(self, address: str, batch: list[_Pending]) -> None:
         timeouts = [item.timeout_s for item in batch]

@@ -110,7 +110,6 @@ class Writer:
         options.check()
         stored = await self.store(bucket, key, source, options, deadline, allow_inline=True)
         try:
-            record = record_of(stored, options)
             request = meta_pb2.CommitObjectRequest(
                 bucket=bucket,
                 key=key,
@@ -119,7 +118,8 @@ class Writer:
                 if_none_match_any=options.if_none_match,
                 abandoned_chunks=stored.abandoned,
             )
-            return await self.commit(request, record, deadline)
+            fill_record(request.record, stored, options)
+            return await self.commit(request, deadline)
         except BaseException as error:
             if stored.upload_id:
                 await self.abort_quietly(bucket, key, stored.upload_id, error)
@@ -223,9 +223,8 @@ class Writer:
                 view = await self.connection.refresh_map(deadline, view.epoch + 1)
 
     async def commit(
-        self, request: meta_pb2.CommitObjectRequest, record: pb.ObjectRecord, deadline: Deadline
+        self, request: meta_pb2.CommitObjectRequest, deadline: Deadline
     ) -> pb.ObjectRecord:
-        request.record.CopyFrom(record)
         view = await self.connection.cluster_view(deadline)
         shard = self.connection.shard_for(view, request.bucket, request.key)
         request.shard = shard
@@ -314,12 +313,18 @@ async def _fill_first(
     return bytes(first) + bytes(rest) if rest else first
 
 
-def record_of(stored: Stored, options: WriteOptions) -> pb.ObjectRecord:
-    """Build the record to commit for stored bytes."""
-    record = pb.ObjectRecord(content_type=options.content_type, size_bytes=stored.size_bytes)
-    record.user_metadata.update(options.metadata or {})
-    record.system_metadata.update(options.system_metadata or {})
-    record.checksums.update(stored.digests.values())
+def fill_record(record: pb.ObjectRecord, stored: Stored, options: WriteOptions) -> None:
+    """Set the fields of the record to commit for stored bytes, in the commit request itself."""
+    record.content_type = options.content_type
+    record.size_bytes = stored.size_bytes
+    # Most puts carry no metadata or checksums; an update with an empty map still costs.
+    if options.metadata:
+        record.user_metadata.update(options.metadata)
+    if options.system_metadata:
+        record.system_metadata.update(options.system_metadata)
+    checksums = stored.digests.values()
+    if checksums:
+        record.checksums.update(checksums)
     md5 = options.compute_md5 or options.content_md5 is not None
     if stored.inline_data is not None:
         record.is_inline = True
@@ -329,7 +334,6 @@ def record_of(stored: Stored, options: WriteOptions) -> pb.ObjectRecord:
     else:
         record.layout.CopyFrom(stored.layout)
         record.etag = stored.digests.md5_hex() if md5 else chunk_etag(stored.layout)
-    return record
 
 
 def _md5_hex(stored: Stored) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -62,29 +63,50 @@ class ObjectInfo:
 
     @classmethod
     def from_record(cls, bucket: str, key: bytes, record: pb.ObjectRecord) -> ObjectInfo:
+        # Every stat and put returns one of these, so the fields of an inline record,
+        # which has no layout, and empty maps skip their conversions.
+        created = _time(record.created_unix_ns)
+        modified_unix_ns = record.modified_unix_ns
+        modified = (
+            created if modified_unix_ns == record.created_unix_ns else _time(modified_unix_ns)
+        )
+        chunk_size_bytes = stripe_count = chunk_count = 0
+        scheme = ""
+        if not record.is_inline:
+            layout = record.layout
+            chunk_size_bytes = layout.chunk_size_bytes
+            stripe_count = len(layout.stripes)
+            chunk_count = sum(len(stripe.chunks) for stripe in layout.stripes)
+            scheme = str(of_layout(layout))
         return cls(
             bucket=bucket,
             key=decode_key(key),
             size_bytes=record.size_bytes,
             etag=record.etag,
             content_type=record.content_type,
-            metadata=dict(record.user_metadata),
-            created=_time(record.created_unix_ns),
-            modified=_time(record.modified_unix_ns),
+            metadata=_dict(record.user_metadata),
+            created=created,
+            modified=modified,
             version_id=record.version_id,
-            chunk_size_bytes=record.layout.chunk_size_bytes,
-            stripe_count=len(record.layout.stripes),
+            chunk_size_bytes=chunk_size_bytes,
+            stripe_count=stripe_count,
             is_inline=record.is_inline,
-            scheme="" if record.is_inline else str(of_layout(record.layout)),
-            chunk_count=sum(len(stripe.chunks) for stripe in record.layout.stripes),
-            system_metadata=dict(record.system_metadata),
-            checksums=dict(record.checksums),
+            scheme=scheme,
+            chunk_count=chunk_count,
+            system_metadata=_dict(record.system_metadata),
+            checksums=_dict(record.checksums),
             checksum_type=record.checksum_type,
             parts=[
                 PartRange(part.part_number, part.offset_bytes, part.size_bytes)
                 for part in record.parts
-            ],
+            ]
+            if record.parts
+            else [],
         )
+
+
+def _dict(entries: Mapping[str, str]) -> dict[str, str]:
+    return dict(entries) if entries else {}
 
 
 @dataclass(frozen=True, slots=True)
