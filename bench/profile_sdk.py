@@ -40,8 +40,8 @@ from benchlib import (
     run_async_load,
 )
 from listing import LARGE_BUCKET
-from listing import MARKER_FILE as LISTING_MARKER_FILE
 from listing import SHARDS as LISTING_SHARDS
+from metaload import MARKER_FILE as LISTING_MARKER_FILE
 
 from store import AsyncClient
 from store.cluster import LocalCluster
