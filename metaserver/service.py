@@ -426,12 +426,40 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
         shard = self._shard(request.bucket, request.key, request.shard)
         await self._check_record(request)
         await self._ensure_bucket(request.bucket)
-        return shard.enqueue(
+        committed = shard.enqueue(
             "commit_object",
             objects.commit_object(
                 shard, self.buckets, request, time.time_ns(), int(self.settings.gc_delay_s * 1e9)
             ),
         )
+        self._queue_lost_chunks(shard, request)
+        return committed
+
+    def _queue_lost_chunks(self, shard: Shard, request: meta_pb2.CommitObjectRequest) -> None:
+        """Queue a repair of chunks the commit places on dataservers that are out.
+
+        An upload that wrote a chunk before its dataserver went out may commit after the
+        repair scan passed: the scan would not look again, so the commit reports it.
+        """
+        lost = [
+            meta_pb2.BadChunk(
+                bucket=request.bucket,
+                key=request.key,
+                chunk_id=chunk.chunk_id,
+                dataserver_id=chunk.target,
+                reason="committed on a dataserver that is out",
+            )
+            for stripe in request.record.layout.stripes
+            for chunk in stripe.chunks
+            if (info := self.cluster.dataservers.get(chunk.target)) is not None
+            and info.state == pb.DATASERVER_STATE_OUT
+        ]
+        if not lost:
+            return
+        queued = shard.enqueue("queue_lost_chunks", queue_reports(lost, time.time_ns()))
+        queued.add_done_callback(_log_queue_failure)
+        if self.repairer is not None:
+            self.repairer.wake()
 
     async def _check_record(self, request: meta_pb2.CommitObjectRequest) -> None:
         record = request.record
@@ -680,6 +708,13 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
                 frozen=shard.frozen,
             )
         return status
+
+
+def _log_queue_failure(future: asyncio.Future[int]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning(
+            "queueing the repair of chunks on out dataservers failed: %s", future.exception()
+        )
 
 
 def _set_error(result: meta_pb2.RecordResult, error: StoreError) -> None:
