@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,7 +50,7 @@ from store.limits import MAX_CHUNK_SIZE_BYTES, MAX_LIST_KEYS, MIN_CHUNK_SIZE_BYT
 from store.listing import merge_page
 from store.names import check_bucket_name, check_user_metadata, display_key, encode_key
 from store.rpc import error_from_rpc, unary_handler
-from store.shardmap import shard_of
+from store.shardmap import format_shard_ranges, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,21 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
             error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
             raise error
         return shard
+
+    def _listed_shards(self, wanted: Sequence[int]) -> list[Shard]:
+        """Return the shards a listing covers: `wanted`, or every local one when it is empty."""
+        if not wanted:
+            return list(self.shards.values())
+        missing = [number for number in wanted if number not in self.shards]
+        if missing:
+            error = StaleEpoch(
+                f"metaserver {self.server_id} does not serve shards "
+                f"{format_shard_ranges(missing)} at epoch {self.cluster.epoch}; refresh the "
+                "cluster map"
+            )
+            error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
+            raise error
+        return [self.shards[number] for number in wanted]
 
     async def _check_epoch(self, epoch: int) -> None:
         if epoch > self.cluster.epoch and isinstance(self.cluster, PrimaryLink):
@@ -575,7 +590,7 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
             raise InvalidArgument(f"max_keys {max_keys} is over the maximum of {MAX_LIST_KEYS}")
         cursors = [
             shard.scan_objects(request.bucket, request.prefix, request.start_key)
-            for shard in self.shards.values()
+            for shard in self._listed_shards(request.shards)
         ]
         items, truncated = merge_page(cursors, request.prefix, request.delimiter, max_keys)
         return meta_pb2.ListObjectsResponse.FromString(keys.encode_listing(items, truncated))

@@ -30,6 +30,7 @@ from store.download import Reader, ReadTarget
 from store.errors import (
     ChecksumMismatch,
     InvalidArgument,
+    Unavailable,
 )
 from store.limits import MAX_LIST_KEYS
 from store.listing import (
@@ -501,7 +502,6 @@ class AsyncClient(MultipartMethods):
             await self.head_bucket(bucket, timeout_s=deadline.remaining_s())
             return ListPage()
 
-        view = await self._connection.cluster_view(deadline)
         request = meta_pb2.ListObjectsRequest(
             bucket=bucket,
             prefix=raw_prefix,
@@ -509,13 +509,27 @@ class AsyncClient(MultipartMethods):
             start_key=start_key,
             max_keys=max_keys,
         )
-        replies = [
-            await self._connection.meta_call(
-                deadline, None, _list_call(self._connection, address, request), idempotent=True
-            )
-            for address in view.metaserver_addresses
-        ]
-        return _merge_replies(replies, raw_prefix, raw_delimiter, max_keys)
+        for attempt in range(1, MAX_PAGE_ATTEMPTS + 1):
+            view = await self._connection.cluster_view(deadline)
+            try:
+                replies = [
+                    await self._connection.meta_call(
+                        deadline,
+                        None,
+                        _list_call(self._connection, address, request, view.epoch),
+                        idempotent=True,
+                    )
+                    for address in view.metaserver_addresses
+                ]
+            except _PageMapChanged:
+                # A shard moved while the page was read: read every metaserver again.
+                if attempt == MAX_PAGE_ATTEMPTS:
+                    raise Unavailable(
+                        f"list {bucket}: shards kept moving during {attempt} attempts; retry"
+                    ) from None
+                continue
+            return _merge_replies(replies, raw_prefix, raw_delimiter, max_keys)
+        raise AssertionError("unreachable")
 
     async def iter_pages(
         self,
@@ -543,6 +557,10 @@ class AsyncClient(MultipartMethods):
             if not page.truncated or page.next_token is None:
                 return
             token = page.next_token
+
+
+# Reads of one listing page, each over every metaserver, while shards move.
+MAX_PAGE_ATTEMPTS = 4
 
 
 def _raw(value: Key) -> bytes:
@@ -609,12 +627,24 @@ def _single_reply_page(reply: meta_pb2.ListObjectsResponse) -> ListPage:
     return ListPage(page.entries, page.common_prefixes, True, encode_token(start))
 
 
-def _list_call(
-    connection: Connection, address: str, request: meta_pb2.ListObjectsRequest
-) -> Callable[[Any, ClusterView, float | None], Awaitable[meta_pb2.ListObjectsResponse]]:
-    """Build a ListObjects call on one metaserver; each serves its own shards' keys."""
+class _PageMapChanged(Exception):
+    """The cluster map changed while a listing page was being read."""
 
-    def call(_stub: Any, _view: ClusterView, timeout: float | None) -> Awaitable[Any]:
-        return connection.meta_stub(address).ListObjects(request, timeout=timeout)
+
+def _list_call(
+    connection: Connection, address: str, request: meta_pb2.ListObjectsRequest, epoch: int
+) -> Callable[[Any, ClusterView, float | None], Awaitable[meta_pb2.ListObjectsResponse]]:
+    """Build a ListObjects call on one metaserver for the shards the map at `epoch` gives it.
+
+    When a stale-epoch error made the caller refresh the map, the whole page starts again.
+    """
+
+    def call(_stub: Any, view: ClusterView, timeout: float | None) -> Awaitable[Any]:
+        if view.epoch != epoch:
+            raise _PageMapChanged()
+        one = meta_pb2.ListObjectsRequest()
+        one.CopyFrom(request)
+        one.shards.extend(view.shards_of(address))
+        return connection.meta_stub(address).ListObjects(one, timeout=timeout)
 
     return call

@@ -50,6 +50,10 @@ class ClusterView:
                 f"no metaserver serves shard {shard} in cluster map epoch {self.epoch}"
             ) from None
 
+    def shards_of(self, address: str) -> list[int]:
+        """Return the shards the map assigns to the metaserver at `address`."""
+        return sorted(shard for shard, owner in self._shard_owner.items() if owner == address)
+
     def dataserver_address(self, dataserver_id: str) -> str:
         """Return the address of a dataserver named in a layout."""
         info = self.dataservers.get(dataserver_id)

@@ -1223,12 +1223,21 @@ class ListObjectsRequest(_message.Message):
     DELIMITER_FIELD_NUMBER: _builtins.int
     START_KEY_FIELD_NUMBER: _builtins.int
     MAX_KEYS_FIELD_NUMBER: _builtins.int
+    SHARDS_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     prefix: _builtins.bytes
     delimiter: _builtins.bytes
     start_key: _builtins.bytes
     """The first key that may be returned (inclusive)."""
     max_keys: _builtins.int
+    @_builtins.property
+    def shards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The shards the caller's cluster map assigns to this metaserver; a
+        metaserver that no longer serves one of them fails with the stale-epoch
+        error, so a page never misses a shard that is moving. Empty: every shard
+        the metaserver serves.
+        """
+
     def __init__(
         self,
         *,
@@ -1237,10 +1246,11 @@ class ListObjectsRequest(_message.Message):
         delimiter: _builtins.bytes = ...,
         start_key: _builtins.bytes = ...,
         max_keys: _builtins.int = ...,
+        shards: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "delimiter", b"delimiter", "max_keys", b"max_keys", "prefix", b"prefix", "start_key", b"start_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "delimiter", b"delimiter", "max_keys", b"max_keys", "prefix", b"prefix", "shards", b"shards", "start_key", b"start_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
