@@ -221,13 +221,13 @@ class Membership:
                     f"{other.id} at {other.address}; give each metaserver distinct --shards"
                 )
 
-    def metaserver(self, wanted: str) -> pb.MetaserverInfo:
-        """Return the metaserver with id or address `wanted`; raise NotFound when none has."""
+    def metaserver(self, name: str) -> pb.MetaserverInfo:
+        """Return the metaserver whose id or address is `name`; raise NotFound when none is."""
         for info in self.metaservers.values():
-            if wanted in (info.id, info.address):
+            if name in (info.id, info.address):
                 return info
         known = ", ".join(f"{m.id} ({m.address})" for m in self.metaservers.values())
-        raise NotFound(f"no metaserver has id or address {wanted!r}; known: {known}")
+        raise NotFound(f"no metaserver has id or address {name!r}; known: {known}")
 
     def shard_owner(self, shard: int) -> pb.MetaserverInfo:
         for info in self.metaservers.values():
@@ -239,7 +239,8 @@ class Membership:
         """Give `shard` from one metaserver to another in one persisted epoch."""
         source = self.metaservers[source_id]
         target = self.metaservers[target_id]
-        assert shard in source.shards and shard not in target.shards
+        assert shard in source.shards
+        assert shard not in target.shards
         remaining = [number for number in source.shards if number != shard]
         del source.shards[:]
         source.shards.extend(remaining)

@@ -163,40 +163,37 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
             )
         shard = self.shards.get(expected)
         if shard is None:
-            error = StaleEpoch(
+            raise StaleEpoch(
                 f"metaserver {self.server_id} does not serve shard {expected} at epoch "
-                f"{self.cluster.epoch}; refresh the cluster map"
+                f"{self.cluster.epoch}; refresh the cluster map",
+                self.cluster.epoch,
             )
-            error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
-            raise error
         return shard
 
-    def _listed_shards(self, wanted: Sequence[int]) -> list[Shard]:
-        """Return the shards a listing covers: `wanted`, or every local one when it is empty."""
-        if not wanted:
+    def _listed_shards(self, requested: Sequence[int]) -> list[Shard]:
+        """Return the shards a listing covers: `requested`, or every local one when empty."""
+        if not requested:
             return list(self.shards.values())
-        missing = [number for number in wanted if number not in self.shards]
+        missing = [number for number in requested if number not in self.shards]
         if missing:
-            error = StaleEpoch(
+            raise StaleEpoch(
                 f"metaserver {self.server_id} does not serve shards "
                 f"{format_shard_ranges(missing)} at epoch {self.cluster.epoch}; refresh the "
-                "cluster map"
+                "cluster map",
+                self.cluster.epoch,
             )
-            error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
-            raise error
-        return [self.shards[number] for number in wanted]
+        return [self.shards[number] for number in requested]
 
     async def _check_epoch(self, epoch: int) -> None:
         if epoch > self.cluster.epoch and isinstance(self.cluster, PrimaryLink):
             # The client saw a newer map than this secondary: catch up with the primary.
             await self.cluster.sync_once()
         if epoch < self.cluster.epoch:
-            error = StaleEpoch(
+            raise StaleEpoch(
                 f"cluster map epoch {epoch} is older than the metaserver's "
-                f"{self.cluster.epoch}; refresh the cluster map"
+                f"{self.cluster.epoch}; refresh the cluster map",
+                self.cluster.epoch,
             )
-            error.server_epoch = self.cluster.epoch  # type: ignore[attr-defined]
-            raise error
 
     # Cluster map and membership.
 

@@ -17,7 +17,7 @@ FlushWAL from 8 threads.)
 
 A shard that moves to another metaserver is frozen first: the writer
 finishes its group and then leaves new operations queued, so a checkpoint
-taken then holds every acknowledged write. The move ends by retiring the
+taken then contains every acknowledged write. The move ends by retiring the
 shard here, which fails the queued operations with StaleEpoch (the caller
 retries them on the new owner), or by thawing it, which lets them run.
 

@@ -1,18 +1,18 @@
 """The shards one metaserver process serves, and its two sides of a shard move.
 
 The primary's cluster map assigns each shard to one metaserver. This
-process opens the shards it served last (recorded in its system database;
-`--shards` seeds the record on first start), and after each map change it
-drops the shards the map gives to others and opens those it gains.
+process opens the shards it served last, as recorded in its system
+database (`--shards` seeds the record on first start). After each map
+change it drops the shards the map gives to others and opens those it gains.
 
 A move, run by the primary (metaserver/shard_move.py), goes through both
 ends. The source freezes the shard, so the writes acknowledged before that
 are all in a RocksDB checkpoint it takes then. The target copies the
 checkpoint's files, verifying each file's CRC32C, installs them under its
 shards directory and opens the database, but does not serve it until the
-primary has assigned it the shard. Then the source retires its copy, which
-sends the writes it held to the target by failing them with StaleEpoch,
-and deletes it. A freeze ends by itself after its lease, so a primary that
+primary has assigned it the shard. Then the source retires its copy and
+deletes it. Retiring fails the writes it kept waiting with StaleEpoch, so
+their clients send them to the target. A freeze ends by itself after its lease, so a primary that
 dies mid-move leaves the shard writable at its source.
 """
 
@@ -164,10 +164,10 @@ class ShardHost:
         self.info.shards.extend(numbers)
 
     async def close(self) -> None:
-        for lease in [m.lease for m in self._outgoing.values()] + [
-            m.lease for m in self._incoming.values()
-        ]:
-            lease.cancel()
+        for move in self._outgoing.values():
+            move.lease.cancel()
+        for incoming in self._incoming.values():
+            incoming.lease.cancel()
         for task in list(self._cleanups):
             task.cancel()
         await asyncio.gather(*self._cleanups, return_exceptions=True)
@@ -361,12 +361,13 @@ class ShardHost:
     def _retire(self, number: int, epoch: int, delete: bool) -> None:
         """Stop serving a shard the map gives to another metaserver; keep or delete its data."""
         shard = self.serving.pop(number)
-        error = StaleEpoch(
-            f"shard {number} moved off metaserver {self.info.id} at epoch {epoch}; refresh the "
-            "cluster map"
+        shard.retire(
+            StaleEpoch(
+                f"shard {number} moved off metaserver {self.info.id} at epoch {epoch}; refresh "
+                "the cluster map",
+                epoch,
+            )
         )
-        error.server_epoch = epoch  # type: ignore[attr-defined]
-        shard.retire(error)
         self._record_served()
         self._retiring[number] = (shard, delete)
         self._later(self._close_retired(number, RETIRE_GRACE_S))

@@ -31,8 +31,8 @@ from store.rpc import error_from_rpc
 
 log = logging.getLogger(__name__)
 
-# How long the source holds the shard's writes at most, by default; the copy must finish
-# within it.
+# The default lease: the longest time the source keeps the shard's writes waiting, so the
+# copy must finish within it.
 MOVE_LEASE_S = 300
 FINISH_TIMEOUT_S = 10.0
 
@@ -61,6 +61,7 @@ class ShardMover:
         target = self.membership.metaserver(target_name)
         if target.id == source.id:
             raise InvalidArgument(f"shard {shard} is already served by metaserver {source.id}")
+
         move_id = f"{shard:04d}-{uuid.uuid4().hex[:8]}"
         log.info(
             "shard move started move=%s shard=%d from=%s to=%s",
@@ -69,6 +70,7 @@ class ShardMover:
             source.id,
             target.id,
         )
+
         started_s = time.monotonic()
         source_stub = self.channels.meta(source.address)
         target_stub = self.channels.meta(target.address)
@@ -81,6 +83,7 @@ class ShardMover:
             ),
         )
         frozen_s = time.monotonic()
+
         try:
             imported = await self._call(
                 target.address,
@@ -100,6 +103,7 @@ class ShardMover:
             log.error("shard move abandoned move=%s shard=%d: %s", move_id, shard, error)
             await self._finish([source.address, target.address], shard, move_id, committed=False)
             raise
+
         committed_s = time.monotonic()
         await self._finish([target.address, source.address], shard, move_id, committed=True)
         response = meta_pb2.MoveShardResponse(

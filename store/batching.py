@@ -146,7 +146,7 @@ def _result_error(address: str, result: meta_pb2.RecordResult) -> StoreError:
         None, result.error_code, f"metaserver {address}: {result.error_message}"
     )
     if isinstance(error, StaleEpoch):
-        error.server_epoch = result.server_epoch  # type: ignore[attr-defined]
+        error.server_epoch = result.server_epoch
     return error
 
 

@@ -154,8 +154,8 @@ class AsyncClient(MultipartMethods):
     ) -> meta_pb2.MoveShardResponse:
         """Move a metadata shard to the metaserver with id or address `target`.
 
-        Writes to the shard wait while its data is copied, then go to the target;
-        reads go on at the source until the target serves it.
+        Writes to the shard wait while its data is copied, then go to the target.
+        Reads go on at the source until the target serves the shard.
         """
         request = meta_pb2.MoveShardRequest(shard=shard, target=target)
         reply: meta_pb2.MoveShardResponse = await self._connection.meta_call(

@@ -96,6 +96,11 @@ class StaleEpoch(StoreError):
     code = "StaleEpoch"
     grpc_status = grpc.StatusCode.FAILED_PRECONDITION
 
+    def __init__(self, message: str, server_epoch: int | None = None) -> None:
+        super().__init__(message)
+        # The server's epoch, sent back with the error so the client refreshes to at least it.
+        self.server_epoch = server_epoch
+
 
 class Unavailable(StoreError):
     code = "Unavailable"

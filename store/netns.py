@@ -74,7 +74,7 @@ BRIDGE_NAME = "br0"
 META_PORT = 7000
 DATA_PORT = 7100
 S3_PORT = 9000
-# What the servers bind, as in docker-compose.yml: every address of their host.
+# The address the servers bind, as in docker-compose.yml: every address of their host.
 ANY_ADDRESS = "0.0.0.0"
 # Worker processes of each S3 gateway, as in docker-compose.yml.
 S3_WORKERS = 2
@@ -88,7 +88,7 @@ DATA_HOST_MAX = S3_HOST_FIRST - DATA_HOST_FIRST
 S3_HOST_MAX = CLIENT_HOST_FIRST - S3_HOST_FIRST
 CLIENT_HOST_MAX = 254 - CLIENT_HOST_FIRST
 DEFAULT_RATE_MBIT = 100
-# A client host's default cap: 0 is none, so clients never limit what the servers can send.
+# A client host's default cap: 0 means uncapped, so clients never limit what servers send.
 DEFAULT_CLIENT_RATE_MBIT = 0
 # More than one 64 KiB GSO packet, which tbf would otherwise have to split into segments.
 TBF_BURST_BYTES = 128 * 1024
@@ -240,7 +240,7 @@ class Host:
     namespace: str
     address: str
     port: str
-    # The cap of each direction of the link; 0 is none.
+    # The cap of each direction of the link, where 0 means uncapped.
     rate_mbit: int
 
 
@@ -458,7 +458,7 @@ class ClientHost:
 
         The first word names a console script of this environment (`storectl`, `aws`)
         or an executable path. `env`, when given, is the whole environment, as for
-        subprocess.Popen. stdout is a text pipe unless `stdout` says otherwise;
+        subprocess.Popen. stdout is a text pipe unless the `stdout` argument names another target;
         stderr goes to logs/<host>-<n>.log under the cluster directory.
         """
         argv = list(argv)
@@ -498,7 +498,7 @@ class ClientHost:
         """Run `argv` in this host to its end and return it with its stdout and stderr.
 
         Raises ClientCommandFailed when it runs longer than `timeout_s` (it is killed)
-        or, with `check`, exits nonzero; the message holds the end of its stderr.
+        or, with `check`, exits nonzero; the message contains the end of its stderr.
         """
         popen = self.start(
             argv, env=env, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL
@@ -604,7 +604,7 @@ class NetnsCluster(LocalCluster):
     def _pin_listen_address(self, process: ManagedProcess) -> None:
         """Keep --listen as the compose file has it: every host binds the same fixed port."""
         if process.role == "s3":
-            # The gateway's server.json holds its --listen address, 0.0.0.0:9000.
+            # The gateway's server.json records its --listen address, 0.0.0.0:9000.
             process.address = f"{self.host_of(process).address}:{S3_PORT}"
 
     def restart(self, process: ManagedProcess, timeout_s: float = START_TIMEOUT_S) -> None:

@@ -61,7 +61,7 @@ def error_from_rpc(exc: grpc.RpcError, where: str) -> StoreError:
         details = f"cannot reach the server ({details})"
     error = error_for_status(status, code, f"{where}: {details}")
     if isinstance(error, StaleEpoch):
-        error.server_epoch = epoch  # type: ignore[attr-defined]
+        error.server_epoch = epoch
     return error
 
 

@@ -2,7 +2,7 @@
 
 These tests need root, `ip` and `tc`; elsewhere they skip and print the reason.
 Most checks run from this test process in the root namespace, whose link to the
-bridge is uncapped; loads and command-line clients also run in client hosts.
+bridge is uncapped. Loads and command-line clients also run in client hosts.
 """
 
 from __future__ import annotations
@@ -165,16 +165,17 @@ def test_client_host_uses_sdk_cli_and_gateway(
     env = aws_environment(cluster, tmp_path / "aws")
     client_host.run([*aws, "cp", str(local), "s3://hosts/s3.bin"], env=env)
     listing = client_host.run([*aws, "ls", "s3://hosts/"], env=env).stdout
-    assert "s3.bin" in listing and "sdk.bin" in listing, f"aws s3 ls shows {listing!r}"
+    assert "s3.bin" in listing, f"aws s3 ls shows {listing!r}"
+    assert "sdk.bin" in listing, f"aws s3 ls shows {listing!r}"
     s3_copy = tmp_path / "s3-copy.bin"
     client_host.run([*aws, "cp", "s3://hosts/sdk.bin", str(s3_copy)], env=env)
     assert s3_copy.read_bytes() == data, "the aws CLI read other bytes through the gateway"
 
-    # The root namespace sees what the client host wrote.
+    # The root namespace reads what the client host wrote.
     with store.Client(meta) as client:
         assert client.get("hosts", "s3.bin") == data, "the gateway stored other bytes"
 
-    # A client host cut off is told, within its timeout, that it cannot reach the metaserver.
+    # A client host that is cut off gets a 'cannot reach' error within its timeout.
     cluster.cut(client_host)
     started_s = time.monotonic()
     failed = client_host.run(
@@ -334,9 +335,9 @@ def test_metaserver_cut_gives_unavailable_then_recovers(tmp_path: Path) -> None:
         assert client.get("netns-cut", "object") == data, "the read after healing differs"
 
 
-# Short failure timings for the partition test, as in test_repair.py, but with room for a
-# loaded machine: a dataserver is suspect after 0.6 s of silence, down after 1.5 s, out
-# 1 s later; repair and GC passes run every 0.3 s, and GC keeps replaced chunks 1 s.
+# Short failure timings for the partition test, as in test_repair.py, with room for a
+# loaded machine. A dataserver is suspect after 0.6 s of silence, down after 1.5 s and
+# out 1 s later. Repair and GC passes run every 0.3 s, and GC keeps replaced chunks 1 s.
 PARTITION_META_ARGS = [
     *BASE_META_ARGS,
     "--dataserver-suspect-s",
@@ -500,7 +501,7 @@ def test_partitioned_dataserver_is_repaired_and_returns(tmp_path: Path) -> None:
         written_at_heal = len(listed_keys(client, PARTITION_BUCKET, "load-"))
         assert written_at_heal > written_at_cut, "the load wrote nothing while the host was cut off"
 
-        # What the victim still holds is stale: repair named other dataservers in its place.
+        # The victim's remaining chunks are stale: repair named other dataservers instead.
         stale = {path.name for path in chunk_files(victim)}
         assert stale, f"{victim.name} holds no chunk files to be collected"
         cluster.heal(victim)
@@ -517,9 +518,9 @@ def test_partitioned_dataserver_is_repaired_and_returns(tmp_path: Path) -> None:
         acknowledged = report["acknowledged"]
         assert isinstance(acknowledged, dict) and len(acknowledged) >= 6, report
 
-        # The victim's stale chunks are deleted, and every dataserver holds one file per
-        # chunk that a layout names on it, and nothing else (rebalancing may move chunks
-        # back to the victim under new chunk ids).
+        # The victim's stale chunks are deleted. Every dataserver stores one file per chunk
+        # that a layout names on it, and nothing else. Rebalancing may move chunks back to
+        # the victim under new chunk ids.
         def settled() -> list[str]:
             up = up_dataservers(client)
             problems, _ = layout_problems(cluster, PARTITION_BUCKET, up, exact=True)
