@@ -18,12 +18,14 @@ chunk file to quarantine/<chunk id hex>, where no read finds it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import mmap
 import os
 import struct
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +131,9 @@ def _write_direct(path: Path, buffers: list[bytes], total_bytes: int) -> None:
     O_DIRECT skips the page cache: writing through it cost 0.25 CPU-seconds per
     GiB on the 2-core VM the benchmarks run on, against 2.0 for buffered writes
     into new files, because page cache pages touched for the first time are
-    expensive there. Reads use O_DIRECT too (0.2 against 0.3 CPU-seconds per
-    GiB from disk), so the page cache holds no chunk data at all.
+    expensive there. Large reads use O_DIRECT too (0.2 against 0.3 CPU-seconds
+    per GiB from disk); only small reads (ChunkStore.read_blocks) go through the
+    page cache.
     """
     aligned_bytes = (total_bytes + DATA_ALIGN_BYTES - 1) // DATA_ALIGN_BYTES * DATA_ALIGN_BYTES
     buffer = _aligned.get(aligned_bytes)
@@ -173,6 +176,27 @@ def _pread(fd: int, size_bytes: int, offset_bytes: int, direct: bool) -> bytes:
     return _pread_pieces(fd, size_bytes, offset_bytes, direct, size_bytes)[0]
 
 
+class _NotCached(Exception):
+    """A RWF_NOWAIT read met pages that are not in the page cache."""
+
+
+def _pread_cached(fd: int, size_bytes: int, offset_bytes: int) -> bytearray:
+    """Read exactly `size_bytes` from the page cache, or raise _NotCached.
+
+    Callers read only inside the file, so a short count means part of the
+    range is not cached (or the file is truncated, which a read in a thread
+    then reports).
+    """
+    buffer = bytearray(size_bytes)
+    try:
+        count = os.preadv(fd, [buffer], offset_bytes, os.RWF_NOWAIT)
+    except BlockingIOError:
+        raise _NotCached from None
+    if count != size_bytes:
+        raise _NotCached
+    return buffer
+
+
 def _pread_pieces(
     fd: int, size_bytes: int, offset_bytes: int, direct: bool, piece_bytes: int
 ) -> list[bytes]:
@@ -198,6 +222,22 @@ def _pread_pieces(
     ]
 
 
+def aligned_range(
+    header: pb.ChunkFileHeader, offset_bytes: int, length_bytes: int
+) -> tuple[int, int]:
+    """Return the block-aligned [start, end) covering a range; length 0 means to the end."""
+    length = header.length_bytes
+    if offset_bytes > length:
+        raise InvalidArgument(
+            f"chunk {header.chunk_id.hex()}: offset {offset_bytes} is past its end ({length} bytes)"
+        )
+    end = length if length_bytes == 0 else min(offset_bytes + length_bytes, length)
+    block = header.block_size_bytes
+    aligned_start = offset_bytes // block * block
+    aligned_end = min((end + block - 1) // block * block, length)
+    return aligned_start, aligned_end
+
+
 @dataclass(slots=True)
 class OpenChunk:
     fd: int
@@ -221,6 +261,8 @@ class ChunkStore:
         self._capacity_limit_bytes = capacity_bytes
         # Chunk files are written with O_DIRECT where the file system allows it.
         self.direct_io = True
+        # Small reads try the page cache without waiting where the file system allows it.
+        self.nowait_reads = True
         self.reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
         self._used_bytes = 0
@@ -390,10 +432,78 @@ class ChunkStore:
             os.close(fd)
             raise
 
+    def read_blocks(
+        self,
+        chunk_id: bytes,
+        offset_bytes: int,
+        length_bytes: int,
+        max_bytes: int,
+        cached_only: bool = False,
+    ) -> tuple[pb.ChunkFileHeader, int, bytes | bytearray] | None:
+        """Read the whole blocks covering a small range in one call, through the page cache.
+
+        Returns the header, the offset of the first block and the blocks' bytes.
+        Small reads are mostly random, often of hot data: the page cache serves
+        repeated ones and the header from memory, and readahead is off so a miss
+        reads only the pages asked for. Large reads go through open_chunk with
+        O_DIRECT instead. InvalidArgument when the blocks exceed `max_bytes`.
+
+        With `cached_only` the call never waits for the disk to read data: it
+        returns None when a page is not cached, and the caller, an event loop,
+        retries in a thread. Only the open may still wait, for a directory entry
+        not in the kernel's cache.
+        """
+        if cached_only and not self.nowait_reads:
+            return None
+        try:
+            fd = os.open(self.path_for(chunk_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise ChunkNotFound(f"chunk {chunk_id.hex()} not found under {self.root}") from None
+        read: Callable[[int, int], bytes | bytearray]
+        try:
+            if cached_only:
+                read = functools.partial(_pread_cached, fd)
+            else:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+                read = functools.partial(_pread, fd, direct=False)
+            header, data_offset = self._parse_header(read, chunk_id)
+            start, end = aligned_range(header, offset_bytes, length_bytes)
+            if end - start > max_bytes:
+                raise InvalidArgument(
+                    f"chunk {chunk_id.hex()}: a single-message read is limited to {max_bytes} "
+                    f"bytes of blocks, the range {offset_bytes}+{length_bytes} covers "
+                    f"{end - start}; read it with ChunkStream/Read"
+                )
+            data = read(end - start, data_offset + start)
+        except _NotCached:
+            return None
+        except OSError as exc:
+            if not cached_only or exc.errno != errno.EOPNOTSUPP:
+                raise
+            # tmpfs and some other file systems cannot read without waiting.
+            self.nowait_reads = False
+            log.info("file system under %s rejects RWF_NOWAIT; small reads use threads", self.root)
+            return None
+        finally:
+            os.close(fd)
+        if len(data) != end - start:
+            raise ChecksumMismatch(
+                f"chunk {chunk_id.hex()}: file truncated, read {len(data)} of {end - start} "
+                f"bytes at offset {start}"
+            )
+        return header, start, data
+
     def _read_header(
         self, fd: int, chunk_id: bytes, direct: bool
     ) -> tuple[pb.ChunkFileHeader, int]:
-        head = _pread(fd, DATA_ALIGN_BYTES, 0, direct)
+        return self._parse_header(functools.partial(_pread, fd, direct=direct), chunk_id)
+
+    @staticmethod
+    def _parse_header(
+        read: Callable[[int, int], bytes | bytearray], chunk_id: bytes
+    ) -> tuple[pb.ChunkFileHeader, int]:
+        """Read and verify the prefix and header with `read(size_bytes, offset_bytes)`."""
+        head = read(DATA_ALIGN_BYTES, 0)
         if len(head) < _PREFIX.size:
             raise ChecksumMismatch(f"chunk {chunk_id.hex()}: file too short for a header")
         magic, version, header_bytes, header_crc, data_offset = _PREFIX.unpack_from(head)
@@ -403,11 +513,11 @@ class ChunkStore:
             )
         end = _PREFIX.size + header_bytes
         if end > len(head):
-            head = _pread(fd, end, 0, direct)
+            head = read(end, 0)
         body = head[_PREFIX.size : end]
         if crc32c(body) != header_crc or data_offset != _data_offset(header_bytes):
             raise ChecksumMismatch(f"chunk {chunk_id.hex()}: header checksum mismatch")
-        header = pb.ChunkFileHeader.FromString(body)
+        header = pb.ChunkFileHeader.FromString(bytes(body))
         if header.chunk_id != chunk_id:
             raise ChecksumMismatch(
                 f"chunk file {chunk_id.hex()} contains chunk {header.chunk_id.hex()}"

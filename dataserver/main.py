@@ -145,7 +145,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     def register(grpc_server: grpc.aio.Server) -> None:
         data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server)
-        datapath.register(grpc_server, service.write, service.read)
+        datapath.register(grpc_server, service.write, service.read, service.read_blocks)
 
     server, address = await start_grpc_server(args.listen, args.advertise, register)
     service.address = address

@@ -25,6 +25,7 @@ class ChannelPool:
         self._meta_stubs: dict[str, MetaServiceAsyncStub] = {}
         self._chunk_writers: dict[str, Any] = {}
         self._chunk_readers: dict[str, Any] = {}
+        self._block_readers: dict[str, Any] = {}
         self._retired: list[grpc.aio.Channel] = []
         self._opened_s: dict[str, float] = {}
 
@@ -66,6 +67,15 @@ class ChannelPool:
             call = self._chunk_readers[address] = datapath.read_callable(self.channel(address))
         return call
 
+    def block_reader(self, address: str) -> Any:
+        """Return the ChunkStream/ReadBlocks call of a dataserver (see store.datapath)."""
+        call = self._block_readers.get(address)
+        if call is None:
+            call = self._block_readers[address] = datapath.read_blocks_callable(
+                self.channel(address)
+            )
+        return call
+
     def reset(self, address: str, min_age_s: float = 0.0) -> None:
         """Replace the channel to `address` with a new one at the next call.
 
@@ -82,6 +92,7 @@ class ChannelPool:
             self._meta_stubs,
             self._chunk_writers,
             self._chunk_readers,
+            self._block_readers,
         ]
         for cache in caches:
             cache.pop(address, None)
@@ -96,5 +107,6 @@ class ChannelPool:
         self._meta_stubs.clear()
         self._chunk_writers.clear()
         self._chunk_readers.clear()
+        self._block_readers.clear()
         for channel in channels:
             await channel.close()

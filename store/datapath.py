@@ -17,6 +17,7 @@ from store._pb import data_pb2
 SERVICE = "store.v1.ChunkStream"
 WRITE_METHOD = f"/{SERVICE}/Write"
 READ_METHOD = f"/{SERVICE}/Read"
+READ_BLOCKS_METHOD = f"/{SERVICE}/ReadBlocks"
 
 
 def _raw(message: bytes) -> bytes:
@@ -41,12 +42,22 @@ def read_callable(channel: grpc.aio.Channel) -> Any:
     )
 
 
+def read_blocks_callable(channel: grpc.aio.Channel) -> Any:
+    """Return the unary ReadBlocks call of a channel: ReadChunkRequest in, ReadChunkHeader out."""
+    return channel.unary_unary(
+        READ_BLOCKS_METHOD,
+        request_serializer=data_pb2.ReadChunkRequest.SerializeToString,
+        response_deserializer=data_pb2.ReadChunkHeader.FromString,
+    )
+
+
 def register(
     server: grpc.aio.Server,
     write: Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], Awaitable[Any]],
     read: Callable[[data_pb2.ReadChunkRequest, grpc.aio.ServicerContext], AsyncIterator[bytes]],
+    read_blocks: Callable[[data_pb2.ReadChunkRequest, grpc.aio.ServicerContext], Awaitable[bytes]],
 ) -> None:
-    """Register the dataserver's Write and Read handlers on a server."""
+    """Register the dataserver's Write, Read and ReadBlocks handlers on a server."""
     handlers = {
         "Write": grpc.stream_unary_rpc_method_handler(
             write,
@@ -55,6 +66,11 @@ def register(
         ),
         "Read": grpc.unary_stream_rpc_method_handler(
             read,
+            request_deserializer=data_pb2.ReadChunkRequest.FromString,
+            response_serializer=_raw,
+        ),
+        "ReadBlocks": grpc.unary_unary_rpc_method_handler(
+            read_blocks,
             request_deserializer=data_pb2.ReadChunkRequest.FromString,
             response_serializer=_raw,
         ),

@@ -31,6 +31,7 @@ from store.connection import Connection, Deadline
 from store.erasure import codec
 from store.errors import ChecksumMismatch, InternalError, NotFound, StoreError, Unavailable
 from store.layout import ChunkSpan, StripeSlice, data_spans, stripes_for_range
+from store.limits import SMALL_READ_BYTES
 from store.names import display_key
 from store.rpc import error_from_rpc
 from store.scheme import Scheme, of_layout
@@ -372,20 +373,24 @@ class Reader:
             f"chunk {chunk.chunk_id.hex()} (stripe {piece.stripe_index}) of {target.name()} on "
             f"dataserver {chunk.target} at {address}"
         )
+        length_bytes = piece.end_bytes - piece.start_bytes
         request = data_pb2.ReadChunkRequest(
             chunk_id=chunk.chunk_id,
             offset_bytes=piece.start_bytes,
-            length_bytes=piece.end_bytes - piece.start_bytes,
+            length_bytes=length_bytes,
             dataserver_id=chunk.target,
         )
-        call = self.connection.channels.chunk_reader(address)(
-            request,
-            timeout=deadline.remaining_s(self.chunk_timeout_s),
-        )
+        timeout_s = deadline.remaining_s(self.chunk_timeout_s)
         receiver = _Receiver(piece, chunk, where, out)
+        channels = self.connection.channels
         try:
-            async for message in call:
-                receiver.add(message)
+            if length_bytes <= SMALL_READ_BYTES:
+                header = await channels.block_reader(address)(request, timeout=timeout_s)
+                receiver.start(header)
+                receiver.add(header.data)
+            else:
+                async for message in channels.chunk_reader(address)(request, timeout=timeout_s):
+                    receiver.add(message)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, f"reading {where}") from None
         receiver.finish()
@@ -472,11 +477,15 @@ class _Receiver:
         self.end = 0
         self.received_bytes = 0
 
+    def start(self, header: data_pb2.ReadChunkHeader) -> None:
+        check_read_header(header, self.chunk, self.where)
+        self.header = header
+        self.position = header.offset_bytes
+        self.end = header.offset_bytes + header.length_bytes
+
     def add(self, message: bytes) -> None:
         if self.header is None:
-            self.header = _parse_read_header(message, self.chunk, self.where)
-            self.position = self.header.offset_bytes
-            self.end = self.header.offset_bytes + self.header.length_bytes
+            self.start(_parse_read_header(message, self.where))
             return
         block = self.header.block_size_bytes
         if self.position % block or self.position + len(message) > self.end:
@@ -503,11 +512,15 @@ class _Receiver:
             )
 
 
-def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_pb2.ReadChunkHeader:
+def _parse_read_header(message: bytes, where: str) -> data_pb2.ReadChunkHeader:
     try:
-        header = data_pb2.ReadChunkHeader.FromString(message)
+        return data_pb2.ReadChunkHeader.FromString(message)
     except DecodeError:
         raise InternalError(f"{where}: the reply's first message is not a header") from None
+
+
+def check_read_header(header: data_pb2.ReadChunkHeader, chunk: pb.ChunkRef, where: str) -> None:
+    """Check a read reply's header against the chunk the layout names."""
     if header.chunk_length_bytes != chunk.length_bytes:
         raise ChecksumMismatch(
             f"{where}: stored length {header.chunk_length_bytes} differs from the layout's "
@@ -520,7 +533,6 @@ def _parse_read_header(message: bytes, chunk: pb.ChunkRef, where: str) -> data_p
         )
     if header.block_size_bytes == 0:
         raise InternalError(f"{where}: the reply's header has block size 0")
-    return header
 
 
 def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:

@@ -15,6 +15,9 @@ MAX_INLINE_MAX_BYTES = 1 * MIB
 CHECKSUM_BLOCK_BYTES = 64 * KIB
 # Data travels in gRPC messages of this size.
 MESSAGE_BYTES = 1 * MIB
+# Reads of chunk data up to this size take one unary call (ChunkStream/ReadBlocks)
+# served through the dataserver's page cache; larger ones stream with O_DIRECT.
+SMALL_READ_BYTES = 512 * KIB
 GRPC_MAX_MESSAGE_BYTES = 16 * MIB
 
 # Names, following the S3 rules.

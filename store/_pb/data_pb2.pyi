@@ -39,6 +39,11 @@ class WriteChunkHeader(_message.Message):
       messages 2..n: raw bytes of whole checksum blocks covering the
                      requested range, in order, from header.offset_bytes on
 
+    /store.v1.ChunkStream/ReadBlocks (unary), for reads of up to 512 KiB
+      request:       a serialized ReadChunkRequest
+      reply:         a serialized ReadChunkHeader whose data field holds the
+                     blocks; one call instead of a stream, through the page cache
+
     Errors use gRPC status codes with the "store-error" trailing metadata key.
     """
 
@@ -129,6 +134,7 @@ class ReadChunkHeader(_message.Message):
     BLOCK_CRC32C_FIELD_NUMBER: _builtins.int
     CHUNK_LENGTH_BYTES_FIELD_NUMBER: _builtins.int
     CHUNK_CRC32C_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
     offset_bytes: _builtins.int
     """Offset of the first data byte within the chunk, a multiple of
     block_size_bytes, at or before the requested offset.
@@ -141,6 +147,8 @@ class ReadChunkHeader(_message.Message):
     """CRC32C of the whole chunk as written, for the reader to compare with the
     layout's: a mismatch means the file holds other data than the layout names.
     """
+    data: _builtins.bytes
+    """The blocks themselves, in a ChunkStream/ReadBlocks reply only."""
     @_builtins.property
     def block_crc32c(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """One CRC32C per block of the reply's data; the last block may be short."""
@@ -154,10 +162,11 @@ class ReadChunkHeader(_message.Message):
         block_crc32c: _abc.Iterable[_builtins.int] | None = ...,
         chunk_length_bytes: _builtins.int = ...,
         chunk_crc32c: _builtins.int = ...,
+        data: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_crc32c", b"block_crc32c", "block_size_bytes", b"block_size_bytes", "chunk_crc32c", b"chunk_crc32c", "chunk_length_bytes", b"chunk_length_bytes", "length_bytes", b"length_bytes", "offset_bytes", b"offset_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_crc32c", b"block_crc32c", "block_size_bytes", b"block_size_bytes", "chunk_crc32c", b"chunk_crc32c", "chunk_length_bytes", b"chunk_length_bytes", "data", b"data", "length_bytes", b"length_bytes", "offset_bytes", b"offset_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -171,6 +171,7 @@ async def stream_bytes(
     position = selected.start
     end = selected.start + selected.length
     reader.seek(position)
+    reader.limit(end)
     try:
         while position < end:
             size = min(end - position, step_bytes - position % step_bytes)
