@@ -23,6 +23,7 @@ from store.s3.conditions import NotModified, check_read_conditions
 from store.s3.context import RequestContext
 from store.s3.object_headers import http_date, object_headers, quoted_etag
 from store.s3.ranges import ByteRange, parse_range
+from store.scheme import parse as parse_scheme
 from store.types import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ async def get_object(context: RequestContext) -> web.StreamResponse:
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = selected.length
         await response.prepare(context.request)
-        await stream_bytes(context, reader, response, selected, info.chunk_size_bytes)
+        await stream_bytes(context, reader, response, selected, stripe_data_bytes(info))
         await response.write_eof()
         return response
     finally:
@@ -155,19 +156,27 @@ def _with_checksums(
     return headers
 
 
+def stripe_data_bytes(info: ObjectInfo) -> int:
+    """Return the data bytes of one full stripe of the object; 0 for an inline object."""
+    if not info.chunk_size_bytes:
+        return 0
+    return parse_scheme(info.scheme).stripe_bytes(info.chunk_size_bytes)
+
+
 async def stream_bytes(
     context: RequestContext,
     reader: AsyncObjectReader,
     response: web.StreamResponse,
     selected: ByteRange,
-    chunk_size_bytes: int,
+    stripe_bytes: int,
 ) -> None:
-    """Write the selected bytes one chunk-aligned piece at a time.
+    """Write the selected bytes one stripe-aligned piece at a time.
 
-    The status line is sent already, so a failure can only cut the connection: the
+    A piece that is a whole stripe reaches the socket without another copy. The
+    status line is sent already, so a failure can only cut the connection: the
     client then sees fewer bytes than Content-Length and retries.
     """
-    step_bytes = chunk_size_bytes or INLINE_PIECE_BYTES
+    step_bytes = stripe_bytes or INLINE_PIECE_BYTES
     position = selected.start
     end = selected.start + selected.length
     reader.seek(position)
