@@ -37,6 +37,21 @@ T = TypeVar("T")
 _DATA_FIELD_TAG = bytes([7 << 3 | 2])
 
 
+def _reply_header(header: pb.ChunkFileHeader, start: int, end: int) -> data_pb2.ReadChunkHeader:
+    """Build the header of a read reply carrying the blocks [start, end) of a chunk."""
+    block = header.block_size_bytes
+    first_block = start // block
+    block_count = (end - start + block - 1) // block
+    return data_pb2.ReadChunkHeader(
+        offset_bytes=start,
+        length_bytes=end - start,
+        block_size_bytes=block,
+        block_crc32c=header.block_crc32c[first_block : first_block + block_count],
+        chunk_length_bytes=header.length_bytes,
+        chunk_crc32c=header.crc32c,
+    )
+
+
 def _varint(value: int) -> bytes:
     """Encode a non-negative integer as a protobuf varint."""
     out = bytearray()
@@ -126,18 +141,8 @@ class DataService(data_pb2_grpc.DataServiceServicer):
         chunk = await self._run(self.store.open_chunk, request.chunk_id)
         try:
             start, end = aligned_range(chunk.header, request.offset_bytes, request.length_bytes)
+            yield _reply_header(chunk.header, start, end).SerializeToString()
             block = chunk.header.block_size_bytes
-            first_block = start // block
-            block_count = (end - start + block - 1) // block
-            reply = data_pb2.ReadChunkHeader(
-                offset_bytes=start,
-                length_bytes=end - start,
-                block_size_bytes=block,
-                block_crc32c=chunk.header.block_crc32c[first_block : first_block + block_count],
-                chunk_length_bytes=chunk.header.length_bytes,
-                chunk_crc32c=chunk.header.crc32c,
-            )
-            yield reply.SerializeToString()
             message_bytes = max(MESSAGE_BYTES // block, 1) * block
             for batch_start in range(start, end, READ_BATCH_BYTES):
                 batch_end = min(batch_start + READ_BATCH_BYTES, end)
@@ -160,9 +165,8 @@ class DataService(data_pb2_grpc.DataServiceServicer):
     ) -> bytes:
         """ChunkStream/ReadBlocks: a ReadChunkHeader carrying the blocks in its data field.
 
-        Blocks in the page cache are read on the event loop, which costs less than
-        the hop to a worker thread; any page that is not cached sends the read to
-        a thread.
+        Blocks that are all in the page cache are read on the event loop, because
+        that costs less than the hop to a worker thread. Otherwise a thread reads them.
         """
         self._check_target(request.dataserver_id)
         arguments = (
@@ -176,19 +180,10 @@ class DataService(data_pb2_grpc.DataServiceServicer):
             result = await self._run(self.store.read_blocks, *arguments)
             assert result is not None
         header, start, data = result
-        block = header.block_size_bytes
-        first_block = start // block
-        reply = data_pb2.ReadChunkHeader(
-            offset_bytes=start,
-            length_bytes=len(data),
-            block_size_bytes=block,
-            block_crc32c=header.block_crc32c[first_block : first_block + -(-len(data) // block)],
-            chunk_length_bytes=header.length_bytes,
-            chunk_crc32c=header.crc32c,
-        )
+        reply = _reply_header(header, start, start + len(data)).SerializeToString()
         self.chunks_read += 1
-        # The data field appended by hand: protobuf would copy the blocks once more.
-        return b"".join((reply.SerializeToString(), _DATA_FIELD_TAG, _varint(len(data)), data))
+        # The data field is appended by hand, because protobuf would copy the blocks twice.
+        return b"".join((reply, _DATA_FIELD_TAG, _varint(len(data)), data))
 
     @unary_handler
     async def DeleteChunks(

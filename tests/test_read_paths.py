@@ -84,7 +84,7 @@ def test_read_blocks_cached_only(tmp_path: Path) -> None:
     assert cached is not None, "a read of pages just read did not come from the page cache"
     assert cached[1:] == (start, blocks), "the cached read returned other blocks"
 
-    # The last block is short; a read to the end (length 0) stops at the chunk's end.
+    # The last block is short, so a read to the end (length 0) stops at the chunk's end.
     _, start, tail = chunk_store.read_blocks(chunk_id, 5 * BLOCK + 1, 0, MAX_READ_BLOCKS_BYTES)
     assert (start, tail) == (5 * BLOCK, data[5 * BLOCK :]), "read of the short last block"
 
@@ -141,7 +141,7 @@ def test_ranges_both_paths(client: store.Client, bucket: str, offset: int, lengt
 
 
 def test_read_blocks_grpc(cluster: LocalCluster, client: store.Client) -> None:
-    """ReadBlocks returns a small range, and refuses a large one naming the method to use."""
+    """ReadBlocks returns a small range and rejects a large one, naming the method to use."""
     bucket = new_bucket_name("read-blocks")
     client.create_bucket(bucket, scheme="rep:1")
     data = make_data(CHUNK, seed=1503)
