@@ -1,6 +1,8 @@
 """The S3 gateway beside Ceph RGW, Swift's s3api and a null server, in one run.
 
-    .venv/bin/python bench/s3_peers.py [--repeat 2] [--servers store-w1,store-w2,ceph,swift,null]
+    .venv/bin/python bench/s3_peers.py [--repeat 2] [--servers LIST]
+
+LIST defaults to store-w1,store-w1-rep1,ceph,swift,null.
 
 Each server runs alone, so none shares the two CPUs with another: this script
 starts it, runs s3bench.py at concurrency 1 and then 8 against it, and stops it
@@ -8,12 +10,18 @@ before the next one starts. With --repeat N the whole round runs N times, so the
 servers take turns and see the same drifting background load.
 
 It prints the median of each phase at each concurrency with the ratios ours/Ceph,
-ours/Swift and ours/null. "Ours" is the first store-* server in --servers. Then
-it checks the targets at concurrency 8: every phase at least Ceph RGW's figure,
+ours/Swift and ours/null. "Ours" is the first store-* server in --servers; every
+store-* server also gets its ratio to Ceph. Then it checks the targets at
+concurrency 8 for every store-* server: every phase at least Ceph RGW's figure,
 and the 4 KiB PUT, GET and HEAD and the listings at least 3 times Swift's.
 
 Servers:
-  store-wN  a fresh `storectl cluster up --detach --s3-workers N` (4 dataservers)
+  store-wN  a fresh `storectl cluster up --detach --s3-workers N` (4 dataservers);
+            s3bench.py creates its bucket, which takes the cluster's default
+            scheme (ec:2+1 with 4 dataservers: any one dataserver may fail)
+  store-wN-repR  the same, with the bucket created beforehand as rep:R. With
+            rep:1 the store keeps one copy, as the Ceph and Swift peers do
+            (pools of size 1, one replica), so all three do the same work per byte
   null      bench/s3_null_server.py: the boto3 client's ceiling on this machine
   ceph      Ceph RGW 16.2, started and stopped with PEERS/ceph/start.sh and stop.sh
   swift     OpenStack Swift 2.30 s3api, with PEERS/swift/start.sh and stop.sh
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -81,10 +90,13 @@ class Endpoint:
     secret_key: str
     # The server's top-level processes; their children count toward its CPU time too.
     pids: tuple[int, ...]
+    # A bucket made beforehand for s3bench.py to use; None lets it create its own.
+    bucket: str | None = None
 
 
 class Server(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def start(self) -> Endpoint: ...
 
@@ -97,9 +109,10 @@ class Server(Protocol):
 class StoreServer:
     """A fresh local cluster with its S3 gateway, through `storectl cluster up`."""
 
-    def __init__(self, workers: int, work_dir: Path) -> None:
-        self.name = f"store-w{workers}"
+    def __init__(self, workers: int, replicas: int | None, work_dir: Path) -> None:
+        self.name = f"store-w{workers}" + (f"-rep{replicas}" if replicas else "")
         self.workers = workers
+        self.scheme = f"rep:{replicas}" if replicas else None
         self.directory = work_dir / f"cluster-{self.name}"
 
     def start(self) -> Endpoint:
@@ -111,7 +124,15 @@ class StoreServer:
         record = json.loads((self.directory / "cluster.json").read_text())
         pids = [server["pid"] for server in record["metaservers"] + record["dataservers"]]
         s3 = record["s3"]
-        return Endpoint(s3["endpoint"], s3["access_key"], s3["secret_key"], (s3["pid"], *pids))
+        bucket = None
+        if self.scheme is not None:
+            bucket = f"s3peers-{self.scheme.replace(':', '')}"
+            command = [storectl, "bucket", "create", bucket, "--scheme", self.scheme]
+            command += ["--dir", str(self.directory)]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=60)
+        return Endpoint(
+            s3["endpoint"], s3["access_key"], s3["secret_key"], (s3["pid"], *pids), bucket
+        )
 
     def stop(self) -> None:
         if not (self.directory / "cluster.json").exists():
@@ -172,8 +193,10 @@ class PeerServer:
 
 
 def make_server(name: str, work_dir: Path, peers_dir: Path) -> Server:
-    if name.startswith("store-w") and name[7:].isdigit():
-        return StoreServer(int(name[7:]), work_dir)
+    store = re.fullmatch(r"store-w(\d+)(?:-rep(\d+))?", name)
+    if store is not None:
+        replicas = int(store[2]) if store[2] else None
+        return StoreServer(int(store[1]), replicas, work_dir)
     if name == "null":
         return NullServer()
     if name == "ceph":
@@ -184,7 +207,7 @@ def make_server(name: str, work_dir: Path, peers_dir: Path) -> Server:
         run_dir = Path("/srv/swift-peer/run")
         url = "http://127.0.0.1:18080"
         return PeerServer("swift", peers_dir / "swift", url, "test:tester", "testing", run_dir)
-    raise SystemExit(f"unknown server {name!r}; use store-wN, null, ceph or swift")
+    raise SystemExit(f"unknown server {name!r}; use store-wN, store-wN-repR, null, ceph or swift")
 
 
 # CPU time of a process tree.
@@ -281,6 +304,8 @@ def run_s3bench(
         "--json", str(output),
         *s3bench_size_args(args.quick),
     ]  # fmt: skip
+    if endpoint.bucket is not None:
+        command += ["--bucket", endpoint.bucket]
     with output.with_suffix(".log").open("w") as log_file:
         completed = subprocess.run(
             command, stdout=log_file, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S
@@ -369,24 +394,33 @@ def phases_in_order(results: Results) -> list[str]:
 
 
 def summary_table(results: Results, servers: list[str], ours: str) -> str:
-    header = ["phase", "c", "unit", *servers, f"{ours}/ceph", f"{ours}/swift", f"{ours}/null"]
+    """One row per phase and concurrency: each server's median, then each store
+    server's ratio to Ceph, and ours to Swift and to the null server."""
+    stores = [name for name in servers if name.startswith("store-")]
+    ratios = [(name, "ceph") for name in stores] + [(ours, "swift"), (ours, "null")]
+    header = ["phase", "c", "unit", *servers, *(f"{name}/{peer}" for name, peer in ratios)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for phase in phases_in_order(results):
         for concurrency in CONCURRENCIES:
-            values = {name: results.median(name, concurrency, phase) for name in servers}
-            ours_value = values.get(ours)
             cells = [phase, str(concurrency), results.units.get(phase, "")]
-            cells += [format_value(values[name]) for name in servers]
-            for peer in ("ceph", "swift", "null"):
-                cells.append(format_ratio(ours_value, results.median(peer, concurrency, phase)))
+            cells += [format_value(results.median(name, concurrency, phase)) for name in servers]
+            for name, peer in ratios:
+                cells.append(
+                    format_ratio(
+                        results.median(name, concurrency, phase),
+                        results.median(peer, concurrency, phase),
+                    )
+                )
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def target_table(results: Results, ours: str, concurrency: int = 8) -> str:
-    lines = ["| phase | ours | target | met |", "| --- | --- | --- | --- |"]
+def target_table(results: Results, stores: list[str], concurrency: int = 8) -> str:
+    """Return the targets at concurrency 8 as a table: each store server's figure and
+    whether it meets the target."""
+    header = ["phase", "target", *(f"{name} | met" for name in stores)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * (2 + 2 * len(stores))]
     for phase in phases_in_order(results):
-        value = results.median(ours, concurrency, phase)
         ceph = results.median("ceph", concurrency, phase)
         swift = results.median("swift", concurrency, phase)
         goals = [("Ceph", ceph)]
@@ -395,8 +429,11 @@ def target_table(results: Results, ours: str, concurrency: int = 8) -> str:
         for label, goal in goals:
             if goal is None:
                 continue
-            met = "yes" if value is not None and value >= goal else "no"
-            cells = [phase, format_value(value), f">= {format_value(goal)} ({label})", met]
+            cells = [phase, f">= {format_value(goal)} ({label})"]
+            for name in stores:
+                value = results.median(name, concurrency, phase)
+                met = value is not None and value >= goal
+                cells += [format_value(value), "yes" if met else "no"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -426,8 +463,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--servers",
-        default="store-w1,store-w2,ceph,swift,null",
-        help="comma-separated servers, in the order they run (store-wN, null, ceph, swift)",
+        default="store-w1,store-w1-rep1,ceph,swift,null",
+        help="comma-separated servers, in the order they run (store-wN, store-wN-repR, null, "
+        "ceph, swift)",
     )
     parser.add_argument("--repeat", type=int, default=2, help="rounds over all servers")
     parser.add_argument(
@@ -460,7 +498,7 @@ def main() -> None:
 
     tables = {
         "results": summary_table(results, names, ours),
-        "targets": target_table(results, ours),
+        "targets": target_table(results, [name for name in names if name.startswith("store-")]),
         "cpu": cpu_table(results),
     }
     for title, table in tables.items():
