@@ -19,6 +19,9 @@ class StoreError(Exception):
 
     code = "Internal"
     grpc_status = grpc.StatusCode.INTERNAL
+    # The message as the server raised it, without the caller's prefix that names the
+    # server and its address; None for errors raised in this process.
+    server_message: str | None = None
 
 
 class NotFound(StoreError):

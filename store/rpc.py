@@ -60,6 +60,7 @@ def error_from_rpc(exc: grpc.RpcError, where: str) -> StoreError:
     if status == grpc.StatusCode.UNAVAILABLE and code is None:
         details = f"cannot reach the server ({details})"
     error = error_for_status(status, code, f"{where}: {details}")
+    error.server_message = details
     if isinstance(error, StaleEpoch):
         error.server_epoch = epoch
     return error

@@ -89,6 +89,36 @@ def test_complete_rejects_bad_lists(
     assert small_ok.size_bytes == 200, "the upload did not complete after the failed attempt"
 
 
+def test_complete_retry_returns_object(client: store.Client, bucket: str) -> None:
+    """A repeated complete returns the object it made, unless the list or object changed."""
+    upload_id = client.create_multipart_upload(bucket, "retried")
+    one = client.upload_part(bucket, "retried", upload_id, 1, b"a" * 100)
+    two = client.upload_part(bucket, "retried", upload_id, 2, b"b" * 100)
+    parts = [(1, one.etag), (2, two.etag)]
+    first = client.complete_multipart_upload(
+        bucket, "retried", upload_id, parts, min_part_size_bytes=0
+    )
+
+    again = client.complete_multipart_upload(
+        bucket, "retried", upload_id, parts, min_part_size_bytes=0
+    )
+    assert again.etag == first.etag, "the retry returned another ETag"
+    assert again.version_id == first.version_id == upload_id, "the retry made a new version"
+    assert again.modified == first.modified, "the retry wrote the object again"
+    assert client.get(bucket, "retried") == b"a" * 100 + b"b" * 100
+
+    with pytest.raises(store.NoSuchUpload):
+        client.complete_multipart_upload(bucket, "retried", upload_id, parts[:1])
+    with pytest.raises(store.NoSuchUpload):
+        client.complete_multipart_upload(
+            bucket, "retried", upload_id, [(1, one.etag), (2, "0" * 32)]
+        )
+    client.put(bucket, "retried", b"replaced")
+    with pytest.raises(store.NoSuchUpload):
+        client.complete_multipart_upload(bucket, "retried", upload_id, parts)
+    assert client.get(bucket, "retried") == b"replaced", "a stale retry changed the object"
+
+
 def test_abort_then_calls_fail(client: store.Client, bucket: str) -> None:
     upload_id = client.create_multipart_upload(bucket, "aborted")
     client.upload_part(bucket, "aborted", upload_id, 1, b"data")

@@ -94,27 +94,33 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "query", "with_key"),
+    ("method", "query", "with_key", "operation"),
     [
-        ("PUT", "versioning", False),
-        ("GET", "policy", False),
-        ("PUT", "policy", False),
-        ("DELETE", "policy", False),
-        ("GET", "lifecycle", False),
-        ("PUT", "lifecycle", False),
-        ("PUT", "acl", False),
-        ("PUT", "acl", True),
-        ("GET", "tagging", True),
-        ("PUT", "tagging", True),
-        ("GET", "versions", False),
-        ("GET", "cors", False),
-        ("POST", "select&select-type=2", True),
-        ("POST", "restore", True),
-        ("GET", "attributes", True),
+        ("PUT", "versioning", False, "PutBucketVersioning"),
+        ("GET", "policy", False, "GetBucketPolicy"),
+        ("PUT", "policy", False, "PutBucketPolicy"),
+        ("DELETE", "policy", False, "DeleteBucketPolicy"),
+        ("GET", "lifecycle", False, "GetBucketLifecycleConfiguration"),
+        ("PUT", "lifecycle", False, "PutBucketLifecycleConfiguration"),
+        ("PUT", "acl", False, "PutBucketAcl"),
+        ("PUT", "acl", True, "PutObjectAcl"),
+        ("GET", "tagging", True, "GetObjectTagging"),
+        ("PUT", "tagging", True, "PutObjectTagging"),
+        ("GET", "versions", False, "ListObjectVersions"),
+        ("GET", "cors", False, "GetBucketCors"),
+        ("POST", "select&select-type=2", True, "SelectObjectContent"),
+        ("POST", "restore", True, "RestoreObject"),
+        ("GET", "attributes", True, "GetObjectAttributes"),
     ],
 )
 def test_unsupported_subresources(
-    gateway: GatewayInfo, s3: Any, s3_bucket: str, method: str, query: str, with_key: bool
+    gateway: GatewayInfo,
+    s3: Any,
+    s3_bucket: str,
+    method: str,
+    query: str,
+    with_key: bool,
+    operation: str,
 ) -> None:
     s3.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
     url = object_url(gateway, s3_bucket, "k" if with_key else "", query)
@@ -122,6 +128,7 @@ def test_unsupported_subresources(
     reply = send(gateway, sign(gateway, method, url, body=b"<x/>" if method != "GET" else b""))
 
     assert_error(reply, 501, "NotImplemented")
+    assert operation.encode() in reply.body, reply.body
     assert keys_of(s3, s3_bucket) == ["k"]
 
 
@@ -222,5 +229,6 @@ def test_unavailable_metaserver(cluster_factory: Any) -> None:
 
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     assert error.value.response["Error"]["Code"] in ("ServiceUnavailable", "SlowDown")
+    assert "127.0.0.1" not in error.value.response["Error"]["Message"], "internal address sent"
     assert time.monotonic() - started_s < 20
     assert error_code(b"") is None

@@ -135,6 +135,29 @@ def test_invalid_part_and_order(s3: Any, s3_bucket: str) -> None:
     assert s3.head_object(Bucket=s3_bucket, Key="k")["ContentLength"] == PART_BYTES + 3
 
 
+def test_complete_retry_succeeds(s3: Any, s3_bucket: str) -> None:
+    """A client that retries a complete after a lost response gets the same object back."""
+    upload_id, done = upload_parts(s3, s3_bucket, "k", [make_data(PART_BYTES, 16), b"end"])
+    arguments = {
+        "Bucket": s3_bucket,
+        "Key": "k",
+        "UploadId": upload_id,
+        "MultipartUpload": {"Parts": done},
+    }
+    first = s3.complete_multipart_upload(**arguments)
+    again = s3.complete_multipart_upload(**arguments)
+    assert again["ETag"] == first["ETag"]
+    assert s3.head_object(Bucket=s3_bucket, Key="k")["ContentLength"] == PART_BYTES + 3
+
+    arguments["MultipartUpload"] = {"Parts": done[:1]}
+    with pytest.raises(ClientError) as error:
+        s3.complete_multipart_upload(**arguments)
+    assert error_code(error) == "NoSuchUpload"
+    message = error.value.response["Error"]["Message"]
+    assert upload_id in message, message
+    assert "127.0.0.1" not in message, "the message names a metaserver's address"
+
+
 def test_abort_then_no_such_upload(s3: Any, s3_bucket: str) -> None:
     upload_id, _done = upload_parts(s3, s3_bucket, "k", [b"x"])
 

@@ -108,12 +108,26 @@ _STORE_ERROR_CODES: list[tuple[type[StoreError], str]] = [
 ]
 
 
+# Messages for errors whose details name internal servers and addresses: the gateway
+# logs those details and sends S3's usual text instead.
+_SERVER_SIDE_MESSAGES = {
+    "SlowDown": "Please reduce your request rate, then retry.",
+    "ServiceUnavailable": "The service cannot handle the request right now; retry later.",
+    "InternalError": "We encountered an internal error; please try again.",
+}
+
+
 def from_store_error(error: StoreError) -> S3Error:
-    """Map an SDK error to the S3 error with the same meaning."""
+    """Map an SDK error to the S3 error with the same meaning.
+
+    The message is the one the metaserver or dataserver raised, without the SDK's
+    prefix that names the server's address.
+    """
     for cls, code in _STORE_ERROR_CODES:
         if isinstance(error, cls):
-            return S3Error(code, str(error))
-    return S3Error("InternalError", "We encountered an internal error; please try again.")
+            message = _SERVER_SIDE_MESSAGES.get(code) or error.server_message or str(error)
+            return S3Error(code, message)
+    return S3Error("InternalError", _SERVER_SIDE_MESSAGES["InternalError"])
 
 
 def from_auth_error(error: S3AuthError) -> S3Error:

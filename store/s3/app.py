@@ -103,7 +103,7 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         _log_auth_failure(request_id, error)
         response = _error(request, from_auth_error(error), location, request_id)
     except StoreError as error:
-        response = _error(request, from_store_error(error), location, request_id)
+        response = _error(request, from_store_error(error), location, request_id, str(error))
     except RequestPayloadError as error:
         body_error = S3Error(
             "IncompleteBody", f"The request body could not be read: {error}; send it again"
@@ -135,8 +135,13 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
 
 
 def _error(
-    request: web.BaseRequest, error: S3Error, location: Location, request_id: str
+    request: web.BaseRequest,
+    error: S3Error,
+    location: Location,
+    request_id: str,
+    detail: str | None = None,
 ) -> web.StreamResponse:
+    """Log the error with `detail`, the full text the client does not see, and build the reply."""
     level = logging.WARNING if error.http_status >= 500 else logging.INFO
     log.log(
         level,
@@ -146,7 +151,7 @@ def _error(
         location.resource,
         error.http_status,
         error.code,
-        error.message,
+        detail or error.message,
     )
     return error_response(
         error,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -27,6 +28,8 @@ from store.s3.xmlcodec import (
     new_document,
     parse_document,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_DELETE_KEYS = 1000
 # Deletes of one DeleteObjects request in flight at once.
@@ -165,6 +168,7 @@ async def _delete_one(
     except S3Error as error:
         return error
     except StoreError as error:
+        log.warning("DeleteObjects of %s/%r failed: %s", context.bucket, key, error)
         return from_store_error(error)
     return None
 

@@ -76,6 +76,44 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
 }
 
 
+# Subresources of the S3 API that this gateway does not implement, by the suffix of
+# their operations' names (PutBucketAcl, GetObjectTagging, ...).
+_SUBRESOURCE_OPERATIONS = {
+    "acl": "Acl",
+    "tagging": "Tagging",
+    "policy": "Policy",
+    "policyStatus": "PolicyStatus",
+    "lifecycle": "LifecycleConfiguration",
+    "cors": "Cors",
+    "website": "Website",
+    "versioning": "Versioning",
+    "encryption": "Encryption",
+    "logging": "Logging",
+    "notification": "NotificationConfiguration",
+    "replication": "Replication",
+    "object-lock": "ObjectLockConfiguration",
+    "retention": "Retention",
+    "legal-hold": "LegalHold",
+    "ownershipControls": "OwnershipControls",
+    "publicAccessBlock": "PublicAccessBlock",
+    "accelerate": "AccelerateConfiguration",
+    "requestPayment": "RequestPayment",
+    "intelligent-tiering": "IntelligentTieringConfiguration",
+    "analytics": "AnalyticsConfiguration",
+    "inventory": "InventoryConfiguration",
+    "metrics": "MetricsConfiguration",
+    "attributes": "Attributes",
+    "torrent": "Torrent",
+}
+# Operations whose names do not follow the Verb + Bucket/Object + subresource pattern.
+_SPECIAL_OPERATIONS = {
+    ("GET", "bucket", "versions"): "ListObjectVersions",
+    ("POST", "object", "restore"): "RestoreObject",
+    ("POST", "object", "select"): "SelectObjectContent",
+}
+_VERBS = {"GET": "Get", "HEAD": "Get", "PUT": "Put", "DELETE": "Delete"}
+
+
 def choose_operation(
     method: str, location: Location, query: Mapping[str, str], headers: Mapping[str, str]
 ) -> str:
@@ -83,12 +121,27 @@ def choose_operation(
     names = set(query)
     if location.bucket is None:
         operation = _service_operation(method)
-    elif location.key is None:
-        operation = _bucket_operation(method, names)
     else:
-        operation = _object_operation(method, names, headers)
+        target = "bucket" if location.key is None else "object"
+        _check_subresources(method, target, names)
+        if location.key is None:
+            operation = _bucket_operation(method, names)
+        else:
+            operation = _object_operation(method, names, headers)
     _check_parameters(operation, names)
     return operation
+
+
+def _check_subresources(method: str, target: str, names: Collection[str]) -> None:
+    """Raise NotImplemented, naming the S3 operation, for a subresource this gateway lacks."""
+    for name in sorted(names):
+        operation = _SPECIAL_OPERATIONS.get((method, target, name))
+        suffix = _SUBRESOURCE_OPERATIONS.get(name)
+        if operation is None and suffix is not None and method in _VERBS:
+            operation = f"{_VERBS[method]}{target.capitalize()}{suffix}"
+        if operation is None or operation in ALLOWED_PARAMETERS:
+            continue
+        raise not_implemented(f"{operation} (the ?{name} subresource)")
 
 
 def _service_operation(method: str) -> str:
