@@ -346,26 +346,52 @@ class Repairer:
             ),
         )
         deadline = Deadline(self.settings.chunk_timeout_s * 2, f"repair of {target.name()}")
-        for replacement, (_, _, data) in zip(replacements, contents, strict=True):
-            await self._spend(len(data))
-            header = pb.ChunkFileHeader(
-                chunk_id=replacement.new.chunk_id,
-                upload_id=split_chunk_id(replacement.new.chunk_id)[0],
-                bucket=item.bucket,
-                key=item.key,
-                stripe_index=replacement.stripe_index,
-                length_bytes=len(data),
-                crc32c=replacement.new.crc32c,
-            )
-            await write_chunk(
-                self._connection,
-                view,
-                replacement.new.target,
-                header,
-                chunk_messages(data),
-                deadline.remaining_s(self.settings.chunk_timeout_s),
-            )
+        written = 0
+        try:
+            for replacement, (_, _, data) in zip(replacements, contents, strict=True):
+                await self._spend(len(data))
+                header = pb.ChunkFileHeader(
+                    chunk_id=replacement.new.chunk_id,
+                    upload_id=split_chunk_id(replacement.new.chunk_id)[0],
+                    bucket=item.bucket,
+                    key=item.key,
+                    stripe_index=replacement.stripe_index,
+                    length_bytes=len(data),
+                    crc32c=replacement.new.crc32c,
+                )
+                await write_chunk(
+                    self._connection,
+                    view,
+                    replacement.new.target,
+                    header,
+                    chunk_messages(data),
+                    deadline.remaining_s(self.settings.chunk_timeout_s),
+                )
+                written += 1
+        except StoreError:
+            if written:
+                await self._discard(item, replacements[:written], target.name())
+            raise
         return replacements, intent
+
+    async def _discard(
+        self, item: RepairItem, replacements: Sequence[Replacement], name: str
+    ) -> None:
+        """Queue the chunks a failed repair wrote for deletion now.
+
+        This attempt never commits them, and their writes returned, so no write of
+        theirs is still running. The repair's own entry stays as it was, for the
+        chunk whose write failed and may still land.
+        """
+        await item.shard.submit(
+            "repair_discard",
+            queue_intent(
+                item.shard,
+                [r.new for r in replacements],
+                time.time_ns(),
+                f"chunks written by a failed repair of {name}",
+            ),
+        )
 
     def _place(
         self,
