@@ -323,7 +323,7 @@ def _fsync_ms_median(directory: Path, count: int = 20) -> float:
 
 def _package_versions() -> dict[str, str]:
     versions = {}
-    for name in ("grpcio", "protobuf", "rocksdict", "crc32c", "store", "py-spy"):
+    for name in ("grpcio", "protobuf", "rocksdict", "awscrt", "aiohttp", "store", "py-spy"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

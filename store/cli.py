@@ -249,7 +249,11 @@ def add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     add = actions.add_parser("add", help="create a user and print its new key pair once")
     add.add_argument("name", metavar="NAME")
     listing = actions.add_parser("ls", help="list users and their access keys")
-    remove = actions.add_parser("rm", help="remove a user and its keys")
+    remove = actions.add_parser(
+        "rm",
+        help="remove a user and its keys; gateways reject the keys once their cache of "
+        "them expires (store-s3 --credential-ttl-s, 5 s by default)",
+    )
     remove.add_argument("name", metavar="NAME")
     for parser, handler in (
         (add, cli_users.user_add),

@@ -8,6 +8,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -163,7 +164,9 @@ def _start(cluster: LocalCluster, detach: bool, timeout_s: float) -> None:
         cluster.start(detach=detach, timeout_s=timeout_s)
     except StoreError as error:
         summary = str(error).splitlines()[0].rstrip(":")
-        last_error = _last_log_error(log_directory, log_sizes)
+        named = re.search(r"see (\S+\.log)", summary)
+        failed_log = Path(named[1].rstrip(";,")) if named else None
+        last_error = _last_log_error(log_directory, log_sizes, failed_log)
         if last_error:
             summary = f"{summary}; the log says: {last_error}"
         raise Unavailable(summary) from error
@@ -176,24 +179,37 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _last_log_error(log_directory: Path, log_sizes: dict[Path, int]) -> str:
-    """Return the last ERROR line (else the last line) written to the logs after `log_sizes`."""
-    last_line = ""
-    for path in sorted(log_directory.glob("*.log")):
-        offset = log_sizes.get(path, 0)
-        try:
-            with path.open("rb") as file:
-                file.seek(offset)
-                new_text = file.read().decode(errors="replace")
-        except OSError:
-            continue
-        lines = [line for line in new_text.splitlines() if line.strip()]
+def _last_log_error(
+    log_directory: Path, log_sizes: dict[Path, int], failed_log: Path | None = None
+) -> str:
+    """Return the last ERROR line written to the logs after `log_sizes`.
+
+    The log of the process that failed, when the error names it, comes first, and
+    its last line counts even without the ERROR level, because a server that
+    rejects its arguments exits with argparse's message alone.
+    """
+    paths = sorted(log_directory.glob("*.log"))
+    if failed_log is not None:
+        paths = [failed_log, *(path for path in paths if path != failed_log)]
+    for path in paths:
+        lines = _new_lines(path, log_sizes.get(path, 0))
         errors = [line for line in lines if " ERROR " in line]
         if errors:
             return errors[-1].split(" ERROR ", 1)[1]
-        if lines and not last_line:
-            last_line = lines[-1]
-    return last_line
+        if path == failed_log and lines:
+            return lines[-1]
+    return ""
+
+
+def _new_lines(path: Path, offset_bytes: int) -> list[str]:
+    """Return the non-empty lines written to `path` after `offset_bytes`."""
+    try:
+        with path.open("rb") as file:
+            file.seek(offset_bytes)
+            text = file.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _print_started(cluster: LocalCluster, directory: Path, created: bool) -> None:

@@ -75,10 +75,13 @@ def stripe_targets(
 ) -> list[str]:
     """Return the distinct dataservers for the `width` chunks of one stripe, in position order."""
     if width > len(ranking):
+        advice = "start more dataservers"
+        if width > 1:
+            advice += " or create the bucket with a narrower scheme"
+        noun = "dataserver" if width == 1 else "dataservers"
         raise Unavailable(
-            f"placement needs {width} dataservers with free space but only "
-            f"{len(ranking)} are up ({', '.join(ranking) or 'none'}); start more dataservers "
-            "or create the bucket with a narrower scheme"
+            f"placement needs {width} {noun} with free space but only "
+            f"{len(ranking)} are up ({', '.join(ranking) or 'none'}); {advice}"
         )
     start = stripe_index * width
     order = [ranking[(start + step) % len(ranking)] for step in range(len(ranking))]

@@ -195,22 +195,17 @@ def test_second_up_rejected(cluster: Path) -> None:
     assert b"already running" in result.stderr
 
 
+def small_cluster_up(
+    cluster_dir: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `storectl cluster up --detach` with one dataserver in `cluster_dir`."""
+    command = ["cluster", "up", "--dir", str(cluster_dir), "--detach", "--dataservers", "1"]
+    return storectl(*command, *args, cwd=cluster_dir.parent, check=check)
+
+
 def test_down_stops_every_pid(tmp_path: Path) -> None:
     cluster_dir = tmp_path / "short-lived"
-    storectl(
-        "cluster",
-        "up",
-        "--dir",
-        str(cluster_dir),
-        "--detach",
-        "--dataservers",
-        "1",
-        "--shards",
-        "2",
-        "--log-level",
-        "warning",
-        cwd=tmp_path,
-    )
+    small_cluster_up(cluster_dir, "--shards", "2", "--log-level", "warning")
     pids = recorded_pids(cluster_dir)
     try:
         assert all(pid_alive(pid) for pid in pids)
@@ -227,6 +222,15 @@ def test_down_without_cluster(tmp_path: Path) -> None:
     result = storectl("cluster", "down", "--dir", str(tmp_path / "none"), cwd=tmp_path, check=False)
     assert result.returncode == 1
     assert b"no cluster at" in result.stderr
+
+
+def test_failed_start_quotes_its_log(tmp_path: Path) -> None:
+    """A server that fails to start is named with the last line of its own log."""
+    result = small_cluster_up(tmp_path / "bad-gateway", "--s3", "notanaddress", check=False)
+    message = result.stderr.decode()
+    assert result.returncode == 1, message
+    assert "s3-0 exited" in message, message
+    assert "invalid address 'notanaddress'" in message, message
 
 
 def test_foreground_stops_on_sigterm(tmp_path: Path) -> None:
