@@ -40,7 +40,9 @@ class Buckets:
     def get(self, name: str) -> pb.BucketRecord:
         record = self.buckets.get(name)
         if record is None:
-            raise NoSuchBucket(f"bucket {name!r} does not exist; create it first")
+            raise NoSuchBucket(
+                f"bucket {name!r} does not exist; check its name, or create it first"
+            )
         return record
 
     def check_writable(self, name: str) -> None:

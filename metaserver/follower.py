@@ -155,7 +155,9 @@ class PrimaryLink:
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, f"primary metaserver {self.primary_address}")
             if isinstance(error, NoSuchBucket):
-                raise NoSuchBucket(f"bucket {name!r} does not exist; create it first") from None
+                raise NoSuchBucket(
+                    f"bucket {name!r} does not exist; check its name, or create it first"
+                ) from None
             raise error from None
         self.buckets.learn(record)
 

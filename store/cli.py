@@ -34,6 +34,7 @@ log = logging.getLogger("storectl")
 
 PROG = "storectl"
 STATUS_TIMEOUT_S = 10.0
+DIR_HELP = f"cluster directory (default: {DEFAULT_CLUSTER_DIR})"
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -85,8 +86,10 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     cluster = commands.add_parser("cluster", help="start, stop and inspect a local cluster")
     actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    up = actions.add_parser("up", help="start a metaserver and dataservers on 127.0.0.1")
-    up.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory")
+    up = actions.add_parser(
+        "up", help="start metaservers, dataservers and an S3 gateway on 127.0.0.1"
+    )
+    up.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help=DIR_HELP)
     up.add_argument(
         "--dataservers",
         type=non_negative_int,
@@ -131,7 +134,7 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     add_common(up, f"seconds to wait for every server (default: {START_TIMEOUT_S:.0f})", _up)
 
     down = actions.add_parser("down", help="stop the cluster recorded in DIR/cluster.json")
-    down.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory")
+    down.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help=DIR_HELP)
     add_common(
         down,
         f"seconds each server gets to exit after SIGTERM before SIGKILL "
@@ -142,7 +145,7 @@ def add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     env = actions.add_parser(
         "env", help='print exports for the aws CLI and storectl: eval "$(storectl cluster env)"'
     )
-    env.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory")
+    env.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help=DIR_HELP)
     # It reads only DIR/cluster.json, so it takes neither a timeout nor --verbose.
     env.set_defaults(handler=cli_cluster.cluster_env, parser=env, timeout_s=None, verbose=False)
 
@@ -162,7 +165,7 @@ def add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "store-dataserver --meta ADDRESS there instead)",
     )
     add.add_argument("--domain", help="failure domain label (default: the dataserver's name)")
-    add.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help="cluster directory")
+    add.add_argument("--dir", type=Path, default=DEFAULT_CLUSTER_DIR, help=DIR_HELP)
     add_common(add, timeout_help, cli_nodes.node_add)
     drain = actions.add_parser(
         "drain", help="move every chunk off a dataserver and give it no new ones"

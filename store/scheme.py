@@ -85,7 +85,7 @@ def parse(text: str) -> Scheme:
             raise InvalidArgument(f"scheme {text!r}: N must be 1..{MAX_REPLICAS}")
         return Scheme(replicas=copies)
     raise InvalidArgument(
-        f"unknown protection scheme {text!r}; use ec:K+M (such as ec:4+2), rep:N (such as "
+        f"invalid protection scheme {text!r}; use ec:K+M (such as ec:4+2), rep:N (such as "
         f"rep:3) or {AUTO}"
     )
 
