@@ -103,12 +103,23 @@ def run_phase(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size-bytes", type=int, default=1 << 20, help="object size")
-    parser.add_argument("--count", type=int, default=300, help="objects per phase")
-    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over both buckets")
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp"), help="cluster directory")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size-bytes", type=int, default=1 << 20, help="object size in bytes (default: 1 MiB)"
+    )
+    parser.add_argument("--count", type=int, default=300, help="objects per phase (default: 300)")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads (default: 8)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds over both buckets (default: 3)"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("/tmp"),
+        help="parent of the cluster directory (default: /tmp)",
+    )
     args = parser.parse_args()
     report = new_report("s3_cpu", vars(args) | {"work_dir": str(args.work_dir)}, args.work_dir)
 

@@ -10,10 +10,11 @@ before the next one starts. With --repeat N the whole round runs N times, so the
 servers take turns and see the same drifting background load.
 
 It prints the median of each phase at each concurrency with the ratios ours/Ceph,
-ours/Swift and ours/null. "Ours" is the first store-* server in --servers; every
-store-* server also gets its ratio to Ceph. Then it checks the targets at
-concurrency 8 for every store-* server: every phase at least Ceph RGW's figure,
-and the 4 KiB PUT, GET and HEAD and the listings at least 3 times Swift's.
+ours/Swift and ours/null. "Ours" is the first store-* server in --servers, and
+every store-* server also gets its ratio to Ceph. Then it checks the targets at
+concurrency 8 for every store-* server. Every phase must reach at least Ceph
+RGW's figure, and the 4 KiB PUT, GET and HEAD and the listings at least 3 times
+Swift's.
 
 Servers:
   store-wN  a fresh `storectl cluster up --detach --s3-workers N` (4 dataservers);

@@ -156,11 +156,13 @@ def complete_upload(
 
     def run(view: GroupView) -> pb.ObjectRecord:
         catalog.check_writable(bucket)
-        if view.get(keys.multipart_key(request.upload_id)) is None:
+        try:
+            upload = _load_upload(view, request.upload_id, bucket, key)
+        except NoSuchUpload:
             replayed = _completed_record(view, request)
-            if replayed is not None:
-                return replayed
-        upload = _load_upload(view, request.upload_id, bucket, key)
+            if replayed is None:
+                raise
+            return replayed
         uploaded = _parts(view, request.upload_id)
         listed = _listed_parts(request, uploaded, name)
         current = load_object(view, bucket, key)

@@ -8,7 +8,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shlex
 import signal
 import sys
@@ -17,7 +16,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from store.cluster import CLUSTER_FILE, S3_RECORD_KEY, LocalCluster, ManagedProcess, pid_alive
+from store.cluster import (
+    CLUSTER_FILE,
+    S3_RECORD_KEY,
+    LocalCluster,
+    ManagedProcess,
+    StartupFailed,
+    pid_alive,
+)
 from store.discovery import DEFAULT_CLUSTER_DIR, resolve_meta_address
 from store.errors import InvalidArgument, StoreError, Unavailable
 from store.s3.config import DEFAULT_REGION
@@ -164,8 +170,7 @@ def _start(cluster: LocalCluster, detach: bool, timeout_s: float) -> None:
         cluster.start(detach=detach, timeout_s=timeout_s)
     except StoreError as error:
         summary = str(error).splitlines()[0].rstrip(":")
-        named = re.search(r"see (\S+\.log)", summary)
-        failed_log = Path(named[1].rstrip(";,")) if named else None
+        failed_log = error.log_path if isinstance(error, StartupFailed) else None
         last_error = _last_log_error(log_directory, log_sizes, failed_log)
         if last_error:
             summary = f"{summary}; the log says: {last_error}"

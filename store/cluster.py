@@ -48,6 +48,14 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
+class StartupFailed(Unavailable):
+    """A server process exited before it listened; `log_path` is its log file."""
+
+    def __init__(self, message: str, log_path: Path) -> None:
+        super().__init__(message)
+        self.log_path = log_path
+
+
 @dataclass
 class ManagedProcess:
     """One server process the cluster started (or found in cluster.json)."""
@@ -82,9 +90,10 @@ class ManagedProcess:
         path = self.directory / SERVER_FILE
         while time.monotonic() < deadline_s:
             if self.popen is not None and self.popen.poll() is not None:
-                raise Unavailable(
+                raise StartupFailed(
                     f"{self.name} exited with code {self.popen.returncode} during startup; "
-                    f"see {self.log_path}:\n{tail(self.log_path)}"
+                    f"see {self.log_path}:\n{tail(self.log_path)}",
+                    self.log_path,
                 )
             if path.exists():
                 record = json.loads(path.read_text())

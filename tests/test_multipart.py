@@ -92,9 +92,9 @@ def test_complete_rejects_bad_lists(
 def test_complete_retry_returns_object(client: store.Client, bucket: str) -> None:
     """A repeated complete returns the object it made, unless the list or object changed."""
     upload_id = client.create_multipart_upload(bucket, "retried")
-    one = client.upload_part(bucket, "retried", upload_id, 1, b"a" * 100)
-    two = client.upload_part(bucket, "retried", upload_id, 2, b"b" * 100)
-    parts = [(1, one.etag), (2, two.etag)]
+    first_part = client.upload_part(bucket, "retried", upload_id, 1, b"a" * 100)
+    second_part = client.upload_part(bucket, "retried", upload_id, 2, b"b" * 100)
+    parts = [(1, first_part.etag), (2, second_part.etag)]
     first = client.complete_multipart_upload(
         bucket, "retried", upload_id, parts, min_part_size_bytes=0
     )
@@ -111,7 +111,7 @@ def test_complete_retry_returns_object(client: store.Client, bucket: str) -> Non
         client.complete_multipart_upload(bucket, "retried", upload_id, parts[:1])
     with pytest.raises(store.NoSuchUpload):
         client.complete_multipart_upload(
-            bucket, "retried", upload_id, [(1, one.etag), (2, "0" * 32)]
+            bucket, "retried", upload_id, [(1, first_part.etag), (2, "0" * 32)]
         )
     client.put(bucket, "retried", b"replaced")
     with pytest.raises(store.NoSuchUpload):

@@ -108,7 +108,7 @@ _STORE_ERROR_CODES: list[tuple[type[StoreError], str]] = [
 ]
 
 
-# Messages for errors whose details name internal servers and addresses: the gateway
+# Messages for errors whose details name internal servers and addresses. The gateway
 # logs those details and sends S3's usual text instead.
 _SERVER_SIDE_MESSAGES = {
     "SlowDown": "Please reduce your request rate, then retry.",

@@ -121,19 +121,27 @@ def choose_operation(
     names = set(query)
     if location.bucket is None:
         operation = _service_operation(method)
-    else:
-        target = "bucket" if location.key is None else "object"
-        _check_subresources(method, target, names)
+        _check_parameters(operation, names)
+        return operation
+    target = "bucket" if location.key is None else "object"
+    try:
         if location.key is None:
             operation = _bucket_operation(method, names)
         else:
             operation = _object_operation(method, names, headers)
-    _check_parameters(operation, names)
+        _check_parameters(operation, names)
+    except S3Error as error:
+        if error.code == "NotImplemented":
+            _check_subresources(method, target, names)
+        raise
     return operation
 
 
 def _check_subresources(method: str, target: str, names: Collection[str]) -> None:
-    """Raise NotImplemented, naming the S3 operation, for a subresource this gateway lacks."""
+    """Raise NotImplemented, naming the S3 operation, for a subresource this gateway lacks.
+
+    Called only for a rejected request, to replace the generic message.
+    """
     for name in sorted(names):
         operation = _SPECIAL_OPERATIONS.get((method, target, name))
         suffix = _SUBRESOURCE_OPERATIONS.get(name)
