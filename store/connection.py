@@ -42,6 +42,15 @@ CONNECT_TIMEOUT_S = 2.0
 MAP_REFRESH_MIN_INTERVAL_S = 0.05
 
 
+def never_sent(error: StoreError) -> bool:
+    """Return whether a call failed before its request left, for want of a connection.
+
+    Such a call is safe to repeat even when it changes state. gRPC reports it as
+    UNAVAILABLE with this text when no connection could be made.
+    """
+    return "failed to connect to all addresses" in (error.server_message or "")
+
+
 class Deadline:
     """The time left for one SDK call; every RPC inside it gets the remainder."""
 
@@ -146,13 +155,15 @@ class Connection:
                 await self.refresh_map(deadline, getattr(error, "server_epoch", 0) or 0)
                 continue
             retry = isinstance(error, Unavailable) and not isinstance(error, Timeout)
-            if retry and idempotent and not last:
+            if retry and (idempotent or never_sent(error)) and not last:
                 log.info(
                     "retrying metadata call in %.2fs (attempt %d): %s", backoff_s, attempt, error
                 )
                 await asyncio.sleep(min(backoff_s, deadline.remaining_s() or backoff_s))
                 backoff_s = min(backoff_s * 2, RETRY_BACKOFF_S_MAX)
                 await self._try_refresh(deadline)
+                # A restarted metaserver is found at once instead of after the reconnect backoff.
+                self._renew_if_broken(address)
                 continue
             raise error
         raise AssertionError("unreachable")
@@ -194,21 +205,25 @@ class Connection:
         return False
 
     async def _connects(self, address: str, deadline: Deadline) -> bool:
-        """Return whether a connection to `address` is ready within CONNECT_TIMEOUT_S.
-
-        A channel that failed waits out a reconnect backoff of up to two seconds before
-        it tries again, so a channel that is not ready is replaced by a new one, which
-        connects at once.
-        """
+        """Return whether a connection to `address` is ready within CONNECT_TIMEOUT_S."""
+        self._renew_if_broken(address)
         channel = self.channels.channel(address)
-        if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
-            self.channels.reset(address, min_age_s=CONNECT_TIMEOUT_S / 4)
-            channel = self.channels.channel(address)
         try:
             await asyncio.wait_for(channel.channel_ready(), deadline.remaining_s(CONNECT_TIMEOUT_S))
         except TimeoutError:
             return False
         return True
+
+    def _renew_if_broken(self, address: str) -> None:
+        """Replace the channel to `address` when it is not connected.
+
+        A channel that failed waits out a reconnect backoff of up to two seconds
+        before it tries again, and it fails calls at once meanwhile. A new channel
+        connects at the next call.
+        """
+        channel = self.channels.channel(address)
+        if channel.get_state(try_to_connect=True) != grpc.ChannelConnectivity.READY:
+            self.channels.reset(address, min_age_s=CONNECT_TIMEOUT_S / 4)
 
     async def _try_refresh(self, deadline: Deadline) -> None:
         try:
