@@ -106,7 +106,7 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
         ("PUT", "acl", True, "PutObjectAcl"),
         ("GET", "tagging", True, "GetObjectTagging"),
         ("PUT", "tagging", True, "PutObjectTagging"),
-        ("GET", "versions", False, "ListObjectVersions"),
+        ("GET", "website", False, "GetBucketWebsite"),
         ("GET", "cors", False, "GetBucketCors"),
         ("POST", "select&select-type=2", True, "SelectObjectContent"),
         ("POST", "restore", True, "RestoreObject"),

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from .s3gw_support import REGION, GatewayInfo
 
 KEYS = sorted(
     [
@@ -144,3 +148,77 @@ def test_list_missing_bucket(s3: Any) -> None:
     with pytest.raises(ClientError) as error:
         s3.list_objects_v2(Bucket="no-such-bucket-here")
     assert error.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+@pytest.mark.parametrize("page_size", [3, 1000])
+@pytest.mark.parametrize(("prefix", "delimiter"), [("", ""), ("b/", "/"), ("", "/")])
+def test_list_versions_paginator(
+    s3: Any, listed_bucket: str, page_size: int, prefix: str, delimiter: str
+) -> None:
+    """An unversioned bucket lists each object once, as its latest version "null"."""
+    pages = list(
+        s3.get_paginator("list_object_versions").paginate(
+            Bucket=listed_bucket,
+            Prefix=prefix,
+            Delimiter=delimiter,
+            PaginationConfig={"PageSize": page_size},
+        )
+    )
+
+    versions = [item for page in pages for item in page.get("Versions", [])]
+    prefixes = [item["Prefix"] for page in pages for item in page.get("CommonPrefixes", [])]
+    expected_keys, expected_prefixes = model(prefix, delimiter)
+    assert [item["Key"] for item in versions] == expected_keys
+    assert prefixes == expected_prefixes
+    assert {item["VersionId"] for item in versions} == {"null"}
+    assert all(item["IsLatest"] for item in versions)
+    assert all(item["Owner"]["ID"] == "root" for item in versions)
+    assert all("DeleteMarkers" not in page for page in pages)
+    assert not pages[-1]["IsTruncated"]
+
+
+def test_list_versions_markers(s3: Any, listed_bucket: str) -> None:
+    first = s3.list_object_versions(Bucket=listed_bucket, MaxKeys=2)
+    assert first["IsTruncated"]
+    assert first["NextKeyMarker"] == KEYS[1]
+    assert first["NextVersionIdMarker"] == "null"
+
+    rest = s3.list_object_versions(
+        Bucket=listed_bucket, MaxKeys=2, KeyMarker=KEYS[1], VersionIdMarker="null"
+    )
+    assert [item["Key"] for item in rest["Versions"]] == KEYS[2:4]
+    assert rest["KeyMarker"] == KEYS[1]
+    assert rest["VersionIdMarker"] == "null"
+
+
+def test_list_versions_bad_markers(s3: Any, listed_bucket: str) -> None:
+    with pytest.raises(ClientError) as error:
+        s3.list_object_versions(Bucket=listed_bucket, VersionIdMarker="null")
+    assert error.value.response["Error"]["Code"] == "InvalidArgument"
+    with pytest.raises(ClientError) as error:
+        s3.list_object_versions(Bucket=listed_bucket, KeyMarker="c", VersionIdMarker="v2")
+    assert error.value.response["Error"]["Code"] == "InvalidArgument"
+    assert "v2" in error.value.response["Error"]["Message"]
+
+
+def test_object_versions_delete_empties_bucket(
+    gateway: GatewayInfo, s3: Any, listed_bucket: str
+) -> None:
+    """boto3's usual way to empty a bucket: list the versions, delete them by version id."""
+    resource = boto3.resource(
+        "s3",
+        endpoint_url=gateway.endpoint,
+        aws_access_key_id=gateway.access_key,
+        aws_secret_access_key=gateway.secret_key,
+        region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    bucket = resource.Bucket(listed_bucket)
+
+    replies = bucket.object_versions.delete()
+
+    deleted = [item for reply in replies for item in reply.get("Deleted", [])]
+    assert sorted(item["Key"] for item in deleted) == sorted(KEYS)
+    assert {item["VersionId"] for item in deleted} == {"null"}
+    assert s3.list_objects_v2(Bucket=listed_bucket)["KeyCount"] == 0
+    s3.delete_bucket(Bucket=listed_bucket)

@@ -48,6 +48,7 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketVersioning": bucket_handlers.get_bucket_versioning,
     "ListObjects": listing_handlers.list_objects,
     "ListObjectsV2": listing_handlers.list_objects_v2,
+    "ListObjectVersions": listing_handlers.list_object_versions,
     "DeleteObjects": object_handlers.delete_objects,
     "PutObject": object_handlers.put_object,
     "CopyObject": copy_handlers.copy_object,

@@ -142,13 +142,18 @@ async def delete_objects(context: RequestContext) -> web.StreamResponse:
     )
 
     result = new_document("DeleteResult")
-    for key, error in zip(keys, outcomes, strict=True):
+    for key, version, error in zip(keys, versions, outcomes, strict=True):
         if error is None:
             if not quiet:
-                add(add(result, "Deleted"), "Key", key)
+                deleted = add(result, "Deleted")
+                add(deleted, "Key", key)
+                if version is not None:
+                    add(deleted, "VersionId", version)
             continue
         entry = add(result, "Error")
         add(entry, "Key", key)
+        if version is not None:
+            add(entry, "VersionId", version)
         add(entry, "Code", error.code)
         add(entry, "Message", error.message)
     return xml_response(result)

@@ -51,6 +51,17 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
             "fetch-owner",
         }
     ),
+    "ListObjectVersions": frozenset(
+        {
+            "versions",
+            "prefix",
+            "delimiter",
+            "key-marker",
+            "version-id-marker",
+            "max-keys",
+            "encoding-type",
+        }
+    ),
     "ListMultipartUploads": frozenset(
         {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads", "encoding-type"}
     ),
@@ -107,7 +118,6 @@ _SUBRESOURCE_OPERATIONS = {
 }
 # Operations whose names do not follow the Verb + Bucket/Object + subresource pattern.
 _SPECIAL_OPERATIONS = {
-    ("GET", "bucket", "versions"): "ListObjectVersions",
     ("POST", "object", "restore"): "RestoreObject",
     ("POST", "object", "select"): "SelectObjectContent",
 }
@@ -168,6 +178,7 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
             ("uploads", "ListMultipartUploads"),
             ("acl", "GetBucketAcl"),
             ("versioning", "GetBucketVersioning"),
+            ("versions", "ListObjectVersions"),
         ):
             if parameter in names:
                 return operation
