@@ -25,7 +25,14 @@ from store.errors import InvalidArgument
 from store.limits import MIB
 from store.log import LEVELS, setup_logging
 from store.memory import tune_malloc
-from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
+from store.serving import (
+    add_loop_argument,
+    loop_name,
+    run_on_loop,
+    start_grpc_server,
+    wait_for_stop_signal,
+    write_server_file,
+)
 
 log = logging.getLogger("dataserver")
 
@@ -92,6 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=24 * 3600.0,
         help="seconds from the end of one scrub pass to the start of the next; 0 disables scrub",
     )
+    add_loop_argument(parser)
     parser.add_argument("--log-level", default="info", choices=LEVELS)
     args = parser.parse_args(argv)
     if args.scrub_interval_s < 0:
@@ -151,11 +159,12 @@ async def serve(args: argparse.Namespace) -> None:
     service.address = address
     write_server_file(args.dir, "dataserver", dataserver_id, address)
     log.info(
-        "dataserver started id=%s address=%s dir=%s meta=%s",
+        "dataserver started id=%s address=%s dir=%s meta=%s loop=%s",
         dataserver_id,
         address,
         args.dir,
         args.meta,
+        loop_name(),
     )
 
     heartbeater = Heartbeater(
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.log_level)
     tune_malloc()
     try:
-        asyncio.run(serve(args))
+        run_on_loop(serve(args), args.loop)
     except InvalidArgument as exc:
         log.error("%s", exc)
         sys.exit(2)

@@ -43,7 +43,14 @@ from store.limits import (
 )
 from store.log import LEVELS, setup_logging
 from store.memory import tune_gc, tune_malloc
-from store.serving import start_grpc_server, wait_for_stop_signal, write_server_file
+from store.serving import (
+    add_loop_argument,
+    loop_name,
+    run_on_loop,
+    start_grpc_server,
+    wait_for_stop_signal,
+    write_server_file,
+)
 from store.shardmap import format_shard_ranges, parse_shard_ranges
 
 log = logging.getLogger("metaserver")
@@ -186,6 +193,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=20_000.0,
         help="chunks per second the metadata scrub checks at most",
     )
+    add_loop_argument(parser)
     parser.add_argument("--log-level", default="info", choices=LEVELS)
     return parser.parse_args(argv)
 
@@ -377,7 +385,7 @@ async def serve(args: argparse.Namespace) -> None:
     ]
     write_server_file(args.dir, "metaserver", server_id, address)
     log.info(
-        "metaserver started id=%s address=%s dir=%s shards=%s of %d role=%s epoch=%d",
+        "metaserver started id=%s address=%s dir=%s shards=%s of %d role=%s epoch=%d loop=%s",
         server_id,
         address,
         args.dir,
@@ -385,6 +393,7 @@ async def serve(args: argparse.Namespace) -> None:
         args.shard_count,
         "primary" if info.primary else f"secondary of {args.primary}",
         cluster.epoch,
+        loop_name(),
     )
 
     signal_name = await wait_for_stop_signal()
@@ -434,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     tune_gc()
     try:
         validate(args)
-        asyncio.run(serve(args))
+        run_on_loop(serve(args), args.loop)
     except InvalidArgument as exc:
         log.error("%s", exc)
         sys.exit(2)

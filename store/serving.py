@@ -1,7 +1,8 @@
-"""Process plumbing shared by the metaserver and the dataserver."""
+"""Process plumbing shared by the metaserver, the dataserver and the S3 gateway."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -9,8 +10,9 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import grpc.aio
 
@@ -21,7 +23,33 @@ from store.rpc import SERVER_OPTIONS
 log = logging.getLogger(__name__)
 
 SERVER_FILE = "server.json"
+EVENT_LOOPS = ("uvloop", "asyncio")
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", ""}
+
+
+def add_loop_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --loop, which chooses the event loop a server runs on."""
+    parser.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        default="uvloop",
+        help="event loop (default: uvloop)",
+    )
+
+
+def run_on_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run `main` to completion on the event loop that `loop` names (see EVENT_LOOPS)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
+def loop_name() -> str:
+    """Return the name of the running event loop's package, for the start log line."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
 
 
 def split_address(address: str) -> tuple[str, int]:

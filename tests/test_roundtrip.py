@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 import store
-from store.cluster import LocalCluster
+from store.cluster import LocalCluster, ManagedProcess
 from store.limits import DEFAULT_INLINE_MAX_BYTES
 from store.scheme import parse as parse_scheme
 
 from .support import (
     CHUNK_SIZE_BYTES,
     MIB,
+    ClusterFactory,
     make_data,
     new_bucket_name,
     upload_chunk_files,
@@ -364,3 +365,34 @@ async def _async_round_trip(address: str, bucket: str) -> None:
 
 def test_async_client(cluster: LocalCluster) -> None:
     asyncio.run(_async_round_trip(cluster.meta_address, new_bucket_name("async")))
+
+
+
+def start_line(process: ManagedProcess) -> str:
+    """Return the last line a server logged when it started."""
+    marker = f"{process.role} started id="
+    lines = [line for line in process.log_path.read_text().splitlines() if marker in line]
+    assert lines, f"{process.name} logged no start line"
+    return lines[-1]
+
+
+def test_servers_on_asyncio_loop(cluster_factory: ClusterFactory) -> None:
+    """--loop asyncio runs the metaserver and the dataservers on asyncio's own loop."""
+    cluster = cluster_factory(
+        dataservers=3, meta_args=["--loop", "asyncio"], data_args=["--loop", "asyncio"]
+    )
+    with store.Client(cluster.meta_address) as client:
+        client.create_bucket("asyncio-loop")
+        data = make_data(3 * CHUNK_SIZE_BYTES + 5, seed=600)
+        client.put("asyncio-loop", "obj", data)
+        assert client.get("asyncio-loop", "obj") == data, "a round trip on asyncio's loop"
+
+    for process in cluster.metaservers + cluster.dataservers:
+        line = start_line(process)
+        assert line.endswith("loop=asyncio"), f"{process.name}: {line}"
+
+
+def test_servers_on_uvloop_by_default(cluster: LocalCluster) -> None:
+    for process in cluster.metaservers + cluster.dataservers:
+        line = start_line(process)
+        assert line.endswith("loop=uvloop"), f"{process.name}: {line}"

@@ -34,7 +34,14 @@ from store.s3.config import DEFAULT_REGION, DEFAULT_WINDOW_CHUNKS, GatewayConfig
 from store.s3.context import Gateway
 from store.s3.credentials import DEFAULT_TTL_S, CredentialCache
 from store.s3.protocol import S3Server
-from store.serving import split_address, wait_for_stop_signal, write_server_file
+from store.serving import (
+    add_loop_argument,
+    loop_name,
+    run_on_loop,
+    split_address,
+    wait_for_stop_signal,
+    write_server_file,
+)
 
 log = logging.getLogger("store.s3")
 
@@ -104,7 +111,7 @@ async def serve(config: GatewayConfig, sock: socket.socket, on_ready: Callable[[
             os.getpid(),
             config.meta,
             config.domain or "-",
-            type(asyncio.get_running_loop()).__module__.split(".")[0],
+            loop_name(),
         )
         on_ready()
         stop = await wait_for_stop_signal()
@@ -116,12 +123,7 @@ async def serve(config: GatewayConfig, sock: socket.socket, on_ready: Callable[[
 
 def run_loop(config: GatewayConfig, sock: socket.socket, on_ready: Callable[[], None]) -> None:
     """Run `serve` on the event loop that `config.loop` names."""
-    if config.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(serve(config, sock, on_ready))
-    else:
-        asyncio.run(serve(config, sock, on_ready))
+    run_on_loop(serve(config, sock, on_ready), config.loop)
 
 
 # One process.
@@ -271,12 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes sharing the port (default: 1)"
     )
-    parser.add_argument(
-        "--loop",
-        choices=("uvloop", "asyncio"),
-        default="uvloop",
-        help="event loop (default: uvloop)",
-    )
+    add_loop_argument(parser)
     parser.add_argument(
         "--window-chunks",
         type=int,
