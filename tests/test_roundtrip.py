@@ -367,7 +367,6 @@ def test_async_client(cluster: LocalCluster) -> None:
     asyncio.run(_async_round_trip(cluster.meta_address, new_bucket_name("async")))
 
 
-
 def start_line(process: ManagedProcess) -> str:
     """Return the last line a server logged when it started."""
     marker = f"{process.role} started id="
