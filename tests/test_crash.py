@@ -105,14 +105,18 @@ def test_metaserver_kill_restart(cluster_factory: ClusterFactory) -> None:
         check_objects(client, "crash", after, "when written after the restart")
 
 
-def test_write_right_after_metaserver_restart(cluster_factory: ClusterFactory) -> None:
-    """Writes that failed while the metaserver was down do not delay the first one after it."""
+def test_write_after_metaserver_restart(cluster_factory: ClusterFactory) -> None:
+    """The first write after a metaserver restart succeeds, though writes failed while it was down.
+
+    The failed writes leave the client's channel in a reconnect backoff, which the
+    write after the restart must not wait out or fail on.
+    """
     cluster = cluster_factory(dataservers=1)
     metaserver = cluster.metaservers[0]
     with store.Client(cluster.meta_address) as client:
         client.create_bucket("restart")
         metaserver.kill()
-        # Each failed write leaves the client's channel backing off for longer.
+        # Each failed write makes the channel's reconnect backoff longer, up to 2 s.
         down_until = time.monotonic() + 3.0
         while time.monotonic() < down_until:
             with pytest.raises(store.Unavailable):
