@@ -94,7 +94,8 @@ def test_presigned_v2_tampered_get(gateway: GatewayInfo, s3: Any, s3_bucket: str
     )
     other_key = url.replace("/k?", "/k2?")
     signature = url.split("Signature=", 1)[1].split("&", 1)[0]
-    other_signature = url.replace(signature, "A" + signature[1:])
+    changed_first = "B" if signature.startswith("A") else "A"
+    other_signature = url.replace(signature, changed_first + signature[1:])
 
     for tampered in (other_key, other_signature):
         reply = http_get(tampered)
