@@ -18,8 +18,10 @@ from dataserver.chunkstore import ChunkStore
 from dataserver.heartbeat import Heartbeater
 from dataserver.scrub import Scrubber
 from dataserver.service import DataService
-from store import datapath
+from store import callstream, datapath
 from store._pb import data_pb2_grpc
+from store.callstream import StreamedHandlers
+from store.channels import DATA_SERVICE
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
 from store.limits import MIB
@@ -151,9 +153,12 @@ async def serve(args: argparse.Namespace) -> None:
 
     service = DataService(store, dataserver_id, "", args.domain)
 
+    streams = StreamedHandlers()
+
     def register(grpc_server: grpc.aio.Server) -> None:
         data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server)
-        datapath.register(grpc_server, service.write, service.read, service.read_blocks)
+        callstream.register_service(grpc_server, streams, DATA_SERVICE, service)
+        datapath.register(grpc_server, streams, service.write, service.read, service.read_blocks)
 
     server, address = await start_grpc_server(args.listen, args.advertise, register)
     service.address = address
@@ -182,6 +187,7 @@ async def serve(args: argparse.Namespace) -> None:
         await asyncio.gather(scrub_task, return_exceptions=True)
         scrubber.close()
         await scrubber.reporter.close()
+    streams.close()
     await server.stop(grace=2.0)
     await heartbeater.close()
     service.close()

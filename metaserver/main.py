@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc.aio
 import rocksdict
 
 from metaserver.catalog import BucketCatalog, BucketMirror, Buckets
@@ -28,9 +29,11 @@ from metaserver.service import MetaService, ServiceSettings
 from metaserver.shard_host import ShardHost
 from metaserver.shard_move import MOVE_LEASE_S
 from metaserver.users import UserDirectory
-from store import scheme
+from store import callstream, scheme
 from store._pb import common_pb2 as pb
 from store._pb import meta_pb2_grpc
+from store.callstream import StreamedHandlers
+from store.channels import META_SERVICE
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
 from store.limits import (
@@ -353,11 +356,13 @@ async def serve(args: argparse.Namespace) -> None:
         users,
         repairer,
     )
-    server, address = await start_grpc_server(
-        args.listen,
-        args.advertise,
-        lambda grpc_server: meta_pb2_grpc.add_MetaServiceServicer_to_server(service, grpc_server),
-    )
+    streams = StreamedHandlers()
+
+    def register(grpc_server: grpc.aio.Server) -> None:
+        meta_pb2_grpc.add_MetaServiceServicer_to_server(service, grpc_server)
+        callstream.register_service(grpc_server, streams, META_SERVICE, service)
+
+    server, address = await start_grpc_server(args.listen, args.advertise, register)
     service.address = info.address = address
 
     tasks = []
@@ -398,6 +403,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     signal_name = await wait_for_stop_signal()
     log.info("metaserver stopping id=%s on %s", server_id, signal_name)
+    streams.close()
     await server.stop(grace=2.0)
     for task in tasks:
         task.cancel()

@@ -7,13 +7,52 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc.aio
 
-from store import datapath
-from store._pb import data_pb2_grpc, meta_pb2_grpc
+from store import callstream, datapath
+from store._pb import data_pb2, data_pb2_grpc, meta_pb2, meta_pb2_grpc
+from store.callstream import StreamedMethod
 from store.rpc import CHANNEL_OPTIONS
 
 if TYPE_CHECKING:
     from store._pb.data_pb2_grpc import DataServiceAsyncStub
     from store._pb.meta_pb2_grpc import MetaServiceAsyncStub
+
+META_SERVICE = meta_pb2.DESCRIPTOR.services_by_name["MetaService"]
+DATA_SERVICE = data_pb2.DESCRIPTOR.services_by_name["DataService"]
+
+# The metadata calls of object reads and writes, which the SDK sends on reusable
+# streams (see store.callstream). The servers serve every unary method both ways.
+STREAMED_META_METHODS = (
+    "OpenUpload",
+    "CommitObject",
+    "CommitObjects",
+    "AbortUpload",
+    "StatObject",
+    "StatObjects",
+    "DeleteObject",
+    "ListObjects",
+    "HeadBucket",
+    "CommitPart",
+)
+
+
+class _StreamedMetaStub:
+    """A MetaService stub whose STREAMED_META_METHODS go on streams; other methods are unary."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = meta_pb2_grpc.MetaServiceStub(channel)
+        self.streamed = {
+            method: callstream.client_method(channel, META_SERVICE, method)
+            for method in STREAMED_META_METHODS
+        }
+        for method, call in self.streamed.items():
+            setattr(self, method, call)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stub, name)
+
+    def close(self) -> None:
+        for call in self.streamed.values():
+            call.close()
 
 
 class ChannelPool:
@@ -22,10 +61,10 @@ class ChannelPool:
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._data_stubs: dict[str, DataServiceAsyncStub] = {}
-        self._meta_stubs: dict[str, MetaServiceAsyncStub] = {}
-        self._chunk_writers: dict[str, Any] = {}
+        self._meta_stubs: dict[str, _StreamedMetaStub] = {}
+        self._chunk_writers: dict[str, StreamedMethod] = {}
         self._chunk_readers: dict[str, Any] = {}
-        self._block_readers: dict[str, Any] = {}
+        self._block_readers: dict[str, StreamedMethod] = {}
         self._retired: list[grpc.aio.Channel] = []
         self._opened_s: dict[str, float] = {}
 
@@ -48,16 +87,14 @@ class ChannelPool:
     def meta(self, address: str) -> MetaServiceAsyncStub:
         stub = self._meta_stubs.get(address)
         if stub is None:
-            stub = self._meta_stubs[address] = cast(
-                "MetaServiceAsyncStub", meta_pb2_grpc.MetaServiceStub(self.channel(address))
-            )
-        return stub
+            stub = self._meta_stubs[address] = _StreamedMetaStub(self.channel(address))
+        return cast("MetaServiceAsyncStub", stub)
 
-    def chunk_writer(self, address: str) -> Any:
-        """Return the ChunkStream/Write call of a dataserver (see store.datapath)."""
+    def chunk_writer(self, address: str) -> StreamedMethod:
+        """Return the ChunkStream/Write call of a dataserver, sent on streams."""
         call = self._chunk_writers.get(address)
         if call is None:
-            call = self._chunk_writers[address] = datapath.write_callable(self.channel(address))
+            call = self._chunk_writers[address] = datapath.streamed_write(self.channel(address))
         return call
 
     def chunk_reader(self, address: str) -> Any:
@@ -67,11 +104,11 @@ class ChannelPool:
             call = self._chunk_readers[address] = datapath.read_callable(self.channel(address))
         return call
 
-    def block_reader(self, address: str) -> Any:
-        """Return the ChunkStream/ReadBlocks call of a dataserver (see store.datapath)."""
+    def block_reader(self, address: str) -> StreamedMethod:
+        """Return the ChunkStream/ReadBlocks call of a dataserver, sent on streams."""
         call = self._block_readers.get(address)
         if call is None:
-            call = self._block_readers[address] = datapath.read_blocks_callable(
+            call = self._block_readers[address] = datapath.streamed_read_blocks(
                 self.channel(address)
             )
         return call
@@ -87,6 +124,7 @@ class ChannelPool:
         if opened_s is not None and time.monotonic() - opened_s < min_age_s:
             return
         channel = self._channels.pop(address, None)
+        self._close_streams(address)
         caches: list[dict[str, Any]] = [
             self._data_stubs,
             self._meta_stubs,
@@ -99,7 +137,18 @@ class ChannelPool:
         if channel is not None:
             self._retired.append(channel)
 
+    def _close_streams(self, address: str) -> None:
+        meta_stub = self._meta_stubs.get(address)
+        if meta_stub is not None:
+            meta_stub.close()
+        for cache in (self._chunk_writers, self._block_readers):
+            call = cache.get(address)
+            if call is not None:
+                call.close()
+
     async def close(self) -> None:
+        for address in self._channels:
+            self._close_streams(address)
         channels = list(self._channels.values()) + self._retired
         self._retired = []
         self._channels.clear()

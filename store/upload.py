@@ -308,7 +308,7 @@ async def write_chunk(
     address = view.dataserver_address(target)
     first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
     try:
-        await connection.channels.chunk_writer(address)(iter([first, *messages]), timeout=timeout_s)
+        await connection.channels.chunk_writer(address).exchange([first, *messages], timeout_s)
     except grpc.RpcError as exc:
         raise error_from_rpc(
             exc,

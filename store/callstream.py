@@ -1,0 +1,265 @@
+"""Unary calls carried over long-lived gRPC bidirectional streams.
+
+A grpc.aio unary call costs each side two to three times the CPU of one
+request and reply on a stream that is already open (bench/call_streams.py
+measures both). So the hot calls between our processes (stats, commits, block
+reads) travel on reusable streams: the client writes one request, reads one
+reply, and puts the stream back in a pool for the next call. Each stream
+carries one call at a time, so replies need no ids and keep their order.
+
+Failures read the same as a unary call's. A server fails a streamed call with
+the gRPC status and trailing metadata a unary call would get, which ends that
+stream, and a timeout ends the stream too. A stream that ends with OK before
+its reply arrives carried a request the server did not handle: a server ends
+its streams that way only while they wait for a request, when it shuts down.
+The client then sends the request again on a new stream, whatever the method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
+
+log = logging.getLogger(__name__)
+
+# Idle streams kept per method and server; more than this many are closed when
+# their call ends. One stream is opened per concurrent call.
+MAX_IDLE_STREAMS = 32
+
+
+class StreamEnded(Exception):
+    """The server ended a stream without handling the request sent on it."""
+
+
+class StreamedMethod:
+    """The client side: a unary method called as `await method(request, timeout=...)`.
+
+    It returns the reply, or raises grpc.aio.AioRpcError as the unary call would.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        path: str,
+        request_serializer: Callable[[Any], bytes],
+        response_deserializer: Callable[[bytes], Any],
+    ) -> None:
+        self._open_stream = channel.stream_stream(
+            path,
+            request_serializer=request_serializer,
+            response_deserializer=response_deserializer,
+        )
+        self._path = path
+        self._idle: list[grpc.aio.StreamStreamCall] = []
+        self._closed = False
+
+    async def __call__(self, request: Any, timeout: float | None = None) -> Any:
+        return await self.exchange((request,), timeout)
+
+    async def exchange(self, messages: Sequence[Any], timeout: float | None = None) -> Any:
+        """Send the messages of one request on a stream and return the reply to them."""
+        # Idle streams the server has ended are retried on; a new stream ends the loop.
+        while True:
+            call, reused = self._take()
+            try:
+                reply = await self._exchange(call, messages, timeout)
+            except StreamEnded:
+                if reused:
+                    continue
+                raise _rpc_error(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"{self._path}: the server ended a new stream before reading the request; "
+                    "it is shutting down",
+                ) from None
+            self._give_back(call)
+            return reply
+
+    def close(self) -> None:
+        """Close the idle streams; calls in progress finish on theirs."""
+        self._closed = True
+        for call in self._idle:
+            call.cancel()
+        self._idle.clear()
+
+    def _take(self) -> tuple[grpc.aio.StreamStreamCall, bool]:
+        while self._idle:
+            call = self._idle.pop()
+            if not call.done():
+                return call, True
+        return self._open_stream(), False
+
+    def _give_back(self, call: grpc.aio.StreamStreamCall) -> None:
+        if self._closed or len(self._idle) >= MAX_IDLE_STREAMS:
+            call.cancel()
+        else:
+            self._idle.append(call)
+
+    async def _exchange(
+        self, call: grpc.aio.StreamStreamCall, messages: Sequence[Any], timeout_s: float | None
+    ) -> Any:
+        """Write `messages` and read the reply; any failure but StreamEnded cancels the stream."""
+        sent = 0
+        try:
+            async with asyncio.timeout(timeout_s):
+                for message in messages:
+                    await call.write(message)
+                    sent += 1
+                reply = await call.read()
+        except TimeoutError:
+            call.cancel()
+            raise _rpc_error(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{self._path}: no reply within {timeout_s:.3f} s",
+            ) from None
+        except asyncio.InvalidStateError:
+            # write() on a stream that has ended. Before the first message that means
+            # the request was not sent. Later, the server failed it or ended the stream
+            # unread (see the module docstring).
+            if sent:
+                await _raise_status(call)
+            raise StreamEnded() from None
+        except BaseException:
+            call.cancel()
+            raise
+        if reply is grpc.aio.EOF:
+            await _raise_status(call)
+            raise StreamEnded()
+        return reply
+
+
+async def _raise_status(call: grpc.aio.StreamStreamCall) -> None:
+    """Raise the failure a finished stream ended with; return when it ended with OK."""
+    code = await call.code()
+    if code == grpc.StatusCode.OK:
+        return
+    raise grpc.aio.AioRpcError(
+        code,
+        await call.initial_metadata(),
+        await call.trailing_metadata(),
+        await call.details(),
+    )
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+UnaryHandler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class StreamedHandlers:
+    """The server side: serves unary handlers on streams, and ends idle streams at shutdown."""
+
+    def __init__(self) -> None:
+        # Tasks of the streams that wait for their next request.
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    def method_handler(
+        self,
+        handler: UnaryHandler,
+        request_deserializer: Callable[[bytes], Any],
+        response_serializer: Callable[[Any], bytes],
+    ) -> grpc.RpcMethodHandler:
+        """Return a bidirectional streaming method that replies to each request with `handler`."""
+
+        async def serve(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
+            async for request in self.requests(requests):
+                yield await handler(request, context)
+
+        return grpc.stream_stream_rpc_method_handler(
+            serve,
+            request_deserializer=request_deserializer,
+            response_serializer=response_serializer,
+        )
+
+    def close(self) -> None:
+        """End every stream that waits for a request, and each other one after its reply.
+
+        Call it before grpc.aio.Server.stop, which otherwise waits its whole grace
+        period for the streams that clients keep open.
+        """
+        self._closing = True
+        for task in list(self._waiting):
+            task.cancel()
+        if self._waiting:
+            log.info("ending %d idle call streams", len(self._waiting))
+
+    async def requests(self, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Yield the first message of each request until the client ends the stream or close().
+
+        A handler whose requests span several messages reads the rest from `iterator`
+        itself before it replies.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._closing:
+            self._waiting.add(task)
+            try:
+                request = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                # Only close() cancels a waiting stream's task. Returning ends the
+                # stream with OK, which means to the client that no request was handled.
+                # A handler that raises CancelledError instead would leave the
+                # call open until Server.stop's grace period ends.
+                if self._closing:
+                    return
+                raise
+            finally:
+                self._waiting.discard(task)
+            yield request
+
+
+def streamed_service(service_name: str) -> str:
+    """Return the name of the service that carries `service_name`'s unary methods on streams."""
+    return f"{service_name}Calls"
+
+
+def client_method(
+    channel: grpc.aio.Channel, service: ServiceDescriptor, method: str
+) -> StreamedMethod:
+    """Return the streamed form of the unary method `method` of `service`."""
+    descriptor = service.methods_by_name[method]
+    return StreamedMethod(
+        channel,
+        f"/{streamed_service(service.full_name)}/{method}",
+        request_serializer=_serialize,
+        response_deserializer=GetMessageClass(descriptor.output_type).FromString,
+    )
+
+
+def register_service(
+    server: grpc.aio.Server,
+    handlers: StreamedHandlers,
+    service: ServiceDescriptor,
+    servicer: Any,
+) -> None:
+    """Serve the streamed form of every unary method of `service`, handled by `servicer`."""
+    method_handlers = {}
+    for descriptor in service.methods:
+        if descriptor.client_streaming or descriptor.server_streaming:
+            continue
+        method_handlers[descriptor.name] = handlers.method_handler(
+            getattr(servicer, descriptor.name),
+            request_deserializer=GetMessageClass(descriptor.input_type).FromString,
+            response_serializer=_serialize,
+        )
+    generic = grpc.method_handlers_generic_handler(
+        streamed_service(service.full_name), method_handlers
+    )
+    server.add_generic_rpc_handlers((generic,))
+
+
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()
