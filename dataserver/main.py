@@ -158,7 +158,14 @@ async def serve(args: argparse.Namespace) -> None:
     def register(grpc_server: grpc.aio.Server) -> None:
         data_pb2_grpc.add_DataServiceServicer_to_server(service, grpc_server)
         callstream.register_service(grpc_server, streams, DATA_SERVICE, service)
-        datapath.register(grpc_server, streams, service.write, service.read, service.read_blocks)
+        datapath.register(
+            grpc_server,
+            streams,
+            service.write,
+            service.write_whole,
+            service.read,
+            service.read_blocks,
+        )
 
     server, address = await start_grpc_server(args.listen, args.advertise, register)
     service.address = address

@@ -16,6 +16,7 @@ from dataserver.chunkstore import ChunkStore, aligned_range
 from dataserver.scrub import Scrubber
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2, data_pb2_grpc
+from store.datapath import READ_DATA_FIELD, with_bytes_field
 from store.errors import ChecksumMismatch, ChunkNotFound, InvalidArgument, StoreError
 from store.layout import CHUNK_ID_BYTES
 from store.limits import CHECKSUM_BLOCK_BYTES, MESSAGE_BYTES, SMALL_READ_BYTES
@@ -33,9 +34,6 @@ MAX_STAT_CHUNK_IDS = 10_000
 
 T = TypeVar("T")
 
-# ReadChunkHeader.data: field 7, wire type 2 (length-delimited).
-_DATA_FIELD_TAG = bytes([7 << 3 | 2])
-
 
 def _reply_header(header: pb.ChunkFileHeader, start: int, end: int) -> data_pb2.ReadChunkHeader:
     """Build the header of a read reply carrying the blocks [start, end) of a chunk."""
@@ -50,16 +48,6 @@ def _reply_header(header: pb.ChunkFileHeader, start: int, end: int) -> data_pb2.
         chunk_length_bytes=header.length_bytes,
         chunk_crc32c=header.crc32c,
     )
-
-
-def _varint(value: int) -> bytes:
-    """Encode a non-negative integer as a protobuf varint."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 class DataService(data_pb2_grpc.DataServiceServicer):
@@ -107,6 +95,24 @@ class DataService(data_pb2_grpc.DataServiceServicer):
             parts.append(message)
         if header is None:
             raise InvalidArgument("ChunkStream/Write carried no header")
+        return await self._store_chunk(header, parts)
+
+    @unary_handler
+    async def write_whole(
+        self, request: data_pb2.WriteChunkHeader, context: grpc.aio.ServicerContext
+    ) -> data_pb2.WriteChunkResponse:
+        """ChunkStreamCalls/Write: a WriteChunkHeader whose data field contains the whole chunk."""
+        header = self._accept_header(request)
+        if len(request.data) != header.length_bytes:
+            raise InvalidArgument(
+                f"chunk {header.chunk_id.hex()}: the request carries {len(request.data)} bytes "
+                f"of data, not the declared {header.length_bytes}"
+            )
+        return await self._store_chunk(header, [request.data])
+
+    async def _store_chunk(
+        self, header: pb.ChunkFileHeader, parts: list[bytes]
+    ) -> data_pb2.WriteChunkResponse:
         try:
             await self._run(self.store.write_chunk, header, parts)
         except StoreError as error:
@@ -127,6 +133,9 @@ class DataService(data_pb2_grpc.DataServiceServicer):
             request = data_pb2.WriteChunkHeader.FromString(message)
         except DecodeError:
             raise InvalidArgument("the first ChunkStream/Write message is not a header") from None
+        return self._accept_header(request)
+
+    def _accept_header(self, request: data_pb2.WriteChunkHeader) -> pb.ChunkFileHeader:
         self._check_target(request.dataserver_id)
         header = request.chunk
         header.created_unix_ns = time.time_ns()
@@ -182,8 +191,7 @@ class DataService(data_pb2_grpc.DataServiceServicer):
         header, start, data = result
         reply = _reply_header(header, start, start + len(data)).SerializeToString()
         self.chunks_read += 1
-        # The data field is appended by hand, because protobuf would copy the blocks twice.
-        return b"".join((reply, _DATA_FIELD_TAG, _varint(len(data)), data))
+        return with_bytes_field(reply, READ_DATA_FIELD, data)
 
     @unary_handler
     async def DeleteChunks(

@@ -13,13 +13,17 @@ stream, and a timeout ends the stream too. A stream that ends with OK before
 its reply arrives carried a request the server did not handle: a server ends
 its streams that way only while they wait for a request, when it shuts down.
 The client then sends the request again on a new stream, whatever the method.
+
+A server of an older version serves only the unary methods. Against it a
+StreamedMethod with a fallback uses the unary call from its first
+UNIMPLEMENTED reply on, so clients and servers can be upgraded one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -38,10 +42,16 @@ class StreamEnded(Exception):
     """The server ended a stream without handling the request sent on it."""
 
 
+# The same call made without streams, called as `await fallback(request, timeout=...)`.
+Fallback = Callable[..., Awaitable[Any]]
+
+
 class StreamedMethod:
     """The client side: a unary method called as `await method(request, timeout=...)`.
 
     It returns the reply, or raises grpc.aio.AioRpcError as the unary call would.
+    `fallback` makes the same call without streams, for servers that reply
+    UNIMPLEMENTED to the streamed method.
     """
 
     def __init__(
@@ -50,6 +60,7 @@ class StreamedMethod:
         path: str,
         request_serializer: Callable[[Any], bytes],
         response_deserializer: Callable[[bytes], Any],
+        fallback: Fallback | None = None,
     ) -> None:
         self._open_stream = channel.stream_stream(
             path,
@@ -59,17 +70,23 @@ class StreamedMethod:
         self._path = path
         self._idle: list[grpc.aio.StreamStreamCall] = []
         self._closed = False
+        self._fallback = fallback
+        self._use_fallback = False
 
     async def __call__(self, request: Any, timeout: float | None = None) -> Any:
-        return await self.exchange((request,), timeout)
-
-    async def exchange(self, messages: Sequence[Any], timeout: float | None = None) -> Any:
-        """Send the messages of one request on a stream and return the reply to them."""
+        if self._use_fallback and self._fallback is not None:
+            return await self._fallback(request, timeout=timeout)
         # Idle streams the server has ended are retried on; a new stream ends the loop.
         while True:
             call, reused = self._take()
             try:
-                reply = await self._exchange(call, messages, timeout)
+                reply = await self._exchange(call, request, timeout, reused)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNIMPLEMENTED or self._fallback is None:
+                    raise
+                log.info("the server replied UNIMPLEMENTED to %s; sending unary calls", self._path)
+                self._use_fallback = True
+                return await self._fallback(request, timeout=timeout)
             except StreamEnded:
                 if reused:
                     continue
@@ -102,15 +119,16 @@ class StreamedMethod:
             self._idle.append(call)
 
     async def _exchange(
-        self, call: grpc.aio.StreamStreamCall, messages: Sequence[Any], timeout_s: float | None
+        self, call: grpc.aio.StreamStreamCall, request: Any, timeout_s: float | None, reused: bool
     ) -> Any:
-        """Write `messages` and read the reply; any failure but StreamEnded cancels the stream."""
-        sent = 0
+        """Write `request` and read the reply; any failure but StreamEnded cancels the stream.
+
+        A request is one message: when a server fails a stream while the client
+        still writes to it, grpc.aio reports INTERNAL in place of the server's status.
+        """
         try:
             async with asyncio.timeout(timeout_s):
-                for message in messages:
-                    await call.write(message)
-                    sent += 1
+                await call.write(request)
                 reply = await call.read()
         except TimeoutError:
             call.cancel()
@@ -119,10 +137,9 @@ class StreamedMethod:
                 f"{self._path}: no reply within {timeout_s:.3f} s",
             ) from None
         except asyncio.InvalidStateError:
-            # write() on a stream that has ended. Before the first message that means
-            # the request was not sent. Later, the server failed it or ended the stream
-            # unread (see the module docstring).
-            if sent:
+            # write() on a stream that had ended, so the request was not sent. An
+            # idle stream may end for any reason, a new one only with a failure.
+            if not reused:
                 await _raise_status(call)
             raise StreamEnded() from None
         except BaseException:
@@ -173,7 +190,7 @@ class StreamedHandlers:
         async def serve(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
-            async for request in self.requests(requests):
+            async for request in self._requests(requests):
                 yield await handler(request, context)
 
         return grpc.stream_stream_rpc_method_handler(
@@ -194,12 +211,8 @@ class StreamedHandlers:
         if self._waiting:
             log.info("ending %d idle call streams", len(self._waiting))
 
-    async def requests(self, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Yield the first message of each request until the client ends the stream or close().
-
-        A handler whose requests span several messages reads the rest from `iterator`
-        itself before it replies.
-        """
+    async def _requests(self, iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Yield the stream's requests until the client ends the stream or close() is called."""
         task = asyncio.current_task()
         assert task is not None
         while not self._closing:
@@ -231,11 +244,18 @@ def client_method(
 ) -> StreamedMethod:
     """Return the streamed form of the unary method `method` of `service`."""
     descriptor = service.methods_by_name[method]
+    deserializer = GetMessageClass(descriptor.output_type).FromString
+    unary = channel.unary_unary(
+        f"/{service.full_name}/{method}",
+        request_serializer=_serialize,
+        response_deserializer=deserializer,
+    )
     return StreamedMethod(
         channel,
         f"/{streamed_service(service.full_name)}/{method}",
         request_serializer=_serialize,
-        response_deserializer=GetMessageClass(descriptor.output_type).FromString,
+        response_deserializer=deserializer,
+        fallback=unary,
     )
 
 

@@ -62,7 +62,8 @@ class ChannelPool:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._data_stubs: dict[str, DataServiceAsyncStub] = {}
         self._meta_stubs: dict[str, _StreamedMetaStub] = {}
-        self._chunk_writers: dict[str, StreamedMethod] = {}
+        self._chunk_writers: dict[str, Any] = {}
+        self._whole_chunk_writers: dict[str, StreamedMethod] = {}
         self._chunk_readers: dict[str, Any] = {}
         self._block_readers: dict[str, StreamedMethod] = {}
         self._retired: list[grpc.aio.Channel] = []
@@ -90,11 +91,20 @@ class ChannelPool:
             stub = self._meta_stubs[address] = _StreamedMetaStub(self.channel(address))
         return cast("MetaServiceAsyncStub", stub)
 
-    def chunk_writer(self, address: str) -> StreamedMethod:
-        """Return the ChunkStream/Write call of a dataserver, sent on streams."""
+    def chunk_writer(self, address: str) -> Any:
+        """Return the client-streaming ChunkStream/Write call of a dataserver."""
         call = self._chunk_writers.get(address)
         if call is None:
-            call = self._chunk_writers[address] = datapath.streamed_write(self.channel(address))
+            call = self._chunk_writers[address] = datapath.write_callable(self.channel(address))
+        return call
+
+    def whole_chunk_writer(self, address: str) -> StreamedMethod:
+        """Return the Write call of a dataserver for chunks of up to 1 MiB, sent on streams."""
+        call = self._whole_chunk_writers.get(address)
+        if call is None:
+            call = self._whole_chunk_writers[address] = datapath.streamed_write(
+                self.channel(address)
+            )
         return call
 
     def chunk_reader(self, address: str) -> Any:
@@ -129,6 +139,7 @@ class ChannelPool:
             self._data_stubs,
             self._meta_stubs,
             self._chunk_writers,
+            self._whole_chunk_writers,
             self._chunk_readers,
             self._block_readers,
         ]
@@ -141,7 +152,7 @@ class ChannelPool:
         meta_stub = self._meta_stubs.get(address)
         if meta_stub is not None:
             meta_stub.close()
-        for cache in (self._chunk_writers, self._block_readers):
+        for cache in (self._whole_chunk_writers, self._block_readers):
             call = cache.get(address)
             if call is not None:
                 call.close()
@@ -155,6 +166,7 @@ class ChannelPool:
         self._data_stubs.clear()
         self._meta_stubs.clear()
         self._chunk_writers.clear()
+        self._whole_chunk_writers.clear()
         self._chunk_readers.clear()
         self._block_readers.clear()
         for channel in channels:

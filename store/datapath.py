@@ -7,28 +7,76 @@ gRPC and never parsed; the framing is described in proto/data.proto.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf.message import DecodeError
 
 from store._pb import data_pb2
 from store.callstream import StreamedHandlers, StreamedMethod, streamed_service
+from store.checksum import Buffer
+from store.limits import MESSAGE_BYTES
 
 SERVICE = "store.v1.ChunkStream"
 WRITE_METHOD = f"/{SERVICE}/Write"
 READ_METHOD = f"/{SERVICE}/Read"
 READ_BLOCKS_METHOD = f"/{SERVICE}/ReadBlocks"
 # Write and ReadBlocks on reusable streams (see store.callstream), where one call
-# costs less CPU. A streamed Write carries the same messages per chunk, and the
-# dataserver replies once the header's length_bytes of data arrived.
+# costs less CPU. A streamed Write carries a whole chunk in its header message.
 STREAMED_WRITE_METHOD = f"/{streamed_service(SERVICE)}/Write"
 STREAMED_READ_BLOCKS_METHOD = f"/{streamed_service(SERVICE)}/ReadBlocks"
+# The largest chunk sent as one streamed Write request; larger chunks take the
+# client-streaming Write, one data message per MESSAGE_BYTES.
+MAX_STREAMED_WRITE_BYTES = MESSAGE_BYTES
+
+# Field numbers of the `data` fields of WriteChunkHeader and ReadChunkHeader.
+WRITE_DATA_FIELD = 3
+READ_DATA_FIELD = 7
+
+
+@dataclass(frozen=True, slots=True)
+class WholeChunk:
+    """A streamed Write request: a serialized WriteChunkHeader without data, and the data."""
+
+    header: bytes
+    data: Buffer
+
+
+def with_bytes_field(message: bytes, field_number: int, data: Buffer) -> bytes:
+    """Append a bytes field to a serialized message, copying `data` once.
+
+    Setting the field through protobuf would copy the data twice.
+    """
+    tag = bytes([field_number << 3 | 2])
+    return b"".join((message, tag, _varint(len(data)), data))
+
+
+def _varint(value: int) -> bytes:
+    """Encode a non-negative integer as a protobuf varint."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _raw(message: bytes) -> bytes:
     return message
+
+
+def _serialize_whole_chunk(chunk: WholeChunk) -> bytes:
+    return with_bytes_field(chunk.header, WRITE_DATA_FIELD, chunk.data)
+
+
+def write_callable(channel: grpc.aio.Channel) -> Any:
+    """Return the client-streaming Write call of a channel: bytes in, WriteChunkResponse out."""
+    return channel.stream_unary(
+        WRITE_METHOD,
+        request_serializer=_raw,
+        response_deserializer=data_pb2.WriteChunkResponse.FromString,
+    )
 
 
 def read_callable(channel: grpc.aio.Channel) -> Any:
@@ -50,12 +98,18 @@ def read_blocks_callable(channel: grpc.aio.Channel) -> Any:
 
 
 def streamed_write(channel: grpc.aio.Channel) -> StreamedMethod:
-    """Return Write of a channel called on reusable streams: send it a chunk's messages."""
+    """Return Write of a channel called on reusable streams with WholeChunk requests."""
+    unary = write_callable(channel)
+
+    async def write_without_streams(chunk: WholeChunk, timeout: float | None = None) -> Any:
+        return await unary(iter([chunk.header, bytes(chunk.data)]), timeout=timeout)
+
     return StreamedMethod(
         channel,
         STREAMED_WRITE_METHOD,
-        request_serializer=_raw,
+        request_serializer=_serialize_whole_chunk,
         response_deserializer=data_pb2.WriteChunkResponse.FromString,
+        fallback=write_without_streams,
     )
 
 
@@ -66,6 +120,7 @@ def streamed_read_blocks(channel: grpc.aio.Channel) -> StreamedMethod:
         STREAMED_READ_BLOCKS_METHOD,
         request_serializer=data_pb2.ReadChunkRequest.SerializeToString,
         response_deserializer=data_pb2.ReadChunkHeader.FromString,
+        fallback=read_blocks_callable(channel),
     )
 
 
@@ -73,12 +128,13 @@ def register(
     server: grpc.aio.Server,
     streams: StreamedHandlers,
     write: Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], Awaitable[Any]],
+    write_whole: Callable[[data_pb2.WriteChunkHeader, grpc.aio.ServicerContext], Awaitable[Any]],
     read: Callable[[data_pb2.ReadChunkRequest, grpc.aio.ServicerContext], AsyncIterator[bytes]],
     read_blocks: Callable[[data_pb2.ReadChunkRequest, grpc.aio.ServicerContext], Awaitable[bytes]],
 ) -> None:
     """Register the dataserver's Write, Read and ReadBlocks handlers on a server.
 
-    Write and ReadBlocks are also served on streams.
+    Write (of a whole chunk, by `write_whole`) and ReadBlocks are also served on streams.
     """
     handlers = {
         "Write": grpc.stream_unary_rpc_method_handler(
@@ -98,7 +154,11 @@ def register(
         ),
     }
     streamed = {
-        "Write": _streamed_write_handler(streams, write),
+        "Write": streams.method_handler(
+            write_whole,
+            request_deserializer=data_pb2.WriteChunkHeader.FromString,
+            response_serializer=data_pb2.WriteChunkResponse.SerializeToString,
+        ),
         "ReadBlocks": streams.method_handler(
             read_blocks,
             request_deserializer=data_pb2.ReadChunkRequest.FromString,
@@ -111,36 +171,3 @@ def register(
             grpc.method_handlers_generic_handler(streamed_service(SERVICE), streamed),
         )
     )
-
-
-def _streamed_write_handler(
-    streams: StreamedHandlers,
-    write: Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], Awaitable[Any]],
-) -> grpc.RpcMethodHandler:
-    async def serve(
-        messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        async for header in streams.requests(messages):
-            yield await write(_chunk_messages(header, messages), context)
-
-    return grpc.stream_stream_rpc_method_handler(
-        serve,
-        request_deserializer=_raw,
-        response_serializer=data_pb2.WriteChunkResponse.SerializeToString,
-    )
-
-
-async def _chunk_messages(header: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield one chunk's messages from a stream: its header, then data up to its length."""
-    yield header
-    try:
-        length_bytes = data_pb2.WriteChunkHeader.FromString(header).chunk.length_bytes
-    except DecodeError:
-        return  # The write handler rejects the header.
-    received_bytes = 0
-    while received_bytes < length_bytes:
-        message = await anext(rest, None)
-        if message is None:
-            return
-        received_bytes += len(message)
-        yield message

@@ -24,6 +24,7 @@ from store._pb import data_pb2
 from store.checksum import Buffer, crc32c
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
+from store.datapath import MAX_STREAMED_WRITE_BYTES, WholeChunk
 from store.digests import Digests
 from store.erasure import codec
 from store.errors import ChecksumMismatch, ResourceExhausted, StoreError, Unavailable
@@ -308,7 +309,13 @@ async def write_chunk(
     address = view.dataserver_address(target)
     first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
     try:
-        await connection.channels.chunk_writer(address).exchange([first, *messages], timeout_s)
+        if header.length_bytes <= MAX_STREAMED_WRITE_BYTES:
+            chunk = WholeChunk(first, b"".join(messages) if len(messages) != 1 else messages[0])
+            await connection.channels.whole_chunk_writer(address)(chunk, timeout=timeout_s)
+        else:
+            await connection.channels.chunk_writer(address)(
+                iter([first, *messages]), timeout=timeout_s
+            )
     except grpc.RpcError as exc:
         raise error_from_rpc(
             exc,

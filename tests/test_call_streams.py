@@ -11,6 +11,7 @@ import asyncio
 import re
 import signal
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import grpc
@@ -18,15 +19,16 @@ import grpc.aio
 import pytest
 
 import store
-from store import callstream
-from store._pb import common_pb2, meta_pb2, meta_pb2_grpc
+from store import callstream, datapath
+from store._pb import common_pb2, data_pb2, meta_pb2, meta_pb2_grpc
 from store.channels import META_SERVICE
+from store.checksum import crc32c
 from store.cluster import LocalCluster, ManagedProcess
 from store.errors import ERROR_CODE_METADATA_KEY
 from store.rpc import CHANNEL_OPTIONS
 from store.shardmap import shard_of
 
-from .support import ClusterFactory, make_data
+from .support import ClusterFactory, chunk_files, make_data
 
 # grpc.aio.Server.stop's grace period in both servers' shutdown.
 SERVER_STOP_GRACE_S = 2.0
@@ -138,22 +140,24 @@ def test_timed_out_call_frees_stream(cluster_factory: ClusterFactory) -> None:
         assert client.get("paused", "k") == b"new value"
 
 
+class KeyLength(meta_pb2_grpc.MetaServiceServicer):
+    """A MetaService whose StatObject returns a record with the key's length as size."""
+
+    async def StatObject(
+        self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ObjectRecord:
+        return common_pb2.ObjectRecord(size_bytes=len(request.key))
+
+
 async def call_after_close() -> tuple[grpc.aio.AioRpcError, float]:
     """Return the error of a streamed call sent to a server that ended its streams.
 
     This opens an in-process server so that its StreamedHandlers can be closed
-    while the client holds an idle stream, as a metaserver does at shutdown.
+    while the client has an idle stream, as a metaserver does at shutdown.
     """
     handlers = callstream.StreamedHandlers()
-
-    class Echo(meta_pb2_grpc.MetaServiceServicer):
-        async def StatObject(
-            self, request: meta_pb2.StatObjectRequest, context: grpc.aio.ServicerContext
-        ) -> common_pb2.ObjectRecord:
-            return common_pb2.ObjectRecord(size_bytes=len(request.key))
-
     server = grpc.aio.server()
-    callstream.register_service(server, handlers, META_SERVICE, Echo())
+    callstream.register_service(server, handlers, META_SERVICE, KeyLength())
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -178,3 +182,92 @@ def test_call_after_handlers_close() -> None:
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "shutting down" in (error.details() or "")
     assert elapsed_s < 2.0, f"the failed call took {elapsed_s:.2f} s"
+
+
+async def calls_to_unary_server() -> list[int]:
+    """Return the replies of streamed calls to a server that serves only unary methods."""
+    server = grpc.aio.server()
+    meta_pb2_grpc.add_MetaServiceServicer_to_server(KeyLength(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            method = callstream.client_method(channel, META_SERVICE, "StatObject")
+            sizes = []
+            for key in (b"a", b"bb", b"ccc"):
+                reply = await method(meta_pb2.StatObjectRequest(key=key), timeout=5.0)
+                sizes.append(reply.size_bytes)
+            return sizes
+    finally:
+        await server.stop(None)
+
+
+def test_unary_fallback_for_old_server() -> None:
+    """A server without the streamed methods (an older version) gets unary calls."""
+    assert asyncio.run(calls_to_unary_server()) == [1, 2, 3]
+
+
+async def write_to_unary_server(messages: list[bytes]) -> int:
+    """Send a whole chunk with streamed_write to a server with only the client-streaming Write."""
+
+    async def write(requests: AsyncIterator[bytes], context: object) -> bytes:
+        data_bytes = [len(message) async for message in requests][1:]
+        return data_pb2.WriteChunkResponse(length_bytes=sum(data_bytes)).SerializeToString()
+
+    handler = grpc.stream_unary_rpc_method_handler(write)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(datapath.SERVICE, {"Write": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            chunk = datapath.WholeChunk(messages[0], b"".join(messages[1:]))
+            reply = await datapath.streamed_write(channel)(chunk, timeout=5.0)
+            return int(reply.length_bytes)
+    finally:
+        await server.stop(None)
+
+
+def test_write_fallback_for_old_server() -> None:
+    """A whole-chunk Write to a server without streamed methods goes as header and data."""
+    messages = [b"header", b"x" * 1000 + b"y" * 24]
+
+    assert asyncio.run(write_to_unary_server(messages)) == 1024
+
+
+async def whole_chunk_errors(address: str, dataserver_id: str) -> list[grpc.aio.AioRpcError]:
+    """Send a short whole chunk and one addressed to another dataserver; return the errors."""
+    data = make_data(1000, seed=72)
+    header = common_pb2.ChunkFileHeader(
+        chunk_id=bytes(22), upload_id="00" * 16, length_bytes=len(data), crc32c=crc32c(data)
+    )
+    requests = [
+        (dataserver_id, data[:999]),
+        ("ds-not-this-one", data),
+    ]
+    errors = []
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        write = datapath.streamed_write(channel)
+        for target, body in requests:
+            first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target)
+            chunk = datapath.WholeChunk(first.SerializeToString(), body)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await write(chunk, timeout=10.0)
+            errors.append(caught.value)
+        write.close()
+    return errors
+
+
+def test_whole_chunk_write_rejects_bad_input(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(dataservers=1)
+    dataserver = cluster.dataservers[0]
+
+    short, misrouted = asyncio.run(whole_chunk_errors(dataserver.address, dataserver.server_id))
+
+    assert short.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "carries 999 bytes of data, not the declared 1000" in (short.details() or "")
+    assert misrouted.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "refresh the cluster map" in (misrouted.details() or "")
+    assert not chunk_files(dataserver), "a rejected write left a chunk file"

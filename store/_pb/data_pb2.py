@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ndata.proto\x12\x08store.v1\x1a\x0c\x63ommon.proto\"S\n\x10WriteChunkHeader\x12(\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.store.v1.ChunkFileHeader\x12\x15\n\rdataserver_id\x18\x02 \x01(\t\"A\n\x12WriteChunkResponse\x12\x15\n\rdataserver_id\x18\x01 \x01(\t\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\"g\n\x10ReadChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x0c\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x03 \x01(\x04\x12\x15\n\rdataserver_id\x18\x04 \x01(\t\"\xad\x01\n\x0fReadChunkHeader\x12\x14\n\x0coffset_bytes\x18\x01 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\x12\x18\n\x10\x62lock_size_bytes\x18\x03 \x01(\r\x12\x14\n\x0c\x62lock_crc32c\x18\x04 \x03(\x07\x12\x1a\n\x12\x63hunk_length_bytes\x18\x05 \x01(\x04\x12\x14\n\x0c\x63hunk_crc32c\x18\x06 \x01(\x07\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"<\n\x13\x44\x65leteChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\x0c\x12\x12\n\nupload_ids\x18\x02 \x03(\t\"8\n\x14\x44\x65leteChunksResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x0f\n\x07missing\x18\x02 \x01(\x04\"\x19\n\x17\x44\x61taserverStatusRequest\"&\n\x11StatChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\x0c\"S\n\tChunkStat\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x0c\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x14\n\x0clength_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\x07\"9\n\x12StatChunksResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.store.v1.ChunkStat2\xef\x01\n\x0b\x44\x61taService\x12M\n\x0c\x44\x65leteChunks\x12\x1d.store.v1.DeleteChunksRequest\x1a\x1e.store.v1.DeleteChunksResponse\x12H\n\tGetStatus\x12!.store.v1.DataserverStatusRequest\x1a\x18.store.v1.DataserverInfo\x12G\n\nStatChunks\x12\x1b.store.v1.StatChunksRequest\x1a\x1c.store.v1.StatChunksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\ndata.proto\x12\x08store.v1\x1a\x0c\x63ommon.proto\"a\n\x10WriteChunkHeader\x12(\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x19.store.v1.ChunkFileHeader\x12\x15\n\rdataserver_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"A\n\x12WriteChunkResponse\x12\x15\n\rdataserver_id\x18\x01 \x01(\t\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\"g\n\x10ReadChunkRequest\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x0c\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x03 \x01(\x04\x12\x15\n\rdataserver_id\x18\x04 \x01(\t\"\xad\x01\n\x0fReadChunkHeader\x12\x14\n\x0coffset_bytes\x18\x01 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\x12\x18\n\x10\x62lock_size_bytes\x18\x03 \x01(\r\x12\x14\n\x0c\x62lock_crc32c\x18\x04 \x03(\x07\x12\x1a\n\x12\x63hunk_length_bytes\x18\x05 \x01(\x04\x12\x14\n\x0c\x63hunk_crc32c\x18\x06 \x01(\x07\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"<\n\x13\x44\x65leteChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\x0c\x12\x12\n\nupload_ids\x18\x02 \x03(\t\"8\n\x14\x44\x65leteChunksResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\x12\x0f\n\x07missing\x18\x02 \x01(\x04\"\x19\n\x17\x44\x61taserverStatusRequest\"&\n\x11StatChunksRequest\x12\x11\n\tchunk_ids\x18\x01 \x03(\x0c\"S\n\tChunkStat\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\x0c\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\x12\x14\n\x0clength_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\x07\"9\n\x12StatChunksResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.store.v1.ChunkStat2\xef\x01\n\x0b\x44\x61taService\x12M\n\x0c\x44\x65leteChunks\x12\x1d.store.v1.DeleteChunksRequest\x1a\x1e.store.v1.DeleteChunksResponse\x12H\n\tGetStatus\x12!.store.v1.DataserverStatusRequest\x1a\x18.store.v1.DataserverInfo\x12G\n\nStatChunks\x12\x1b.store.v1.StatChunksRequest\x1a\x1c.store.v1.StatChunksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,25 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'data_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WRITECHUNKHEADER']._serialized_start=38
-  _globals['_WRITECHUNKHEADER']._serialized_end=121
-  _globals['_WRITECHUNKRESPONSE']._serialized_start=123
-  _globals['_WRITECHUNKRESPONSE']._serialized_end=188
-  _globals['_READCHUNKREQUEST']._serialized_start=190
-  _globals['_READCHUNKREQUEST']._serialized_end=293
-  _globals['_READCHUNKHEADER']._serialized_start=296
-  _globals['_READCHUNKHEADER']._serialized_end=469
-  _globals['_DELETECHUNKSREQUEST']._serialized_start=471
-  _globals['_DELETECHUNKSREQUEST']._serialized_end=531
-  _globals['_DELETECHUNKSRESPONSE']._serialized_start=533
-  _globals['_DELETECHUNKSRESPONSE']._serialized_end=589
-  _globals['_DATASERVERSTATUSREQUEST']._serialized_start=591
-  _globals['_DATASERVERSTATUSREQUEST']._serialized_end=616
-  _globals['_STATCHUNKSREQUEST']._serialized_start=618
-  _globals['_STATCHUNKSREQUEST']._serialized_end=656
-  _globals['_CHUNKSTAT']._serialized_start=658
-  _globals['_CHUNKSTAT']._serialized_end=741
-  _globals['_STATCHUNKSRESPONSE']._serialized_start=743
-  _globals['_STATCHUNKSRESPONSE']._serialized_end=800
-  _globals['_DATASERVICE']._serialized_start=803
-  _globals['_DATASERVICE']._serialized_end=1042
+  _globals['_WRITECHUNKHEADER']._serialized_end=135
+  _globals['_WRITECHUNKRESPONSE']._serialized_start=137
+  _globals['_WRITECHUNKRESPONSE']._serialized_end=202
+  _globals['_READCHUNKREQUEST']._serialized_start=204
+  _globals['_READCHUNKREQUEST']._serialized_end=307
+  _globals['_READCHUNKHEADER']._serialized_start=310
+  _globals['_READCHUNKHEADER']._serialized_end=483
+  _globals['_DELETECHUNKSREQUEST']._serialized_start=485
+  _globals['_DELETECHUNKSREQUEST']._serialized_end=545
+  _globals['_DELETECHUNKSRESPONSE']._serialized_start=547
+  _globals['_DELETECHUNKSRESPONSE']._serialized_end=603
+  _globals['_DATASERVERSTATUSREQUEST']._serialized_start=605
+  _globals['_DATASERVERSTATUSREQUEST']._serialized_end=630
+  _globals['_STATCHUNKSREQUEST']._serialized_start=632
+  _globals['_STATCHUNKSREQUEST']._serialized_end=670
+  _globals['_CHUNKSTAT']._serialized_start=672
+  _globals['_CHUNKSTAT']._serialized_end=755
+  _globals['_STATCHUNKSRESPONSE']._serialized_start=757
+  _globals['_STATCHUNKSRESPONSE']._serialized_end=814
+  _globals['_DATASERVICE']._serialized_start=817
+  _globals['_DATASERVICE']._serialized_end=1056
 # @@protoc_insertion_point(module_scope)

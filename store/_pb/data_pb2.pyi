@@ -44,6 +44,12 @@ class WriteChunkHeader(_message.Message):
       reply:         a serialized ReadChunkHeader whose data field holds the
                      blocks; one call instead of a stream, through the page cache
 
+    /store.v1.ChunkStreamCalls/Write and /store.v1.ChunkStreamCalls/ReadBlocks
+      (bidirectional streaming): one call per request and reply on a stream the
+      client reuses (store/callstream.py). A Write request is one serialized
+      WriteChunkHeader whose data field holds a whole chunk of up to 1 MiB, and
+      ReadBlocks is the unary method's request and reply.
+
     Errors use gRPC status codes with the "store-error" trailing metadata key.
     """
 
@@ -51,8 +57,11 @@ class WriteChunkHeader(_message.Message):
 
     CHUNK_FIELD_NUMBER: _builtins.int
     DATASERVER_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
     dataserver_id: _builtins.str
     """The dataserver the writer meant to reach; a mismatch is rejected."""
+    data: _builtins.bytes
+    """The chunk's bytes, in a ChunkStreamCalls/Write request only."""
     @_builtins.property
     def chunk(self) -> _common_pb2.ChunkFileHeader:
         """The writer fills chunk_id, upload_id, bucket, key, stripe_index,
@@ -64,10 +73,11 @@ class WriteChunkHeader(_message.Message):
         *,
         chunk: _common_pb2.ChunkFileHeader | None = ...,
         dataserver_id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "dataserver_id", b"dataserver_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "data", b"data", "dataserver_id", b"dataserver_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
