@@ -1,6 +1,6 @@
 """Unary calls carried over long-lived gRPC bidirectional streams.
 
-A grpc.aio unary call costs each side two to three times the CPU of one
+A grpc.aio unary call costs each side 1.5 to 2.5 times the CPU of one
 request and reply on a stream that is already open (bench/call_streams.py
 measures both). So the hot calls between our processes (stats, commits, block
 reads) travel on reusable streams: the client writes one request, reads one
