@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/call_streams.py [--calls 4000] [--concurrency 8] [--rounds 3]
 
-A server process answers one method both ways: as a plain unary method (the
+A server process serves one method both ways: as a plain unary method (the
 baseline) and through store.callstream's StreamedHandlers. The client sends
 CALLS calls with CONCURRENCY tasks, first as unary calls, then with
 store.callstream.StreamedMethod, for small replies (128 bytes, like a stat)

@@ -32,6 +32,7 @@ from store.serving import (
     loop_name,
     run_on_loop,
     start_grpc_server,
+    stop_grpc_server,
     wait_for_stop_signal,
     write_server_file,
 )
@@ -194,8 +195,7 @@ async def serve(args: argparse.Namespace) -> None:
         await asyncio.gather(scrub_task, return_exceptions=True)
         scrubber.close()
         await scrubber.reporter.close()
-    streams.close()
-    await server.stop(grace=2.0)
+    await stop_grpc_server(server, streams)
     await heartbeater.close()
     service.close()
     log.info("dataserver stopped id=%s", dataserver_id)

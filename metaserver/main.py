@@ -51,6 +51,7 @@ from store.serving import (
     loop_name,
     run_on_loop,
     start_grpc_server,
+    stop_grpc_server,
     wait_for_stop_signal,
     write_server_file,
 )
@@ -403,8 +404,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     signal_name = await wait_for_stop_signal()
     log.info("metaserver stopping id=%s on %s", server_id, signal_name)
-    streams.close()
-    await server.stop(grace=2.0)
+    await stop_grpc_server(server, streams)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

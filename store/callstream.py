@@ -71,12 +71,14 @@ class StreamedMethod:
         self._idle: list[grpc.aio.StreamStreamCall] = []
         self._closed = False
         self._fallback = fallback
-        self._use_fallback = False
+        # The fallback, once the server replied UNIMPLEMENTED to the streamed method.
+        self._unary: Fallback | None = None
 
     async def __call__(self, request: Any, timeout: float | None = None) -> Any:
-        if self._use_fallback and self._fallback is not None:
-            return await self._fallback(request, timeout=timeout)
-        # Idle streams the server has ended are retried on; a new stream ends the loop.
+        if self._unary is not None:
+            return await self._unary(request, timeout=timeout)
+        # A reused stream that the server had ended gives way to the next one. The
+        # loop ends at the latest with a new stream.
         while True:
             call, reused = self._take()
             try:
@@ -85,8 +87,8 @@ class StreamedMethod:
                 if error.code() != grpc.StatusCode.UNIMPLEMENTED or self._fallback is None:
                     raise
                 log.info("the server replied UNIMPLEMENTED to %s; sending unary calls", self._path)
-                self._use_fallback = True
-                return await self._fallback(request, timeout=timeout)
+                self._unary = self._fallback
+                return await self._unary(request, timeout=timeout)
             except StreamEnded:
                 if reused:
                     continue
@@ -137,8 +139,8 @@ class StreamedMethod:
                 f"{self._path}: no reply within {timeout_s:.3f} s",
             ) from None
         except asyncio.InvalidStateError:
-            # write() on a stream that had ended, so the request was not sent. An
-            # idle stream may end for any reason, a new one only with a failure.
+            # write() on a stream that had ended, so the request was not sent. An idle
+            # stream may have ended for any reason. A new one ends this early only by failing.
             if not reused:
                 await _raise_status(call)
             raise StreamEnded() from None

@@ -1,7 +1,9 @@
-"""The ChunkStream gRPC methods that carry chunk data as raw bytes.
+"""The ChunkStream gRPC methods that carry chunk data.
 
-Data messages skip protobuf so that a megabyte of payload is copied once by
-gRPC and never parsed; the framing is described in proto/data.proto.
+The data messages of Write and Read skip protobuf, so that a megabyte of
+payload is copied once by gRPC and never parsed. ReadBlocks replies and
+whole-chunk writes, at most about 1 MiB each, carry their data in a bytes
+field appended by hand. The framing is described in proto/data.proto.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ STREAMED_READ_BLOCKS_METHOD = f"/{streamed_service(SERVICE)}/ReadBlocks"
 MAX_STREAMED_WRITE_BYTES = MESSAGE_BYTES
 
 # Field numbers of the `data` fields of WriteChunkHeader and ReadChunkHeader.
-WRITE_DATA_FIELD = 3
-READ_DATA_FIELD = 7
+WRITE_DATA_FIELD = data_pb2.WriteChunkHeader.DESCRIPTOR.fields_by_name["data"].number
+READ_DATA_FIELD = data_pb2.ReadChunkHeader.DESCRIPTOR.fields_by_name["data"].number
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ def with_bytes_field(message: bytes, field_number: int, data: Buffer) -> bytes:
 
     Setting the field through protobuf would copy the data twice.
     """
+    # Wire type 2 (length-delimited). Field numbers up to 15 fit the tag in one byte.
+    assert 0 < field_number < 16, field_number
     tag = bytes([field_number << 3 | 2])
     return b"".join((message, tag, _varint(len(data)), data))
 

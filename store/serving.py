@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc.aio
 
+from store.callstream import StreamedHandlers
 from store.durable import write_file_atomic
 from store.errors import InvalidArgument
 from store.rpc import SERVER_OPTIONS
@@ -23,6 +24,8 @@ from store.rpc import SERVER_OPTIONS
 log = logging.getLogger(__name__)
 
 SERVER_FILE = "server.json"
+# How long Server.stop lets calls in progress finish before it cancels them.
+STOP_GRACE_S = 2.0
 EVENT_LOOPS = ("uvloop", "asyncio")
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", ""}
 
@@ -82,6 +85,16 @@ async def start_grpc_server(
     if host in _WILDCARD_HOSTS:
         host = socket.gethostname()
     return server, f"{host}:{port}"
+
+
+async def stop_grpc_server(server: grpc.aio.Server, streams: StreamedHandlers) -> None:
+    """Stop a server whose `streams` serve calls on streams, ending the idle ones first.
+
+    Server.stop would otherwise wait all of STOP_GRACE_S for the streams that
+    clients keep open between calls.
+    """
+    streams.close()
+    await server.stop(grace=STOP_GRACE_S)
 
 
 def write_server_file(directory: Path, role: str, server_id: str, address: str) -> None:

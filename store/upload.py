@@ -174,7 +174,7 @@ class Upload:
             targets = self._targets(index)
             writes = []
             # Identical copies share their messages and checksum.
-            prepared: dict[bytes, tuple[int, list[bytes]]] = {}
+            prepared: dict[bytes, tuple[int, list[Buffer]]] = {}
             for target, (chunk, content) in zip(targets, self._chunks(index, data), strict=True):
                 if chunk not in prepared:
                     prepared[chunk] = (crc32c(content), chunk_messages(content))
@@ -215,7 +215,7 @@ class Upload:
         stripe: pb.Stripe,
         ref: pb.ChunkRef,
         header: pb.ChunkFileHeader,
-        messages: list[bytes],
+        messages: list[Buffer],
         deadline: Deadline,
     ) -> None:
         """Write one chunk to its target, or to a replacement when the target fails.
@@ -267,7 +267,7 @@ class Upload:
         self,
         target: str,
         header: pb.ChunkFileHeader,
-        messages: list[bytes],
+        messages: list[Buffer],
         deadline: Deadline,
         retry: bool,
     ) -> None:
@@ -302,7 +302,7 @@ async def write_chunk(
     view: ClusterView,
     target: str,
     header: pb.ChunkFileHeader,
-    messages: list[bytes],
+    messages: list[Buffer],
     timeout_s: float | None,
 ) -> None:
     """Send one chunk to a dataserver once; raise StoreError unless it is durable there."""
@@ -310,7 +310,9 @@ async def write_chunk(
     first = data_pb2.WriteChunkHeader(chunk=header, dataserver_id=target).SerializeToString()
     try:
         if header.length_bytes <= MAX_STREAMED_WRITE_BYTES:
-            chunk = WholeChunk(first, b"".join(messages) if len(messages) != 1 else messages[0])
+            # chunk_messages returns one view, or none for an empty chunk.
+            data = messages[0] if messages else b""
+            chunk = WholeChunk(first, data)
             await connection.channels.whole_chunk_writer(address)(chunk, timeout=timeout_s)
         else:
             await connection.channels.chunk_writer(address)(
@@ -324,9 +326,15 @@ async def write_chunk(
         ) from None
 
 
-def chunk_messages(content: Buffer) -> list[bytes]:
-    """Split chunk bytes into the data messages of a ChunkStream write."""
+def chunk_messages(content: Buffer) -> list[Buffer]:
+    """Split chunk bytes into the data messages of a ChunkStream write.
+
+    A chunk that goes in one streamed call stays a view, because the call's
+    serializer copies it into the request. gRPC needs bytes for the others.
+    """
     view = memoryview(content)
+    if len(view) <= MAX_STREAMED_WRITE_BYTES:
+        return [view]
     return [
         bytes(view[start : start + MESSAGE_BYTES]) for start in range(0, len(view), MESSAGE_BYTES)
     ]

@@ -26,12 +26,10 @@ from store.checksum import crc32c
 from store.cluster import LocalCluster, ManagedProcess
 from store.errors import ERROR_CODE_METADATA_KEY
 from store.rpc import CHANNEL_OPTIONS
+from store.serving import STOP_GRACE_S
 from store.shardmap import shard_of
 
 from .support import ClusterFactory, chunk_files, make_data
-
-# grpc.aio.Server.stop's grace period in both servers' shutdown.
-SERVER_STOP_GRACE_S = 2.0
 
 
 def missing_key_request(cluster: LocalCluster, bucket: str) -> meta_pb2.StatObjectRequest:
@@ -105,7 +103,7 @@ def test_idle_streams_end_at_stop(cluster_factory: ClusterFactory) -> None:
                 f"{process.name} ended no idle streams, so this test checks nothing"
             )
             elapsed_s = stop_seconds(process)
-            assert elapsed_s < SERVER_STOP_GRACE_S, (
+            assert elapsed_s < STOP_GRACE_S, (
                 f"{process.name} took {elapsed_s:.2f} s to stop, the whole grace period"
             )
             cluster.restart(process)
