@@ -100,12 +100,23 @@ class StreamedMethod:
             self._give_back(call)
             return reply
 
-    def close(self) -> None:
-        """Close the idle streams; calls in progress finish on theirs."""
+    def close(self) -> list[grpc.aio.StreamStreamCall]:
+        """Cancel the idle streams and return them; calls in progress finish on theirs."""
         self._closed = True
-        for call in self._idle:
+        cancelled = self._idle
+        self._idle = []
+        for call in cancelled:
             call.cancel()
-        self._idle.clear()
+        return cancelled
+
+    async def aclose(self) -> None:
+        """Close the idle streams and wait until gRPC has finished them.
+
+        gRPC completes a cancellation on its own thread. When the event loop closes
+        before that, the late completion fails with "Event loop is closed".
+        """
+        for call in self.close():
+            await call.code()
 
     def _take(self) -> tuple[grpc.aio.StreamStreamCall, bool]:
         while self._idle:

@@ -54,6 +54,10 @@ class _StreamedMetaStub:
         for call in self.streamed.values():
             call.close()
 
+    async def aclose(self) -> None:
+        for call in self.streamed.values():
+            await call.aclose()
+
 
 class ChannelPool:
     """Opens each address once and reuses the channel for every call to it."""
@@ -158,8 +162,11 @@ class ChannelPool:
                 call.close()
 
     async def close(self) -> None:
-        for address in self._channels:
-            self._close_streams(address)
+        for stub in self._meta_stubs.values():
+            await stub.aclose()
+        for cache in (self._whole_chunk_writers, self._block_readers):
+            for call in cache.values():
+                await call.aclose()
         channels = list(self._channels.values()) + self._retired
         self._retired = []
         self._channels.clear()

@@ -50,7 +50,7 @@ async def stat_both_ways(
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call(request, timeout=10.0)
             errors.append(caught.value)
-        streamed.close()
+        await streamed.aclose()
     return errors[0], errors[1]
 
 
@@ -254,7 +254,7 @@ async def whole_chunk_errors(address: str, dataserver_id: str) -> list[grpc.aio.
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await write(chunk, timeout=10.0)
             errors.append(caught.value)
-        write.close()
+        await write.aclose()
     return errors
 
 
