@@ -141,7 +141,10 @@ class StreamedMethod:
         """
         try:
             async with asyncio.timeout(timeout_s):
-                await call.write(request)
+                try:
+                    await call.write(request)
+                except grpc.aio.AioRpcError as error:
+                    raise _send_failure(error, self._path) from None
                 reply = await call.read()
         except TimeoutError:
             call.cancel()
@@ -174,6 +177,21 @@ async def _raise_status(call: grpc.aio.StreamStreamCall) -> None:
         await call.initial_metadata(),
         await call.trailing_metadata(),
         await call.details(),
+    )
+
+
+def _send_failure(error: grpc.aio.AioRpcError, path: str) -> grpc.aio.AioRpcError:
+    """Return the error to raise for a request that could not be written to its stream.
+
+    grpc.aio reports a failed send as INTERNAL ("Internal error from Core"), for
+    example when the server's process died. A unary call fails as UNAVAILABLE then,
+    so callers retry the same way.
+    """
+    if error.code() != grpc.StatusCode.INTERNAL:
+        return error
+    return _rpc_error(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{path}: sending the request failed ({error.details()}); the connection broke",
     )
 
 
