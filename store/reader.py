@@ -5,6 +5,7 @@ flight ahead of the position, so a reader streaming a large object keeps
 every dataserver busy. A read that does not continue where the previous one
 ended is treated as random access and fetches only the blocks it covers.
 `limit(end)` keeps the prefetch from reading past the end of a byte range.
+`read_pieces` returns the bytes as gRPC delivered them, without joining them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from store.download import Reader, ReadTarget
 from store.errors import InvalidArgument
 from store.layout import StripeSlice, stripes_for_range
 
+Piece = bytes | memoryview
+
 
 class AsyncObjectReader:
     def __init__(self, reader: Reader, target: ReadTarget, timeout_s: float | None) -> None:
@@ -29,7 +32,7 @@ class AsyncObjectReader:
         # End of the previous read; a read starting here counts as sequential.
         self._sequential_from = 0
         self._stripes = list(target.record.layout.stripes)
-        self._prefetched: dict[int, asyncio.Task[bytes]] = {}
+        self._prefetched: dict[int, asyncio.Task[list[bytes]]] = {}
         # Prefetching reads no byte at or past `_limit_bytes`, so no stripe from
         # `_limit_stripe` on.
         self._limit_bytes = self.size_bytes
@@ -74,25 +77,36 @@ class AsyncObjectReader:
 
     async def read(self, size: int = -1) -> bytes:
         """Read up to `size` bytes (all remaining when negative) from the current position."""
+        pieces = await self.read_pieces(size)
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]
+        return b"".join(pieces)
+
+    async def read_pieces(self, size: int = -1) -> list[Piece]:
+        """Read like `read`, but return the bytes in pieces, without joining them.
+
+        A sequential read of large stripes returns the messages gRPC delivered,
+        or views of them, so a caller that writes the pieces to a socket saves
+        a copy of every byte.
+        """
         if self.closed:
             raise ValueError(f"read of closed object reader {self.name}")
         end = self.size_bytes if size < 0 else min(self.size_bytes, self._position + size)
         if end <= self._position:
-            return b""
+            return []
         start = self._position
+        pieces: list[Piece]
         if self._target.record.is_inline:
-            data = self._target.record.inline_data[start:end]
+            pieces = [self._target.record.inline_data[start:end]]
         elif start == self._sequential_from and end <= self._limit_bytes:
-            data = await self._read_sequential(start, end)
+            pieces = await self._read_sequential(start, end)
         else:
             deadline = Deadline(self._timeout_s, f"read {self.name}")
-            data = b"".join(
-                await self._reader.read_range(self._target, start, end - start, deadline)
-            )
-        assert len(data) == end - start
+            pieces = list(await self._reader.read_range(self._target, start, end - start, deadline))
+        assert sum(len(piece) for piece in pieces) == end - start
         self._position = end
         self._sequential_from = end
-        return data
+        return pieces
 
     async def readinto(self, buffer: memoryview) -> int:
         """Read into a writable byte buffer from the current position; return the count."""
@@ -112,13 +126,13 @@ class AsyncObjectReader:
         self._sequential_from = end
         return end - start
 
-    async def _read_sequential(self, start: int, end: int) -> bytes:
-        parts: list[bytes] = []
+    async def _read_sequential(self, start: int, end: int) -> list[Piece]:
+        pieces: list[Piece] = []
         for piece in stripes_for_range(self._target.record.layout, start, end - start):
             self._prefetch_from(piece.stripe_index)
             stripe_data = await self._prefetched[piece.stripe_index]
-            parts.append(stripe_data[piece.start_bytes : piece.end_bytes])
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            pieces += slice_pieces(stripe_data, piece.start_bytes, piece.end_bytes)
+        return pieces
 
     def _prefetch_from(self, first: int) -> None:
         # Drop stripes behind the position, then keep `window` stripes in flight from it.
@@ -129,13 +143,12 @@ class AsyncObjectReader:
             if index not in self._prefetched:
                 self._prefetched[index] = asyncio.ensure_future(self._fetch_stripe(index))
 
-    async def _fetch_stripe(self, index: int) -> bytes:
+    async def _fetch_stripe(self, index: int) -> list[bytes]:
         stripe = self._stripes[index]
         length_bytes = min(stripe.length_bytes, self._limit_bytes - stripe.offset_bytes)
         piece = StripeSlice(index, stripe, 0, length_bytes)
         deadline = Deadline(self._timeout_s, f"read {self.name}")
-        parts = await self._reader.read_slice(self._target, piece, deadline)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return await self._reader.read_slice(self._target, piece, deadline)
 
     async def close(self) -> None:
         self.closed = True
@@ -148,3 +161,20 @@ class AsyncObjectReader:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def slice_pieces(pieces: list[bytes], start: int, end: int) -> list[Piece]:
+    """Return bytes [start, end) of the pieces joined, as the pieces themselves or views of them."""
+    result: list[Piece] = []
+    offset = 0
+    for piece in pieces:
+        piece_end = offset + len(piece)
+        if max(offset, start) < min(piece_end, end):
+            if start <= offset and piece_end <= end:
+                result.append(piece)
+            else:
+                result.append(
+                    memoryview(piece)[max(start - offset, 0) : min(end, piece_end) - offset]
+                )
+        offset = piece_end
+    return result

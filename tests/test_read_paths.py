@@ -25,6 +25,7 @@ from store.checksum import crc32c
 from store.cluster import LocalCluster
 from store.errors import ChunkNotFound, InvalidArgument
 from store.limits import CHECKSUM_BLOCK_BYTES, SMALL_READ_BYTES
+from store.reader import slice_pieces
 from store.rpc import CHANNEL_OPTIONS
 
 from .support import (
@@ -173,3 +174,15 @@ def test_read_blocks_grpc(cluster: LocalCluster, client: store.Client) -> None:
         asyncio.run(call(0, CHUNK))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
     assert "read it with ChunkStream/Read" in (caught.value.details() or "")
+
+
+def test_slice_pieces_matches_join() -> None:
+    pieces = [os.urandom(size) for size in (5, 1, 17, 0, 64, 9)]
+    joined = b"".join(pieces)
+    for start in range(len(joined) + 1):
+        for end in range(start, len(joined) + 1):
+            sliced = slice_pieces(pieces, start, end)
+            assert b"".join(sliced) == joined[start:end], (start, end)
+            assert all(len(piece) > 0 for piece in sliced), (start, end)
+    whole = slice_pieces(pieces, 0, len(joined))
+    assert all(got is want for got, want in zip(whole, [p for p in pieces if p], strict=True))

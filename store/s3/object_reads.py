@@ -172,7 +172,7 @@ async def stream_bytes(
 ) -> None:
     """Write the selected bytes one stripe-aligned piece at a time.
 
-    A piece that is a whole stripe reaches the socket without another copy. The
+    The bytes reach the socket as gRPC delivered them, without another copy. The
     status line is sent already, so a failure can only cut the connection: the
     client then sees fewer bytes than Content-Length and retries.
     """
@@ -184,11 +184,12 @@ async def stream_bytes(
     try:
         while position < end:
             size = min(end - position, step_bytes - position % step_bytes)
-            data = await reader.read(size)
-            if not data:
+            pieces = await reader.read_pieces(size)
+            if not pieces:
                 raise S3Error("InternalError", f"the object ended at byte {position} of {end}")
-            await response.write(data)
-            position += len(data)
+            for piece in pieces:
+                await response.write(piece)
+                position += len(piece)
     except (StoreError, S3Error, ConnectionError) as error:
         _abort(context, error, position, end)
 
