@@ -145,6 +145,8 @@ def _result_error(address: str, result: meta_pb2.RecordResult) -> StoreError:
     error = error_for_status(
         None, result.error_code, f"metaserver {address}: {result.error_message}"
     )
+    # The S3 gateway shows clients the server's message, without the address.
+    error.server_message = result.error_message
     if isinstance(error, StaleEpoch):
         error.server_epoch = result.server_epoch
     return error

@@ -181,9 +181,20 @@ class MultipartMethods:
         if_match: str = "",
         if_none_match: bool = False,
         min_part_size_bytes: int = MIN_PART_SIZE_BYTES,
+        part_checksums: Mapping[int, Mapping[str, str]] | None = None,
+        require_part_checksums: bool = False,
+        expected_checksums: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
     ) -> ObjectInfo:
-        """Complete the upload from (part number, ETag) pairs in ascending part order."""
+        """Complete the upload from (part number, ETag) pairs in ascending part order.
+
+        `part_checksums` maps part numbers to the checksums the client lists for
+        them (algorithm to base64 value). With `require_part_checksums`, an
+        upload created with a COMPOSITE checksum needs its algorithm's value for
+        every part (InvalidRequest otherwise). The object's checksums come from
+        the uploaded parts, and `expected_checksums` are values they must have
+        (BadDigest otherwise). A failed check completes nothing.
+        """
         check_bucket_name(bucket)
         raw_key = encode_key(key)
         check_upload_id(upload_id)
@@ -194,9 +205,14 @@ class MultipartMethods:
             if_match_etag=if_match,
             if_none_match_any=if_none_match,
             min_part_size_bytes=min_part_size_bytes,
+            expected_checksums=expected_checksums or {},
+            require_part_checksums=require_part_checksums,
         )
+        listed_checksums = part_checksums or {}
         for number, etag in parts:
-            request.parts.add(part_number=number, etag=etag)
+            request.parts.add(
+                part_number=number, etag=etag, checksums=listed_checksums.get(number, {})
+            )
         deadline = self._deadline(timeout_s, f"complete upload {upload_id} of {bucket}/{key!r}")
         record: pb.ObjectRecord = await self._call(
             deadline, bucket, raw_key, "CompleteMultipartUpload", request

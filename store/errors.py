@@ -76,6 +76,12 @@ class InvalidPart(InvalidArgument):
     code = "InvalidPart"
 
 
+class InvalidRequest(InvalidArgument):
+    """A request that contradicts the state it applies to, such as a part without its checksum."""
+
+    code = "InvalidRequest"
+
+
 class InvalidPartOrder(InvalidArgument):
     code = "InvalidPartOrder"
 

@@ -4,8 +4,10 @@ with plain HTTP, every payload mode, clock skew, users and bucket ownership."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import botocore.auth
 import botocore.crt.auth
@@ -62,6 +64,26 @@ def test_presigned_get_and_put(s3: Any, s3_bucket: str) -> None:
     assert reply.status == 200
     assert reply.body == data
     assert reply.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_presigned_put_chunked_transfer(s3: Any, s3_bucket: str) -> None:
+    """A body framed by HTTP chunked transfer coding needs no Content-Length."""
+    data = make_data(3 * MIB + 5, seed=21)
+    put_url = urlsplit(
+        s3.generate_presigned_url(
+            "put_object", Params={"Bucket": s3_bucket, "Key": "chunked"}, ExpiresIn=300
+        )
+    )
+    connection = http.client.HTTPConnection(put_url.netloc, timeout=30)
+    pieces = (data[start : start + 100_000] for start in range(0, len(data), 100_000))
+
+    connection.request("PUT", f"{put_url.path}?{put_url.query}", body=pieces, encode_chunked=True)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+
+    assert response.status == 200
+    assert s3.get_object(Bucket=s3_bucket, Key="chunked")["Body"].read() == data
 
 
 def test_presigned_url_errors(s3: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,6 +99,60 @@ def test_full_object_crc64nvme(s3: Any, s3_bucket: str) -> None:
     assert head["ChecksumType"] == "FULL_OBJECT"
 
 
+def test_composite_sha256_checked_on_complete(s3: Any, s3_bucket: str) -> None:
+    parts = [make_data(PART_BYTES, 14), make_data(999, 15)]
+    upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key="sha", ChecksumAlgorithm="SHA256")[
+        "UploadId"
+    ]
+    listed = []
+    for number, data in enumerate(parts, start=1):
+        part = s3.upload_part(
+            Bucket=s3_bucket,
+            Key="sha",
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+        )
+        listed.append(
+            {"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]}
+        )
+    digests = b"".join(hashlib.sha256(data).digest() for data in parts)
+    composite = f"{base64.b64encode(hashlib.sha256(digests).digest()).decode()}-2"
+    wrong = f"{base64.b64encode(hashlib.sha256(b'other').digest()).decode()}-2"
+
+    def complete(part_list: list[dict[str, Any]], **checksum: str) -> dict[str, Any]:
+        return dict(
+            s3.complete_multipart_upload(
+                Bucket=s3_bucket,
+                Key="sha",
+                UploadId=upload_id,
+                MultipartUpload={"Parts": part_list},
+                **checksum,
+            )
+        )
+
+    cases: list[tuple[list[dict[str, Any]], dict[str, str], str]] = [
+        (listed, {"ChecksumSHA256": "bad"}, "InvalidRequest"),
+        ([{**listed[0]}, {"PartNumber": 2, "ETag": listed[1]["ETag"]}], {}, "InvalidRequest"),
+        (listed, {"ChecksumSHA256": wrong}, "BadDigest"),
+        (listed, {"ChecksumCRC32": "AAAAAA=="}, "InvalidRequest"),
+    ]
+    for part_list, checksum, code in cases:
+        with pytest.raises(ClientError) as error:
+            complete(part_list, **checksum)
+        assert error_code(error) == code, checksum
+    with pytest.raises(ClientError) as error:
+        s3.head_object(Bucket=s3_bucket, Key="sha")
+    assert error.value.response["Error"]["Code"] == "404", "a failed complete stored the object"
+
+    completed = complete(listed, ChecksumSHA256=composite)
+
+    assert completed["ChecksumSHA256"] == composite
+    head = s3.head_object(Bucket=s3_bucket, Key="sha", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == composite
+
+
 def test_part_too_small(s3: Any, s3_bucket: str) -> None:
     upload_id, done = upload_parts(s3, s3_bucket, "k", [b"a" * 1000, b"b" * 1000])
     with pytest.raises(ClientError) as error:

@@ -302,7 +302,10 @@ def test_malformed_digest_is_invalid(s3: Any, s3_bucket: str) -> None:
     assert error_code(error) == "InvalidDigest"
     with pytest.raises(ClientError) as error:
         s3.put_object(Bucket=s3_bucket, Key="bad", Body=b"data", ChecksumSHA256="AAAA")
-    assert error_code(error) == "InvalidDigest"
+    assert error_code(error) == "InvalidRequest"
+    with pytest.raises(ClientError) as error:
+        s3.put_object(Bucket=s3_bucket, Key="bad", Body=b"data", ChecksumSHA256="bad")
+    assert error_code(error) == "InvalidRequest"
 
 
 def test_content_md5_accepted(s3: Any, s3_bucket: str) -> None:

@@ -1449,19 +1449,47 @@ Global___CommitPartRequest: _TypeAlias = CommitPartRequest  # noqa: Y015
 class CompletedPart(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ChecksumsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PART_NUMBER_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    CHECKSUMS_FIELD_NUMBER: _builtins.int
     part_number: _builtins.int
     etag: _builtins.str
+    @_builtins.property
+    def checksums(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Checksums the client lists for the part (algorithm to base64 value). Only
+        their presence is checked; the object's checksum uses the uploaded part's.
+        """
+
     def __init__(
         self,
         *,
         part_number: _builtins.int = ...,
         etag: _builtins.str = ...,
+        checksums: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "part_number", b"part_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksums", b"checksums", "etag", b"etag", "part_number", b"part_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1471,6 +1499,26 @@ Global___CompletedPart: _TypeAlias = CompletedPart  # noqa: Y015
 class CompleteMultipartUploadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ExpectedChecksumsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     BUCKET_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
     SHARD_FIELD_NUMBER: _builtins.int
@@ -1479,6 +1527,8 @@ class CompleteMultipartUploadRequest(_message.Message):
     IF_MATCH_ETAG_FIELD_NUMBER: _builtins.int
     IF_NONE_MATCH_ANY_FIELD_NUMBER: _builtins.int
     MIN_PART_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    EXPECTED_CHECKSUMS_FIELD_NUMBER: _builtins.int
+    REQUIRE_PART_CHECKSUMS_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     key: _builtins.bytes
     shard: _builtins.int
@@ -1487,8 +1537,18 @@ class CompleteMultipartUploadRequest(_message.Message):
     if_none_match_any: _builtins.bool
     min_part_size_bytes: _builtins.int
     """Parts smaller than this, other than the last, fail with EntityTooSmall."""
+    require_part_checksums: _builtins.bool
+    """Fail with InvalidRequest when a part lacks the checksum of an upload with a
+    COMPOSITE checksum, as Amazon S3 does; the SDK's own callers may leave them out.
+    """
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletedPart]: ...
+    @_builtins.property
+    def expected_checksums(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The object checksum the client expects (algorithm to value, "BASE64-N" for a
+        composite one); the upload fails with BadDigest unless the result matches.
+        """
+
     def __init__(
         self,
         *,
@@ -1500,10 +1560,12 @@ class CompleteMultipartUploadRequest(_message.Message):
         if_match_etag: _builtins.str = ...,
         if_none_match_any: _builtins.bool = ...,
         min_part_size_bytes: _builtins.int = ...,
+        expected_checksums: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        require_part_checksums: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "min_part_size_bytes", b"min_part_size_bytes", "parts", b"parts", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "expected_checksums", b"expected_checksums", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "min_part_size_bytes", b"min_part_size_bytes", "parts", b"parts", "require_part_checksums", b"require_part_checksums", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from store.s3 import (
 )
 from store.s3.access import authenticate
 from store.s3.addressing import Location, locate
-from store.s3.api_errors import S3Error, from_auth_error, from_store_error
+from store.s3.api_errors import S3Error, from_auth_error, from_store_error, not_implemented
 from store.s3.body import awaits_continue, send_continue
 from store.s3.context import Gateway, RequestContext
 from store.s3.errors import S3AuthError
@@ -89,6 +89,7 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             query.setdefault(name, value)
         context = RequestContext(request, gateway, request_id, location, query)
         context.extra_headers = standard_headers(request_id)
+        reject_form_upload(request, location)
         # Authentication comes first, as in S3: an unsigned or badly signed request
         # learns nothing about which operations or buckets exist.
         context.caller, context.auth = await authenticate(
@@ -133,6 +134,23 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             await send_continue(request)
     _log_request(request, context, response, request_id, started_s)
     return response
+
+
+def reject_form_upload(request: web.BaseRequest, location: Location) -> None:
+    """Raise NotImplemented for a browser-based upload (an HTML form POSTed to a bucket).
+
+    Its credentials are fields of the form, not headers, so authenticating it as
+    a signed request first would return AccessDenied and hide what is missing.
+    """
+    content_type = request.headers.get("Content-Type", "")
+    if (
+        request.method == "POST"
+        and location.bucket is not None
+        and not location.key
+        and not request.query_string
+        and content_type.lower().startswith("multipart/form-data")
+    ):
+        raise not_implemented("Browser-based uploads with POST (HTML forms)")
 
 
 def _error(

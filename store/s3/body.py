@@ -40,9 +40,15 @@ class RequestBody:
         value = self._context.headers.get(name)
         return int(value) if value is not None and value.strip().isdigit() else None
 
-    def require_length(self, max_bytes: int = MAX_PUT_BYTES) -> int:
-        """Return the declared length; raise MissingContentLength or EntityTooLarge."""
+    def require_length(self, max_bytes: int = MAX_PUT_BYTES) -> int | None:
+        """Return the declared length; raise MissingContentLength or EntityTooLarge.
+
+        A body sent with Transfer-Encoding: chunked may declare no length, as Ceph
+        RGW allows, and gets None; `pieces` enforces `max_bytes` as it streams.
+        """
         length = self.declared_length_bytes()
+        if length is None and self._chunked_transfer():
+            return None
         if length is None:
             header = (
                 "x-amz-decoded-content-length" if self._mode.is_aws_chunked else "Content-Length"
@@ -53,6 +59,11 @@ class RequestBody:
             )
         check_size(length, max_bytes)
         return length
+
+    def _chunked_transfer(self) -> bool:
+        """Tell whether plain HTTP chunked transfer coding frames the body, without aws-chunked."""
+        coding = self._context.headers.get("Transfer-Encoding", "")
+        return not self._mode.is_aws_chunked and "chunked" in coding.lower()
 
     async def pieces(
         self, checksums: ChecksumRequest | None = None, max_bytes: int = MAX_PUT_BYTES

@@ -61,7 +61,11 @@ class ChecksumRequest:
 def parse_checksum_request(
     headers: Mapping[str, str], *, default_algorithm: str | None = DEFAULT_ALGORITHM
 ) -> ChecksumRequest:
-    """Read the checksum headers of a write; raise InvalidRequest or InvalidDigest."""
+    """Read the checksum headers of a write; raise InvalidRequest or InvalidDigest.
+
+    A malformed x-amz-checksum-* value gets InvalidRequest, as from Amazon S3; a
+    malformed Content-MD5 gets InvalidDigest.
+    """
     declared = declared_algorithm(headers)
     expected = _header_values(headers)
     trailer = _trailer_algorithm(headers)
@@ -130,13 +134,43 @@ def check_checksum_type(value: str | None, algorithm: str | None) -> str:
 
 
 def check_value(algorithm: str, value: str) -> str:
-    """Return a base64 checksum value unchanged, or raise InvalidDigest if malformed."""
-    if len(_decode_base64(value, f"x-amz-checksum-{algorithm}")) != DIGEST_BYTES[algorithm]:
-        raise _invalid_digest(
-            f"x-amz-checksum-{algorithm} {value[:100]!r} is not the base64 of a "
-            f"{DIGEST_BYTES[algorithm]}-byte {algorithm.upper()} value"
+    """Return a base64 checksum value unchanged, or raise InvalidRequest if malformed."""
+    header = HEADER_PREFIX + algorithm
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != DIGEST_BYTES[algorithm]:
+        raise S3Error(
+            "InvalidRequest",
+            f"Value for {header} header is invalid: {value[:100]!r} is not the base64 of a "
+            f"{DIGEST_BYTES[algorithm]}-byte {algorithm.upper()} value",
         )
     return value
+
+
+def expected_object_checksums(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return the x-amz-checksum-* values a CompleteMultipartUpload expects of the object.
+
+    A value is the base64 checksum of the whole object, or for a COMPOSITE
+    checksum the base64 checksum of the parts' checksums followed by "-N".
+    """
+    expected: dict[str, str] = {}
+    for algorithm in DIGEST_BYTES:
+        value = headers.get(HEADER_PREFIX + algorithm)
+        if value is None:
+            continue
+        value = value.strip()
+        digest, dash, count = value.partition("-")
+        if dash and not (count.isdigit() and count[0] != "0"):
+            raise S3Error(
+                "InvalidRequest",
+                f"Value for {HEADER_PREFIX + algorithm} header is invalid: {value[:100]!r} "
+                "must be BASE64 or BASE64-PARTCOUNT",
+            )
+        check_value(algorithm, digest)
+        expected[algorithm] = value
+    return expected
 
 
 def content_md5(headers: Mapping[str, str]) -> str | None:

@@ -9,6 +9,7 @@ computes the md5-of-part-md5s-N ETag and the object's checksum.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -23,7 +24,9 @@ from store.s3.bucket_handlers import add_owner, bucket_info
 from store.s3.checksums import (
     XML_NAMES,
     check_checksum_type,
+    check_value,
     declared_algorithm,
+    expected_object_checksums,
     parse_checksum_request,
     response_headers,
 )
@@ -116,15 +119,19 @@ async def complete_multipart_upload(context: RequestContext) -> web.StreamRespon
     await authorize_bucket(context.client, context.user, context.bucket)
     upload_id = upload_id_of(context)
     conditions = write_conditions(context.headers)
+    expected = expected_object_checksums(context.headers)
     document = await RequestBody(context).read_all(MAX_REQUEST_XML_BYTES)
     parts = parse_completed_parts(document)
     info = await context.client.complete_multipart_upload(
         context.bucket,
         context.key,
         upload_id,
-        parts,
+        [(part.number, part.etag) for part in parts],
         if_match=conditions.if_match,
         if_none_match=conditions.if_none_match,
+        part_checksums={part.number: part.checksums for part in parts},
+        require_part_checksums=True,
+        expected_checksums=expected,
     )
     root = new_document("CompleteMultipartUploadResult")
     add(root, "Location", f"/{context.bucket}/{context.key}")
@@ -135,10 +142,20 @@ async def complete_multipart_upload(context: RequestContext) -> web.StreamRespon
     return xml_response(root, headers=response_headers(info.checksums, info.checksum_type))
 
 
-def parse_completed_parts(document: bytes) -> list[tuple[int, str]]:
-    """Return the (part number, ETag) pairs of a CompleteMultipartUpload document."""
+@dataclass
+class CompletedPart:
+    """One Part element of a CompleteMultipartUpload document."""
+
+    number: int
+    etag: str
+    # Algorithm to base64 value, from the ChecksumCRC32, ... elements.
+    checksums: dict[str, str]
+
+
+def parse_completed_parts(document: bytes) -> list[CompletedPart]:
+    """Return the parts that a CompleteMultipartUpload document lists, in its order."""
     root = parse_document(document, "CompleteMultipartUpload")
-    parts: list[tuple[int, str]] = []
+    parts: list[CompletedPart] = []
     for element in root.findall("Part"):
         number_text = (child_text(element, "PartNumber") or "").strip()
         etag = (child_text(element, "ETag") or "").strip().strip('"')
@@ -150,7 +167,12 @@ def parse_completed_parts(document: bytes) -> list[tuple[int, str]]:
             )
         if not etag:
             raise S3Error("InvalidPart", f"Part {number_text} has no ETag; send each part's ETag")
-        parts.append((int(number_text), etag))
+        checksums = {}
+        for algorithm, name in XML_NAMES.items():
+            value = (child_text(element, name) or "").strip()
+            if value:
+                checksums[algorithm] = check_value(algorithm, value)
+        parts.append(CompletedPart(int(number_text), etag, checksums))
     if not parts:
         raise S3Error(
             "MalformedXML",
@@ -158,11 +180,11 @@ def parse_completed_parts(document: bytes) -> list[tuple[int, str]]:
             "published schema: CompleteMultipartUpload lists no Part",
         )
     for previous, current in itertools.pairwise(parts):
-        if current[0] <= previous[0]:
+        if current.number <= previous.number:
             raise S3Error(
                 "InvalidPartOrder",
-                f"The list of parts was not in ascending order: part {current[0]} follows "
-                f"part {previous[0]}; list each part once, by part number",
+                f"The list of parts was not in ascending order: part {current.number} follows "
+                f"part {previous.number}; list each part once, by part number",
             )
     return parts
 

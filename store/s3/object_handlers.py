@@ -18,7 +18,7 @@ from store.s3.bucket_handlers import acl_document, bucket_info
 from store.s3.checksums import parse_checksum_request, response_headers
 from store.s3.conditions import write_conditions
 from store.s3.context import RequestContext
-from store.s3.object_headers import quoted_etag, stored_headers
+from store.s3.object_headers import check_write_encryption_headers, quoted_etag, stored_headers
 from store.s3.object_reads import check_version
 from store.s3.responses import xml_response
 from store.s3.xmlcodec import (
@@ -46,12 +46,14 @@ _UNSUPPORTED_HEADERS = {
     "x-amz-server-side-encryption": "Server-side encryption",
     "x-amz-server-side-encryption-customer-algorithm": "Server-side encryption with SSE-C",
     "x-amz-server-side-encryption-aws-kms-key-id": "Server-side encryption with KMS",
+    "x-amz-copy-source-server-side-encryption-customer-algorithm": "Copies of SSE-C objects",
 }
 _SUPPORTED_STORAGE_CLASSES = frozenset({"STANDARD"})
 
 
 def reject_unsupported_object_headers(headers: Mapping[str, str]) -> None:
     """Raise NotImplemented for a write that requests a feature the gateway lacks."""
+    check_write_encryption_headers(headers)
     for name, feature in _UNSUPPORTED_HEADERS.items():
         if name in headers:
             raise not_implemented(f"{feature} ({name})")

@@ -122,3 +122,39 @@ def object_headers(info: ObjectInfo, query: Mapping[str, str] | None = None) -> 
         if query and parameter in query:
             headers[header] = query[parameter]
     return headers
+
+
+SSE_HEADER = "x-amz-server-side-encryption"
+SSE_CUSTOMER_PREFIX = "x-amz-server-side-encryption-customer-"
+SSE_CUSTOMER_ALGORITHM = SSE_CUSTOMER_PREFIX + "algorithm"
+
+
+def check_write_encryption_headers(headers: Mapping[str, str]) -> None:
+    """Raise for SSE-C key headers without the algorithm header, as Amazon S3 does.
+
+    The gateway stores no encrypted objects, so a complete set of SSE headers
+    gets NotImplemented from the caller instead.
+    """
+    named = [name for name in headers if name.lower().startswith(SSE_CUSTOMER_PREFIX)]
+    if named and SSE_CUSTOMER_ALGORITHM not in headers:
+        raise S3Error(
+            "InvalidArgument",
+            "Requests specifying Server Side Encryption with Customer provided keys must "
+            f"provide a valid encryption algorithm: {', '.join(sorted(named))} came without "
+            f"{SSE_CUSTOMER_ALGORITHM}",
+        )
+
+
+def check_read_encryption_headers(headers: Mapping[str, str]) -> None:
+    """Raise for encryption headers on a GET or HEAD: no object here is encrypted."""
+    if SSE_HEADER in headers or SSE_HEADER + "-aws-kms-key-id" in headers:
+        raise S3Error(
+            "InvalidArgument",
+            f"{SSE_HEADER} header is not supported for this operation; send it only with writes",
+        )
+    if any(name.lower().startswith(SSE_CUSTOMER_PREFIX) for name in headers):
+        raise S3Error(
+            "InvalidRequest",
+            "The encryption parameters are not applicable to this object: it is not "
+            "encrypted with a customer-provided key, so read it without SSE-C headers",
+        )

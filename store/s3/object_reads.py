@@ -21,7 +21,12 @@ from store.s3.api_errors import S3Error
 from store.s3.checksums import CHECKSUM_MODE_HEADER, response_headers
 from store.s3.conditions import NotModified, check_read_conditions
 from store.s3.context import RequestContext
-from store.s3.object_headers import http_date, object_headers, quoted_etag
+from store.s3.object_headers import (
+    check_read_encryption_headers,
+    http_date,
+    object_headers,
+    quoted_etag,
+)
 from store.s3.ranges import ByteRange, parse_range
 from store.scheme import parse as parse_scheme
 from store.types import ObjectInfo
@@ -45,6 +50,7 @@ def opened_info(reader: AsyncObjectReader) -> ObjectInfo:
 async def get_object(context: RequestContext) -> web.StreamResponse:
     await authorize_bucket(context.client, context.user, context.bucket)
     check_version(context.query)
+    check_read_encryption_headers(context.headers)
     reader = await context.client.open(context.bucket, context.key)
     try:
         info = opened_info(reader)
@@ -67,6 +73,7 @@ async def get_object(context: RequestContext) -> web.StreamResponse:
 async def head_object(context: RequestContext) -> web.StreamResponse:
     await authorize_bucket(context.client, context.user, context.bucket)
     check_version(context.query)
+    check_read_encryption_headers(context.headers)
     info = await context.client.stat(context.bucket, context.key)
     try:
         check_read_conditions(context.headers, info)
