@@ -187,8 +187,8 @@ def test_encryption_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> No
     assert_error(send(gateway, sign(gateway, "GET", url, full)), 400, "InvalidRequest")
 
 
-def test_form_upload_not_implemented(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
-    """A browser-based POST upload gets NotImplemented, not an authentication error."""
+def test_form_upload_denied(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """A browser-based POST upload fails authentication with a message saying why."""
     form = (
         b'--xyz\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n'
         b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\ndata\r\n--xyz--\r\n'
@@ -204,8 +204,9 @@ def test_form_upload_not_implemented(gateway: GatewayInfo, s3: Any, s3_bucket: s
     body = response.read()
     connection.close()
 
-    assert response.status == 501
-    assert b"<Code>NotImplemented</Code>" in body
+    assert response.status == 403
+    assert b"<Code>AccessDenied</Code>" in body
+    assert b"browser-based uploads with POST" in body
     assert keys_of(s3, s3_bucket) == []
 
 

@@ -26,7 +26,7 @@ from store.s3 import (
 )
 from store.s3.access import authenticate
 from store.s3.addressing import Location, locate
-from store.s3.api_errors import S3Error, from_auth_error, from_store_error, not_implemented
+from store.s3.api_errors import S3Error, from_auth_error, from_store_error
 from store.s3.body import awaits_continue, send_continue
 from store.s3.context import Gateway, RequestContext
 from store.s3.errors import S3AuthError
@@ -89,7 +89,6 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             query.setdefault(name, value)
         context = RequestContext(request, gateway, request_id, location, query)
         context.extra_headers = standard_headers(request_id)
-        reject_form_upload(request, location)
         # Authentication comes first, as in S3: an unsigned or badly signed request
         # learns nothing about which operations or buckets exist.
         context.caller, context.auth = await authenticate(
@@ -100,10 +99,11 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
     except asyncio.CancelledError:
         raise
     except S3Error as error:
-        response = _error(request, error, location, request_id)
+        response = _error(request, _explain(request, location, error), location, request_id)
     except S3AuthError as error:
         _log_auth_failure(request_id, error)
-        response = _error(request, from_auth_error(error), location, request_id)
+        auth_error = _explain(request, location, from_auth_error(error))
+        response = _error(request, auth_error, location, request_id)
     except StoreError as error:
         response = _error(request, from_store_error(error), location, request_id, str(error))
     except RequestPayloadError as error:
@@ -136,21 +136,30 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
     return response
 
 
-def reject_form_upload(request: web.BaseRequest, location: Location) -> None:
-    """Raise NotImplemented for a browser-based upload (an HTML form POSTed to a bucket).
+def _explain(request: web.BaseRequest, location: Location, error: S3Error) -> S3Error:
+    """Add to the error of a browser-based upload that the gateway does not implement them."""
+    if is_form_upload(request, location):
+        error.message += (
+            "; browser-based uploads with POST (HTML forms) are not implemented by this "
+            "gateway, so send a signed PutObject or use a presigned URL"
+        )
+    return error
 
-    Its credentials are fields of the form, not headers, so authenticating it as
-    a signed request first would return AccessDenied and hide what is missing.
+
+def is_form_upload(request: web.BaseRequest, location: Location) -> bool:
+    """Tell whether a request is a browser-based upload: an HTML form POSTed to a bucket.
+
+    Its credentials are fields of the form, which the gateway does not read, so
+    it fails authentication like any unsigned request. The error says why.
     """
     content_type = request.headers.get("Content-Type", "")
-    if (
+    return (
         request.method == "POST"
         and location.bucket is not None
         and not location.key
         and not request.query_string
         and content_type.lower().startswith("multipart/form-data")
-    ):
-        raise not_implemented("Browser-based uploads with POST (HTML forms)")
+    )
 
 
 def _error(
