@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -104,12 +105,17 @@ def test_scrub_quarantines_corrupt_chunks(cluster_factory: ClusterFactory) -> No
         for process, path in [(data_holder, data_path), (header_holder, header_path)]:
             wait_quarantined(process, path.name)
             assert not path.exists(), f"{path} is still under chunks/ after its quarantine"
-            text = log_text(process)
-            warning = next(
-                (line for line in text.splitlines() if f"quarantined chunk={path.name}" in line),
-                "",
-            )
-            assert "WARNING" in warning, f"no quarantine warning for {path.name}:\n{text}"
+
+            def quarantine_line(process: ManagedProcess = process, path: Path = path) -> str:
+                lines = log_text(process).splitlines()
+                return next(
+                    (line for line in lines if f"quarantined chunk={path.name}" in line), ""
+                )
+
+            # The scrub logs the quarantine just after it moves the file.
+            wait_until(lambda: bool(quarantine_line()), 10.0, f"the log line of {path.name}")
+            warning = quarantine_line()
+            assert "WARNING" in warning, warning
             assert "bucket=scrubbed key=obj" in warning, warning
 
         assert client.get("scrubbed", "obj") == data, "degraded read returned other bytes"
