@@ -103,8 +103,6 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
         ("DELETE", "policy", False, "DeleteBucketPolicy"),
         ("GET", "lifecycle", False, "GetBucketLifecycleConfiguration"),
         ("PUT", "lifecycle", False, "PutBucketLifecycleConfiguration"),
-        ("PUT", "acl", False, "PutBucketAcl"),
-        ("PUT", "acl", True, "PutObjectAcl"),
         ("GET", "tagging", True, "GetObjectTagging"),
         ("PUT", "tagging", True, "PutObjectTagging"),
         ("GET", "website", False, "GetBucketWebsite"),
@@ -131,6 +129,47 @@ def test_unsupported_subresources(
     assert_error(reply, 501, "NotImplemented")
     assert operation.encode() in reply.body, reply.body
     assert keys_of(s3, s3_bucket) == ["k"]
+
+
+def test_only_the_private_acl_can_be_set(s3: Any, s3_bucket: str) -> None:
+    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
+    current = s3.get_bucket_acl(Bucket=s3_bucket)
+    policy = {"Owner": current["Owner"], "Grants": current["Grants"]}
+    public = {
+        "Owner": current["Owner"],
+        "Grants": [
+            *current["Grants"],
+            {
+                "Grantee": {
+                    "Type": "Group",
+                    "URI": "http://acs.amazonaws.com/groups/global/AllUsers",
+                },
+                "Permission": "READ",
+            },
+        ],
+    }
+
+    assert (
+        s3.put_bucket_acl(Bucket=s3_bucket, ACL="private")["ResponseMetadata"]["HTTPStatusCode"]
+        == 200
+    )
+    s3.put_bucket_acl(Bucket=s3_bucket, AccessControlPolicy=policy)
+    s3.put_object_acl(Bucket=s3_bucket, Key="k", ACL="private")
+    s3.put_object_acl(Bucket=s3_bucket, Key="k", AccessControlPolicy=policy)
+
+    refused = (
+        lambda: s3.put_bucket_acl(Bucket=s3_bucket, ACL="public-read"),
+        lambda: s3.put_bucket_acl(Bucket=s3_bucket, AccessControlPolicy=public),
+        lambda: s3.put_object_acl(Bucket=s3_bucket, Key="k", GrantRead="id=someone-else"),
+    )
+    for call in refused:
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error.value.response["Error"]["Code"] == "NotImplemented"
+    with pytest.raises(ClientError) as error:
+        s3.put_object_acl(Bucket=s3_bucket, Key="missing", ACL="private")
+    assert error.value.response["Error"]["Code"] == "NoSuchKey"
+    assert s3.get_bucket_acl(Bucket=s3_bucket)["Grants"] == current["Grants"]
 
 
 def test_bucket_versioning_never_enabled(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:

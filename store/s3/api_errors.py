@@ -55,6 +55,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     "MalformedXML": 400,
     "MetadataTooLarge": 400,
     "MethodNotAllowed": 405,
+    "MissingSecurityHeader": 400,
     "MissingContentLength": 411,
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
@@ -65,6 +66,7 @@ HTTP_STATUS_BY_CODE: dict[str, int] = {
     "RequestHeaderSectionTooLarge": 400,
     "ServiceUnavailable": 503,
     "SlowDown": 503,
+    "UnexpectedContent": 400,
 }
 
 

@@ -17,6 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from store.errors import StoreError
 from store.s3 import (
+    acl,
     bucket_handlers,
     copy_handlers,
     listing_handlers,
@@ -45,6 +46,7 @@ HANDLERS: dict[str, Handler] = {
     "DeleteBucket": bucket_handlers.delete_bucket,
     "GetBucketLocation": bucket_handlers.get_bucket_location,
     "GetBucketAcl": bucket_handlers.get_bucket_acl,
+    "PutBucketAcl": acl.put_bucket_acl,
     "GetBucketVersioning": bucket_handlers.get_bucket_versioning,
     "ListObjects": listing_handlers.list_objects,
     "ListObjectsV2": listing_handlers.list_objects_v2,
@@ -56,6 +58,7 @@ HANDLERS: dict[str, Handler] = {
     "HeadObject": object_reads.head_object,
     "DeleteObject": object_handlers.delete_object,
     "GetObjectAcl": object_handlers.get_object_acl,
+    "PutObjectAcl": acl.put_object_acl,
     "CreateMultipartUpload": multipart_handlers.create_multipart_upload,
     "UploadPart": multipart_handlers.upload_part,
     "UploadPartCopy": copy_handlers.upload_part_copy,

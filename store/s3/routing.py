@@ -67,6 +67,7 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     ),
     "GetBucketLocation": frozenset({"location"}),
     "GetBucketAcl": frozenset({"acl"}),
+    "PutBucketAcl": frozenset({"acl"}),
     "GetBucketVersioning": frozenset({"versioning"}),
     "CreateBucket": frozenset(),
     "HeadBucket": frozenset(),
@@ -75,6 +76,7 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     "GetObject": frozenset({"partNumber", "versionId"}) | _RESPONSE_OVERRIDES,
     "HeadObject": frozenset({"partNumber", "versionId"}) | _RESPONSE_OVERRIDES,
     "GetObjectAcl": frozenset({"acl", "versionId"}),
+    "PutObjectAcl": frozenset({"acl", "versionId"}),
     "PutObject": frozenset(),
     "CopyObject": frozenset(),
     "DeleteObject": frozenset({"versionId"}),
@@ -184,7 +186,7 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
                 return operation
         return "ListObjectsV2" if "list-type" in names else "ListObjects"
     if method == "PUT":
-        return "CreateBucket"
+        return "PutBucketAcl" if "acl" in names else "CreateBucket"
     if method == "HEAD":
         return "HeadBucket"
     if method == "DELETE":
@@ -203,6 +205,8 @@ def _object_operation(method: str, names: Collection[str], headers: Mapping[str,
     if method == "HEAD":
         return "HeadObject"
     if method == "PUT":
+        if "acl" in names:
+            return "PutObjectAcl"
         if "uploadId" in names or "partNumber" in names:
             return "UploadPartCopy" if copy else "UploadPart"
         return "CopyObject" if copy else "PutObject"
