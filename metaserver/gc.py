@@ -40,7 +40,8 @@ class GcSettings:
     delay_s: float = 60.0
     # Uploads not committed within this time are abandoned and their chunks deleted.
     upload_grace_s: float = 3600.0
-    # Delay before repeating an abandoned upload's deletion, longer than a chunk write.
+    # Delay before repeating the deletion of an abandoned upload or of the chunks a
+    # writer moved off a failed dataserver, longer than a chunk write.
     upload_settle_s: float = 60.0
     rpc_timeout_s: float = 10.0
 
@@ -139,7 +140,9 @@ class GarbageCollector:
         by_target: dict[str, list[pb.ChunkRef]] = defaultdict(list)
         for chunk in entry.chunks:
             by_target[chunk.target].append(chunk)
-        remaining = pb.GcEntry(not_before_unix_ns=entry.not_before_unix_ns, reason=entry.reason)
+        remaining = pb.GcEntry(
+            not_before_unix_ns=entry.not_before_unix_ns, reason=entry.reason, repeats=entry.repeats
+        )
 
         for target, chunks in by_target.items():
             request = data_pb2.DeleteChunksRequest(chunk_ids=[c.chunk_id for c in chunks])
@@ -159,9 +162,10 @@ class GarbageCollector:
 
         if remaining.chunks or remaining.upload_ids:
             return remaining
-        if entry.upload_ids and entry.repeats > 0:
+        if entry.repeats > 0:
             settle_ns = int(self.settings.upload_settle_s * 1e9)
             return pb.GcEntry(
+                chunks=entry.chunks,
                 upload_ids=entry.upload_ids,
                 not_before_unix_ns=time.time_ns() + settle_ns,
                 reason=entry.reason,

@@ -43,8 +43,9 @@ def queue_garbage(
     upload_ids: Iterable[str],
     not_before_unix_ns: int,
     reason: str,
+    repeats: int = 0,
 ) -> None:
-    entry = pb.GcEntry(not_before_unix_ns=not_before_unix_ns, reason=reason)
+    entry = pb.GcEntry(not_before_unix_ns=not_before_unix_ns, reason=reason, repeats=repeats)
     if upload_ids:
         entry.repeats = UPLOAD_DELETE_REPEATS
     entry.chunks.extend(chunks)
@@ -64,7 +65,9 @@ def queue_abandoned(
     """Queue for deletion the chunks a writer left on dataservers that failed mid-write.
 
     Only chunks of this upload are accepted, and none that the layout names on the
-    same dataserver.
+    same dataserver. A write the client gave up on can still land later, for
+    example after a network partition heals, so the deletion is repeated once
+    more after the upload settle time, as for an abandoned upload.
     """
     kept = {(chunk.chunk_id, chunk.target) for stripe in layout.stripes for chunk in stripe.chunks}
     refs = []
@@ -76,7 +79,13 @@ def queue_abandoned(
         if (ref.chunk_id, ref.target) not in kept:
             refs.append(ref)
     queue_garbage(
-        view, shard, refs, (), now_unix_ns, f"chunks of upload {upload_id} moved off failed writes"
+        view,
+        shard,
+        refs,
+        (),
+        now_unix_ns,
+        f"chunks of upload {upload_id} moved off failed writes",
+        repeats=UPLOAD_DELETE_REPEATS,
     )
 
 

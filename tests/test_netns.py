@@ -352,6 +352,9 @@ PARTITION_META_ARGS = [
     "0.3",
     "--gc-delay-s",
     "1",
+    # Chunk writes that land after the partition heals are deleted by a second pass.
+    "--upload-settle-s",
+    "5",
 ]
 PARTITION_DATA_ARGS = ["--heartbeat-interval-s", "0.2"]
 PARTITION_BUCKET = "partition"

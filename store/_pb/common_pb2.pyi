@@ -690,9 +690,10 @@ class GcEntry(_message.Message):
     not_before_unix_ns: _builtins.int
     reason: _builtins.str
     repeats: _builtins.int
-    """Further passes over `upload_ids`, each one upload settle delay after the
-    last: a chunk write still running when its upload was abandoned can land
-    after the first pass.
+    """Further passes over `chunks` and `upload_ids`, each one upload settle delay
+    after the last: a chunk write still running when its upload was abandoned,
+    or when its writer moved the chunk to another dataserver, can land after
+    the first pass.
     """
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkRef]: ...
