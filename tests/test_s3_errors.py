@@ -157,12 +157,12 @@ def test_only_the_private_acl_can_be_set(s3: Any, s3_bucket: str) -> None:
     s3.put_object_acl(Bucket=s3_bucket, Key="k", ACL="private")
     s3.put_object_acl(Bucket=s3_bucket, Key="k", AccessControlPolicy=policy)
 
-    refused = (
+    unsupported = (
         lambda: s3.put_bucket_acl(Bucket=s3_bucket, ACL="public-read"),
         lambda: s3.put_bucket_acl(Bucket=s3_bucket, AccessControlPolicy=public),
         lambda: s3.put_object_acl(Bucket=s3_bucket, Key="k", GrantRead="id=someone-else"),
     )
-    for call in refused:
+    for call in unsupported:
         with pytest.raises(ClientError) as error:
             call()
         assert error.value.response["Error"]["Code"] == "NotImplemented"

@@ -9,19 +9,15 @@ storing it without enforcing it would be a wrong success.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aiohttp import web
 
 from store.s3.api_errors import S3Error, not_implemented
 from store.s3.body import RequestBody
 from store.s3.bucket_handlers import bucket_info
 from store.s3.context import RequestContext
+from store.s3.object_headers import PRIVATE_CANNED_ACLS, reject_acl_headers
 from store.s3.object_reads import check_version
 from store.s3.xmlcodec import MAX_REQUEST_XML_BYTES, child_text, parse_document
-
-# Canned ACLs that leave a bucket or object private to the bucket's owner.
-PRIVATE_CANNED_ACLS = frozenset({"private", "bucket-owner-full-control"})
 
 
 async def put_bucket_acl(context: RequestContext) -> web.StreamResponse:
@@ -40,7 +36,7 @@ async def put_object_acl(context: RequestContext) -> web.StreamResponse:
 
 async def check_private_acl(context: RequestContext, owner: str) -> None:
     """Raise unless the request sets the owner-only ACL, by canned name or by document."""
-    reject_grant_headers(context.headers)
+    reject_acl_headers(context.headers, PRIVATE_CANNED_ACLS)
     canned = context.headers.get("x-amz-acl")
     document = await RequestBody(context).read_all(MAX_REQUEST_XML_BYTES)
     if canned is not None and document.strip():
@@ -50,8 +46,6 @@ async def check_private_acl(context: RequestContext, owner: str) -> None:
             "ACL or an AccessControlPolicy document, not both",
         )
     if canned is not None:
-        if canned not in PRIVATE_CANNED_ACLS:
-            raise not_implemented(f"The canned ACL {canned[:40]!r} (only private is)")
         return
     if not document.strip():
         raise S3Error(
@@ -60,11 +54,6 @@ async def check_private_acl(context: RequestContext, owner: str) -> None:
             "AccessControlPolicy document",
         )
     check_owner_only_policy(document, owner)
-
-
-def reject_grant_headers(headers: Mapping[str, str]) -> None:
-    if any(name.lower().startswith("x-amz-grant-") for name in headers):
-        raise not_implemented("Granting access with x-amz-grant-* headers")
 
 
 def check_owner_only_policy(document: bytes, owner: str) -> None:

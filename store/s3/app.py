@@ -153,7 +153,7 @@ def is_form_upload(request: web.BaseRequest, location: Location) -> bool:
     """Tell whether a request is a browser-based upload: an HTML form POSTed to a bucket.
 
     Its credentials are fields of the form, which the gateway does not read, so
-    it fails authentication like any unsigned request. The error says why.
+    it fails authentication like any unsigned request, and the error message explains why.
     """
     content_type = request.headers.get("Content-Type", "")
     return (

@@ -13,6 +13,7 @@ from store.s3.access import authorize_bucket
 from store.s3.api_errors import S3Error, not_implemented
 from store.s3.body import RequestBody
 from store.s3.context import RequestContext
+from store.s3.object_headers import reject_acl_headers
 from store.s3.responses import xml_response
 from store.s3.xmlcodec import add, child_text, iso_time, new_document, parse_document
 from store.types import BucketInfo
@@ -136,10 +137,6 @@ def check_location_constraint(body: bytes, region: str) -> None:
 
 
 def reject_unsupported_bucket_headers(headers: Mapping[str, str]) -> None:
-    acl = headers.get("x-amz-acl")
-    if acl is not None and acl != "private":
-        raise not_implemented(f"The canned ACL {acl[:40]!r} (only private is)")
-    if any(name.lower().startswith("x-amz-grant-") for name in headers):
-        raise not_implemented("Granting access with x-amz-grant-* headers")
+    reject_acl_headers(headers, frozenset({"private"}))
     if headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         raise not_implemented("Object Lock")

@@ -18,7 +18,13 @@ from store.s3.bucket_handlers import acl_document, bucket_info
 from store.s3.checksums import parse_checksum_request, response_headers
 from store.s3.conditions import write_conditions
 from store.s3.context import RequestContext
-from store.s3.object_headers import check_write_encryption_headers, quoted_etag, stored_headers
+from store.s3.object_headers import (
+    PRIVATE_CANNED_ACLS,
+    check_write_encryption_headers,
+    quoted_etag,
+    reject_acl_headers,
+    stored_headers,
+)
 from store.s3.object_reads import check_version
 from store.s3.responses import xml_response
 from store.s3.xmlcodec import (
@@ -60,11 +66,7 @@ def reject_unsupported_object_headers(headers: Mapping[str, str]) -> None:
     storage_class = headers.get("x-amz-storage-class")
     if storage_class is not None and storage_class.upper() not in _SUPPORTED_STORAGE_CLASSES:
         raise not_implemented(f"The storage class {storage_class[:40]!r} (only STANDARD is)")
-    acl = headers.get("x-amz-acl")
-    if acl is not None and acl not in ("private", "bucket-owner-full-control"):
-        raise not_implemented(f"The canned ACL {acl[:40]!r} (only private is)")
-    if any(name.lower().startswith("x-amz-grant-") for name in headers):
-        raise not_implemented("Granting access with x-amz-grant-* headers")
+    reject_acl_headers(headers, PRIVATE_CANNED_ACLS)
 
 
 async def put_object(context: RequestContext) -> web.StreamResponse:

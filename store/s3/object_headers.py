@@ -14,7 +14,7 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from store.limits import MAX_USER_METADATA_BYTES
-from store.s3.api_errors import S3Error
+from store.s3.api_errors import S3Error, not_implemented
 from store.types import ObjectInfo
 
 USER_METADATA_PREFIX = "x-amz-meta-"
@@ -158,3 +158,17 @@ def check_read_encryption_headers(headers: Mapping[str, str]) -> None:
             "The encryption parameters are not applicable to this object: it is not "
             "encrypted with a customer-provided key, so read it without SSE-C headers",
         )
+
+
+# Canned ACLs that leave a bucket or object private to the bucket's owner, the
+# only ACL the gateway has.
+PRIVATE_CANNED_ACLS = frozenset({"private", "bucket-owner-full-control"})
+
+
+def reject_acl_headers(headers: Mapping[str, str], allowed: frozenset[str]) -> None:
+    """Raise NotImplemented for a canned ACL outside `allowed` or any x-amz-grant-* header."""
+    acl = headers.get("x-amz-acl")
+    if acl is not None and acl not in allowed:
+        raise not_implemented(f"The canned ACL {acl[:40]!r} (only private is)")
+    if any(name.lower().startswith("x-amz-grant-") for name in headers):
+        raise not_implemented("Granting access with x-amz-grant-* headers")
