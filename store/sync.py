@@ -47,9 +47,28 @@ from store.types import (
 
 T = TypeVar("T")
 
+# How long Client.close waits for the loop's leftover tasks to end once cancelled.
+LOOP_SETTLE_TIMEOUT_S = 1.0
+
 
 async def _next(iterator: AsyncIterator[T]) -> T:
     return await anext(iterator)
+
+
+async def _cancel_other_tasks(timeout_s: float) -> None:
+    """Cancel the loop's other tasks and wait for them, as asyncio.run does before it returns.
+
+    Closing a grpc.aio channel leaves each call's status task to finish on a later turn of the
+    loop. Closing the loop first destroys those tasks pending, and asyncio then prints "Task was
+    destroyed but it is pending!" into the output of the program using the client.
+    """
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 class _LoopThread:
@@ -89,6 +108,11 @@ class _LoopThread:
                 self.run(iterator.aclose())
 
     def stop(self) -> None:
+        if self.loop.is_running() and self._thread.is_alive():
+            try:
+                self.run(_cancel_other_tasks(LOOP_SETTLE_TIMEOUT_S))
+            except (RuntimeError, concurrent.futures.CancelledError):
+                pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import io
 import itertools
 import os
@@ -365,6 +366,34 @@ async def _async_round_trip(address: str, bucket: str) -> None:
 
 def test_async_client(cluster: LocalCluster) -> None:
     asyncio.run(_async_round_trip(cluster.meta_address, new_bucket_name("async")))
+
+
+def test_close_ends_the_loops_tasks(
+    cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Client.close cancels what still runs on its loop instead of leaving it to be destroyed.
+
+    A grpc.aio call's status task can outlive its channel by a turn of the loop; storectl then
+    printed asyncio's "Task was destroyed but it is pending!" before its one-line error.
+    """
+    client = store.Client(cluster.meta_address)
+    loop = client._loop.loop
+    started = threading.Event()
+
+    async def linger() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    tasks: list[asyncio.Task[None]] = []
+    loop.call_soon_threadsafe(lambda: tasks.append(loop.create_task(linger())))
+    assert started.wait(5), "the task on the client's loop did not start"
+
+    client.close()
+    gc.collect()
+
+    assert tasks[0].cancelled(), "a task left on the client's loop was not cancelled"
+    destroyed = [r.getMessage() for r in caplog.records if "destroyed" in r.getMessage()]
+    assert not destroyed, destroyed
 
 
 def start_line(process: ManagedProcess) -> str:
