@@ -1,7 +1,8 @@
-"""Helpers for the tests that drive third-party S3 clients (rclone, s3cmd) against the gateway.
+"""Helpers for the tests that drive third-party S3 clients (rclone, s3cmd, s3fs, pyarrow).
 
-Each client runs as a subprocess with a private config and HOME under the test's tmp_path,
-an environment stripped of AWS, rclone, s3cmd and proxy variables, and a timeout. The
+Each command-line client runs as a subprocess with a private config and HOME under the test's
+tmp_path, an environment stripped of AWS, rclone, s3cmd and proxy variables, and a timeout;
+the libraries that run inside the test process get the same environment (isolate_env). The
 directory tree that the sync tests upload and compare lives here too, so every client syncs
 the same files.
 """
@@ -119,6 +120,14 @@ def client_env(home: Path) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(home / ".config")
     env["XDG_CACHE_HOME"] = str(home / ".cache")
     return env
+
+
+def isolate_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Give this process client_env(home), for a client that runs inside the test process."""
+    private_env = client_env(home)
+    for name in set(os.environ) - set(private_env):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", private_env["HOME"])
 
 
 def run_client(

@@ -15,7 +15,7 @@ import pytest
 import s3fs
 from botocore.exceptions import ClientError
 
-from .s3_clients_support import CLIENT_PART_SIZE_MIB, client_env
+from .s3_clients_support import CLIENT_PART_SIZE_MIB, isolate_env
 from .s3gw_support import REGION, GatewayInfo
 from .support import KIB, MIB, make_data
 
@@ -27,10 +27,7 @@ PART_SIZE_BYTES = CLIENT_PART_SIZE_MIB * MIB
 @pytest.fixture
 def fs(gateway: GatewayInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> s3fs.S3FileSystem:
     """An s3fs filesystem of the gateway, signed as root, with no caches between calls."""
-    private_env = client_env(tmp_path / "s3fs-home")
-    for name in set(os.environ) - set(private_env):
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", private_env["HOME"])
+    isolate_env(monkeypatch, tmp_path / "s3fs-home")
     filesystem = s3fs.S3FileSystem(
         key=gateway.access_key,
         secret=gateway.secret_key,
