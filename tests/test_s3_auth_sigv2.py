@@ -70,6 +70,20 @@ def test_default_client_presigned_get_and_put(
     assert s3.get_object(**params)["Body"].read() == data
 
 
+def test_default_client_presigned_metadata(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """boto3 signs user metadata into a Signature Version 2 URL as x-amz-meta-* parameters."""
+    client = default_s3_client(gateway)
+    params = {"Bucket": s3_bucket, "Key": "meta", "Metadata": {"Color": "blue"}}
+    put_url = client.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
+    assert "x-amz-meta-color=blue" in put_url.lower()
+
+    put = send_unsigned(gateway, "PUT", put_url, b"with metadata")
+
+    assert put.status == 200, put.body
+    head = s3.head_object(Bucket=s3_bucket, Key="meta")
+    assert head["Metadata"] == {"color": "blue"}
+
+
 def test_presigned_v2_expired(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
     s3.put_object(Bucket=s3_bucket, Key="k", Body=b"secret data")
     client = default_s3_client(gateway)

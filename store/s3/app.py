@@ -28,10 +28,11 @@ from store.s3 import (
 from store.s3.access import authenticate
 from store.s3.addressing import Location, locate
 from store.s3.api_errors import S3Error, from_auth_error, from_store_error
+from store.s3.auth_common import AuthType
 from store.s3.body import awaits_continue, send_continue
 from store.s3.context import Gateway, RequestContext
 from store.s3.errors import S3AuthError
-from store.s3.request import ParsedRequest
+from store.s3.request import ParsedRequest, hoisted_headers
 from store.s3.responses import error_response, new_request_id, standard_headers
 from store.s3.routing import choose_operation
 
@@ -97,7 +98,9 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         context.caller, context.auth = await authenticate(
             parsed, gateway.credentials, gateway.config.domain
         )
-        context.operation = choose_operation(request.method, location, query, request.headers)
+        if context.auth.auth_type is AuthType.PRESIGNED_URL:
+            _read_hoisted_headers(context, parsed)
+        context.operation = choose_operation(request.method, location, query, context.headers)
         response = await HANDLERS[context.operation](context)
     except asyncio.CancelledError:
         raise
@@ -137,6 +140,15 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             await send_continue(request)
     _log_request(request, context, response, request_id, started_s)
     return response
+
+
+def _read_hoisted_headers(context: RequestContext, parsed: ParsedRequest) -> None:
+    """Move the x-amz-* parameters of a presigned URL from the query to the headers."""
+    hoisted = hoisted_headers(parsed.query)
+    if hoisted:
+        context.add_signed_query_headers(hoisted)
+        for name, _ in hoisted:
+            context.query.pop(name, None)
 
 
 def _explain(request: web.BaseRequest, location: Location, error: S3Error) -> S3Error:

@@ -134,10 +134,14 @@ def payload_mode_of_unsigned_request(request: ParsedRequest) -> tuple[PayloadMod
     """Return the body mode of a request whose payload is not signed.
 
     That is a presigned, anonymous or Signature Version 2 request. The body still
-    follows x-amz-content-sha256 when the client sends it: a digest is checked and
-    an aws-chunked body is decoded.
+    follows x-amz-content-sha256 when the client sends it, as a header or else as a
+    query parameter: a digest is checked and an aws-chunked body is decoded.
     """
     value = single_header(request, "x-amz-content-sha256")
+    if value is None:
+        # The JavaScript SDK signs X-Amz-Content-Sha256=UNSIGNED-PAYLOAD into the query.
+        in_query = [v for name, v in request.query if name.lower() == "x-amz-content-sha256"]
+        value = in_query[0] if in_query else None
     if value is None:
         return PayloadMode.UNSIGNED_PAYLOAD, None
     return payload_mode(value, allow_signed_streaming=False)

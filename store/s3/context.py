@@ -13,6 +13,7 @@ from store.s3.addressing import Location
 from store.s3.auth_common import AuthResult
 from store.s3.config import GatewayConfig
 from store.s3.credentials import Caller, CredentialCache
+from store.s3.request import merge_headers
 
 log = logging.getLogger("store.s3")
 
@@ -39,6 +40,8 @@ class RequestContext:
     auth: AuthResult | None = None
     # Response headers every response of this request gets.
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # The request's headers with those a presigned URL carried in its query string.
+    _merged_headers: CIMultiDictProxy[str] | None = None
 
     @property
     def client(self) -> AsyncClient:
@@ -61,4 +64,13 @@ class RequestContext:
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
+        if self._merged_headers is not None:
+            return self._merged_headers
         return self.request.headers
+
+    def add_signed_query_headers(self, hoisted: list[tuple[str, str]]) -> None:
+        """Read `hoisted`, headers that the signed query string carries, as request headers.
+
+        Each replaces a header of the same name, which the signature does not cover.
+        """
+        self._merged_headers = CIMultiDictProxy(merge_headers(self.request.headers, hoisted))

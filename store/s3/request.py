@@ -15,6 +15,22 @@ if TYPE_CHECKING:
 HeaderSource = MultiMapping[str] | Mapping[str, str] | Iterable[tuple[str, str]]
 
 
+# The query parameters that authenticate a presigned URL of Signature Version 4.
+SIGV4_QUERY_AUTH_PARAMETERS = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+)
+# x-amz-* query parameters of a presigned URL that do not stand for headers.
+_NOT_HOISTED = frozenset(
+    name.lower()
+    for name in (*SIGV4_QUERY_AUTH_PARAMETERS, "X-Amz-Security-Token", "X-Amz-Content-Sha256")
+)
+
+
 @dataclass(frozen=True)
 class ParsedRequest:
     """An HTTP request line and headers, as SigV4 verification needs them.
@@ -42,6 +58,38 @@ class ParsedRequest:
         aiohttp's `raw_path` is the request-target as received, query string included.
         """
         return cls.from_target(request.method, request.raw_path, request.headers)
+
+    def with_query_headers(self) -> ParsedRequest:
+        """Return this request with the headers that its query string carries (hoisted_headers)."""
+        hoisted = hoisted_headers(self.query)
+        if not hoisted:
+            return self
+        headers = merge_headers(self.headers, hoisted)
+        return ParsedRequest(self.method, self.raw_path, self.query, headers)
+
+
+def hoisted_headers(query: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Return the headers that a presigned URL carries as query parameters.
+
+    SDKs move the x-amz-* headers of a request into the query string when they presign
+    it (x-amz-meta-*, x-amz-checksum-*, x-amz-checksum-mode, x-amz-copy-source and so on),
+    so that the URL works without extra headers. S3 reads them as headers; so does the
+    gateway, for both signature versions.
+    """
+    return [
+        (name, value)
+        for name, value in query
+        if name.lower().startswith("x-amz-") and name.lower() not in _NOT_HOISTED
+    ]
+
+
+def merge_headers(headers: HeaderSource, hoisted: list[tuple[str, str]]) -> CIMultiDict[str]:
+    """Return `headers` with `hoisted` added, each replacing any header of the same name."""
+    merged = CIMultiDict(headers)
+    for name, _ in hoisted:
+        merged.popall(name, None)
+    merged.extend(hoisted)
+    return merged
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -15,12 +15,15 @@ from store.s3.addressing import Location
 from store.s3.api_errors import S3Error, not_implemented
 
 # Parameters any request may carry: presigned-URL authentication (Signature Version 4
-# and 2) and the operation name that botocore appends ("x-id=PutObject").
+# and 2, with the payload hash that the JavaScript SDK adds) and the operation name that
+# botocore appends ("x-id=PutObject"). A presigned URL's other x-amz-* parameters are
+# headers, and are out of the query by now.
 _ALWAYS_ALLOWED = frozenset(
     {
         *sigv4.QUERY_AUTH_PARAMETERS,
         *sigv2.QUERY_AUTH_PARAMETERS,
         "X-Amz-Security-Token",
+        "X-Amz-Content-Sha256",
         "x-id",
     }
 )

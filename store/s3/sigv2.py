@@ -154,8 +154,9 @@ def verify_presigned_url(
     """Verify the AWSAccessKeyId, Expires and Signature query parameters.
 
     The Date and x-amz-date headers play no part: Expires alone bounds the validity.
-    NOTE: botocore moves x-amz-* and Content-Type values of a presigned request into
-    the query string. They are not read from there, so routing rejects such a URL.
+    botocore signs the x-amz-* headers of a presigned request, then moves them into the
+    query string, so they are signed as headers from there. Content-Type and
+    Content-MD5 must come as headers still.
     """
     params = _presigned_parameters(request)
     expires_text = params["Expires"]
@@ -167,7 +168,8 @@ def verify_presigned_url(
         )
     _check_not_expired(int(expires_text), now)
 
-    expected = string_to_sign(request, expires_text, _virtual_host_bucket(request, domain))
+    signed = request.with_query_headers()
+    expected = string_to_sign(signed, expires_text, _virtual_host_bucket(request, domain))
     return _check_signature(
         request,
         params["AWSAccessKeyId"],

@@ -49,7 +49,7 @@ from store.s3.errors import (
     S3AuthError,
     auth_error,
 )
-from store.s3.request import ParsedRequest
+from store.s3.request import SIGV4_QUERY_AUTH_PARAMETERS, ParsedRequest
 
 SERVICE = "s3"
 MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600
@@ -59,14 +59,7 @@ MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600
 # X-Amz-Date as the timestamp of the string to sign. A presigned URL ignores both.
 _BOUND_WITHOUT_LISTING = frozenset({"x-amz-content-sha256", "x-amz-date"})
 _QUERY_AUTH_MARKERS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
-QUERY_AUTH_PARAMETERS = (
-    "X-Amz-Algorithm",
-    "X-Amz-Credential",
-    "X-Amz-Date",
-    "X-Amz-Expires",
-    "X-Amz-SignedHeaders",
-    "X-Amz-Signature",
-)
+QUERY_AUTH_PARAMETERS = SIGV4_QUERY_AUTH_PARAMETERS
 _SCOPE_DATE_PATTERN = re.compile(r"\d{8}")
 # A lowercase HTTP field name (RFC 9110 token).
 _HEADER_NAME_PATTERN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
