@@ -7,11 +7,13 @@ sent with http.client, so a test controls every header and byte on the wire.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import sys
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +127,11 @@ def error_code(body: bytes) -> str | None:
         return None
     code = root.find("Code")
     return code.text if code is not None else None
+
+
+def crc32_header(data: bytes) -> str:
+    """Return the x-amz-checksum-crc32 value of `data`: its big-endian CRC32 in base64."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 def object_url(gateway: GatewayInfo, bucket: str, key: str = "", query: str = "") -> str:

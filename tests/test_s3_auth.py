@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -25,6 +24,7 @@ from .s3gw_support import (
     DOMAIN,
     REGION,
     GatewayInfo,
+    crc32_header,
     http_get,
     object_url,
     s3_client,
@@ -89,10 +89,6 @@ def test_presigned_put_chunked_transfer(s3: Any, s3_bucket: str) -> None:
 
     assert response.status == 200
     assert s3.get_object(Bucket=s3_bucket, Key="chunked")["Body"].read() == data
-
-
-def crc32_header(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 def presign_query(gateway: GatewayInfo, method: str, path: str, **query: str) -> str:
@@ -317,7 +313,6 @@ def streaming_body(
 def test_streaming_payload_modes(
     gateway: GatewayInfo, s3: Any, s3_bucket: str, mode: str, with_trailer: bool
 ) -> None:
-    import base64
 
     data = make_data(300 * 1024 + 7, seed=21)
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
@@ -346,7 +341,6 @@ def test_streaming_payload_modes(
 def test_streaming_tampered_writes_nothing(
     gateway: GatewayInfo, s3: Any, s3_bucket: str, mode: str
 ) -> None:
-    import base64
 
     data = make_data(200 * 1024, seed=22)
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()

@@ -1,12 +1,42 @@
 #!/usr/bin/env bash
-# Install the S3 clients that the gateway tests drive (rclone and s3cmd, Debian's packages)
-# when they are missing. Installs only as root or with passwordless sudo; otherwise prints
-# one line naming what is missing and the command that installs it. Always exits 0, so that
+# Install the S3 clients that the gateway tests drive when they are missing: rclone and
+# s3cmd (Debian's packages), and the AWS SDK for JavaScript (npm, into tests/js). Debian's
+# packages install only as root or with passwordless sudo; otherwise the script prints one
+# line naming what is missing and the command that installs it. Always exits 0, so that
 # `make test` still runs for a user who cannot install: those tests then skip, except under
 # CI (the CI variable set), where they fail.
 set -uo pipefail
 
 PACKAGES=(rclone s3cmd)
+JS_DIR="$(dirname "$0")/../tests/js"
+MIN_NODE_MAJOR=20
+
+# npm ci installs exactly what tests/js/package-lock.json pins, and only when that file
+# changed since the last install.
+install_js_sdk() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "install-s3-clients: node or npm missing, so the JavaScript SDK tests skip" \
+            "(and fail under CI); install Node.js $MIN_NODE_MAJOR or newer with npm"
+        return
+    fi
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    if [ "$major" -lt "$MIN_NODE_MAJOR" ]; then
+        echo "install-s3-clients: Node.js $major is older than $MIN_NODE_MAJOR, which the" \
+            "JavaScript SDK needs, so its tests skip (and fail under CI)"
+        return
+    fi
+    local installed="$JS_DIR/node_modules/.package-lock.json"
+    if [ -f "$installed" ] && [ "$installed" -nt "$JS_DIR/package-lock.json" ]; then
+        return
+    fi
+    echo "install-s3-clients: installing the AWS SDK for JavaScript with npm ci in tests/js"
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error) ||
+        echo "install-s3-clients: npm ci failed in tests/js, so the JavaScript SDK tests" \
+            "skip (and fail under CI); try: (cd tests/js && npm ci)"
+}
+
+install_js_sdk
 
 missing=()
 for package in "${PACKAGES[@]}"; do
