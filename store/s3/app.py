@@ -24,6 +24,7 @@ from store.s3 import (
     multipart_handlers,
     object_handlers,
     object_reads,
+    unconfigured,
 )
 from store.s3.access import authenticate
 from store.s3.addressing import Location, locate
@@ -67,6 +68,7 @@ HANDLERS: dict[str, Handler] = {
     "AbortMultipartUpload": multipart_handlers.abort_multipart_upload,
     "ListParts": multipart_handlers.list_parts,
     "ListMultipartUploads": multipart_handlers.list_multipart_uploads,
+    **unconfigured.HANDLERS,
 }
 
 # Query parameters whose values are credentials: kept out of the log.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from store.s3 import sigv2, sigv4
+from store.s3 import sigv2, sigv4, unconfigured
 from store.s3.addressing import Location
 from store.s3.api_errors import S3Error, not_implemented
 
@@ -89,6 +89,11 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     "CompleteMultipartUpload": frozenset({"uploadId"}),
     "AbortMultipartUpload": frozenset({"uploadId"}),
     "ListParts": frozenset({"uploadId", "part-number-marker", "max-parts"}),
+    # Settings that no bucket or object has here (unconfigured.py).
+    **{operation: frozenset({name}) for name, operation in unconfigured.BUCKET_GETS.items()},
+    **{operation: frozenset({name}) for name, operation in unconfigured.BUCKET_DELETES.items()},
+    "GetObjectTagging": frozenset({"tagging", "versionId"}),
+    "DeleteObjectTagging": frozenset({"tagging", "versionId"}),
 }
 
 
@@ -125,6 +130,8 @@ _SUBRESOURCE_OPERATIONS = {
 _SPECIAL_OPERATIONS = {
     ("POST", "object", "restore"): "RestoreObject",
     ("POST", "object", "select"): "SelectObjectContent",
+    ("PUT", "bucket", "object-lock"): "PutObjectLockConfiguration",
+    ("PUT", "bucket", "publicAccessBlock"): "PutPublicAccessBlock",
 }
 _VERBS = {"GET": "Get", "HEAD": "Get", "PUT": "Put", "DELETE": "Delete"}
 
@@ -187,12 +194,18 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
         ):
             if parameter in names:
                 return operation
+        for parameter, operation in unconfigured.BUCKET_GETS.items():
+            if parameter in names:
+                return operation
         return "ListObjectsV2" if "list-type" in names else "ListObjects"
     if method == "PUT":
         return "PutBucketAcl" if "acl" in names else "CreateBucket"
     if method == "HEAD":
         return "HeadBucket"
     if method == "DELETE":
+        for parameter, operation in unconfigured.BUCKET_DELETES.items():
+            if parameter in names:
+                return operation
         return "DeleteBucket"
     if method == "POST" and "delete" in names:
         return "DeleteObjects"
@@ -204,6 +217,8 @@ def _object_operation(method: str, names: Collection[str], headers: Mapping[str,
     if method == "GET":
         if "uploadId" in names:
             return "ListParts"
+        if unconfigured.OBJECT_TAGGING_PARAMETER in names:
+            return "GetObjectTagging"
         return "GetObjectAcl" if "acl" in names else "GetObject"
     if method == "HEAD":
         return "HeadObject"
@@ -214,6 +229,8 @@ def _object_operation(method: str, names: Collection[str], headers: Mapping[str,
             return "UploadPartCopy" if copy else "UploadPart"
         return "CopyObject" if copy else "PutObject"
     if method == "DELETE":
+        if unconfigured.OBJECT_TAGGING_PARAMETER in names:
+            return "DeleteObjectTagging"
         return "AbortMultipartUpload" if "uploadId" in names else "DeleteObject"
     if method == "POST":
         if "uploads" in names:

@@ -1,0 +1,181 @@
+"""Bucket and object settings that the gateway never stores: reading one reports that it is
+not set, and deleting one succeeds.
+
+Clients that inspect a bucket ask for its tags, CORS rules, lifecycle, policy, encryption and
+the like, and treat S3's "not configured" reply as the usual case. Terraform's S3 bucket
+resource, Cyberduck, MinIO's mc and the SDKs' own test suites all do this. Setting any of
+these stays NotImplemented (routing.py rejects the PUTs), and PutObject rejects
+x-amz-tagging, so each reply here is true of every bucket and object.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from store.s3.api_errors import S3Error
+from store.s3.bucket_handlers import bucket_info
+from store.s3.context import RequestContext
+from store.s3.object_reads import check_version
+from store.s3.responses import xml_response
+from store.s3.xmlcodec import add, new_document
+
+Handler = Callable[[RequestContext], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class BucketSetting:
+    """One bucket subresource: its query parameter, operations and the reply to a read."""
+
+    parameter: str
+    get_operation: str
+    # The S3 error (code, message) of a read, with 404; or None when S3 replies to a read with
+    # an empty document, whose root element is `empty_root`.
+    missing: tuple[str, str] | None
+    empty_root: str = ""
+    delete_operation: str = ""
+
+
+SETTINGS = (
+    BucketSetting(
+        "tagging",
+        "GetBucketTagging",
+        ("NoSuchTagSet", "The TagSet does not exist"),
+        delete_operation="DeleteBucketTagging",
+    ),
+    BucketSetting(
+        "cors",
+        "GetBucketCors",
+        ("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
+        delete_operation="DeleteBucketCors",
+    ),
+    BucketSetting(
+        "lifecycle",
+        "GetBucketLifecycleConfiguration",
+        ("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist"),
+        delete_operation="DeleteBucketLifecycle",
+    ),
+    BucketSetting(
+        "policy",
+        "GetBucketPolicy",
+        ("NoSuchBucketPolicy", "The bucket policy does not exist"),
+        delete_operation="DeleteBucketPolicy",
+    ),
+    BucketSetting(
+        "encryption",
+        "GetBucketEncryption",
+        (
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "The server side encryption configuration was not found",
+        ),
+        delete_operation="DeleteBucketEncryption",
+    ),
+    BucketSetting(
+        "website",
+        "GetBucketWebsite",
+        (
+            "NoSuchWebsiteConfiguration",
+            "The specified bucket does not have a website configuration",
+        ),
+        delete_operation="DeleteBucketWebsite",
+    ),
+    BucketSetting(
+        "replication",
+        "GetBucketReplication",
+        ("ReplicationConfigurationNotFoundError", "The replication configuration was not found"),
+        delete_operation="DeleteBucketReplication",
+    ),
+    BucketSetting(
+        "publicAccessBlock",
+        "GetPublicAccessBlock",
+        (
+            "NoSuchPublicAccessBlockConfiguration",
+            "The public access block configuration was not found",
+        ),
+        delete_operation="DeletePublicAccessBlock",
+    ),
+    BucketSetting(
+        "ownershipControls",
+        "GetBucketOwnershipControls",
+        ("OwnershipControlsNotFoundError", "The bucket ownership controls were not found"),
+        delete_operation="DeleteBucketOwnershipControls",
+    ),
+    BucketSetting(
+        "object-lock",
+        "GetObjectLockConfiguration",
+        (
+            "ObjectLockConfigurationNotFoundError",
+            "Object Lock configuration does not exist for this bucket",
+        ),
+    ),
+    BucketSetting("logging", "GetBucketLogging", None, empty_root="BucketLoggingStatus"),
+    BucketSetting(
+        "notification",
+        "GetBucketNotificationConfiguration",
+        None,
+        empty_root="NotificationConfiguration",
+    ),
+    BucketSetting(
+        "accelerate", "GetBucketAccelerateConfiguration", None, empty_root="AccelerateConfiguration"
+    ),
+    BucketSetting(
+        "requestPayment", "GetBucketRequestPayment", None, empty_root="RequestPaymentConfiguration"
+    ),
+)
+
+# Operations by the query parameter that selects them, for routing.py.
+BUCKET_GETS = {setting.parameter: setting.get_operation for setting in SETTINGS}
+BUCKET_DELETES = {
+    setting.parameter: setting.delete_operation for setting in SETTINGS if setting.delete_operation
+}
+OBJECT_TAGGING_PARAMETER = "tagging"
+
+
+def _read_handler(setting: BucketSetting) -> Handler:
+    async def read(context: RequestContext) -> web.StreamResponse:
+        await bucket_info(context)
+        if setting.missing is not None:
+            code, message = setting.missing
+            raise S3Error(code, message, http_status=404)
+        return xml_response(_empty_document(setting.empty_root))
+
+    return read
+
+
+def _empty_document(root_name: str) -> ET.Element:
+    root = new_document(root_name)
+    if root_name == "RequestPaymentConfiguration":
+        add(root, "Payer", "BucketOwner")
+    return root
+
+
+async def delete_bucket_setting(context: RequestContext) -> web.StreamResponse:
+    await bucket_info(context)
+    return web.Response(status=204)
+
+
+async def get_object_tagging(context: RequestContext) -> web.StreamResponse:
+    await bucket_info(context)
+    check_version(context.query)
+    await context.client.stat(context.bucket, context.key)
+    root = new_document("Tagging")
+    add(root, "TagSet")
+    return xml_response(root)
+
+
+async def delete_object_tagging(context: RequestContext) -> web.StreamResponse:
+    await bucket_info(context)
+    check_version(context.query)
+    await context.client.stat(context.bucket, context.key)
+    return web.Response(status=204)
+
+
+HANDLERS: dict[str, Handler] = {
+    **{setting.get_operation: _read_handler(setting) for setting in SETTINGS},
+    **{operation: delete_bucket_setting for operation in BUCKET_DELETES.values()},
+    "GetObjectTagging": get_object_tagging,
+    "DeleteObjectTagging": delete_object_tagging,
+}
