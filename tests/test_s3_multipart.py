@@ -279,6 +279,35 @@ def test_list_multipart_uploads(s3: Any, s3_bucket: str) -> None:
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=s3_bucket, Prefix="a/")
 
 
+def test_list_multipart_uploads_delimiter(s3: Any, s3_bucket: str) -> None:
+    """Keys with the delimiter after the prefix roll up into CommonPrefixes, each one entry of
+    a page, as in ListObjects. minio-js sends an empty delimiter before every upload."""
+    keys = ["a/1", "a/2", "a/x/1", "b/1", "b/2", "c", "d/1", "e"]
+    for key in keys:
+        s3.create_multipart_upload(Bucket=s3_bucket, Key=key)
+
+    pages = list(
+        s3.get_paginator("list_multipart_uploads").paginate(
+            Bucket=s3_bucket, Delimiter="/", PaginationConfig={"PageSize": 2}
+        )
+    )
+    under_a = s3.list_multipart_uploads(Bucket=s3_bucket, Prefix="a/", Delimiter="/")
+    empty = s3.list_multipart_uploads(Bucket=s3_bucket, Delimiter="")
+
+    entries = [
+        [u["Key"] for u in page.get("Uploads", [])]
+        + [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+        for page in pages
+    ]
+    assert entries == [["a/", "b/"], ["c", "d/"], ["e"]]
+    assert [page["IsTruncated"] for page in pages] == [True, True, False]
+    assert pages[0]["Delimiter"] == "/"
+    assert [u["Key"] for u in under_a["Uploads"]] == ["a/1", "a/2"]
+    assert [c["Prefix"] for c in under_a["CommonPrefixes"]] == ["a/x/"]
+    assert [u["Key"] for u in empty["Uploads"]] == keys
+    assert "CommonPrefixes" not in empty
+
+
 def test_upload_part_copy(s3: Any, s3_bucket: str) -> None:
     source = make_data(7 * MIB, seed=15)
     s3.put_object(Bucket=s3_bucket, Key="source", Body=source)

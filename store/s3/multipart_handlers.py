@@ -18,7 +18,7 @@ from store.errors import InvalidArgument
 from store.layout import check_upload_id
 from store.limits import MAX_LIST_KEYS
 from store.s3.access import authorize_bucket
-from store.s3.api_errors import S3Error, not_implemented
+from store.s3.api_errors import S3Error
 from store.s3.body import MAX_PUT_BYTES, RequestBody
 from store.s3.bucket_handlers import add_owner, bucket_info
 from store.s3.checksums import (
@@ -46,6 +46,7 @@ from store.s3.xmlcodec import (
     new_document,
     parse_document,
 )
+from store.types import MultipartUploadInfo
 
 
 def upload_id_of(context: RequestContext) -> str:
@@ -241,10 +242,9 @@ async def list_parts(context: RequestContext) -> web.StreamResponse:
 
 async def list_multipart_uploads(context: RequestContext) -> web.StreamResponse:
     await bucket_info(context)
-    if "delimiter" in context.query:
-        raise not_implemented("ListMultipartUploads with a delimiter")
     encode = encoding_type(context.query)
     prefix = context.query.get("prefix", "")
+    delimiter = context.query.get("delimiter", "")
     key_marker = context.query.get("key-marker", "")
     upload_id_marker = context.query.get("upload-id-marker", "") if key_marker else ""
     max_uploads = parse_max(context.query.get("max-uploads"), "max-uploads", MAX_LIST_KEYS)
@@ -252,6 +252,8 @@ async def list_multipart_uploads(context: RequestContext) -> web.StreamResponse:
     add(root, "Bucket", context.bucket)
     add(root, "KeyMarker", encode_name(key_marker, encode))
     add(root, "UploadIdMarker", upload_id_marker)
+    if delimiter:
+        add(root, "Delimiter", encode_name(delimiter, encode))
     if max_uploads == 0:
         add_fields(root, [("MaxUploads", 0), ("IsTruncated", False), ("Prefix", prefix)])
         return xml_response(root)
@@ -262,12 +264,8 @@ async def list_multipart_uploads(context: RequestContext) -> web.StreamResponse:
             raise S3Error(
                 "InvalidArgument", f"Invalid uploadId marker {upload_id_marker[:80]!r}"
             ) from None
-    page = await context.client.list_multipart_uploads(
-        context.bucket,
-        prefix=prefix,
-        key_marker=key_marker,
-        upload_id_marker=upload_id_marker,
-        max_uploads=max_uploads,
+    page = await _grouped_uploads(
+        context, prefix, delimiter, (key_marker, upload_id_marker), max_uploads
     )
     add(root, "NextKeyMarker", encode_name(page.next_key_marker, encode))
     add(root, "NextUploadIdMarker", page.next_upload_id_marker)
@@ -276,15 +274,91 @@ async def list_multipart_uploads(context: RequestContext) -> web.StreamResponse:
     add(root, "Prefix", encode_name(prefix, encode))
     if encode:
         add(root, "EncodingType", "url")
-    for upload in page.uploads:
-        entry = add(root, "Upload")
-        add(entry, "Key", encode_name(upload.key, encode))
-        add(entry, "UploadId", upload.upload_id)
-        add_owner(entry, "Initiator", upload.owner or "root")
-        add_owner(entry, "Owner", upload.owner or "root")
-        add(entry, "StorageClass", "STANDARD")
-        add(entry, "Initiated", iso_time(upload.created))
-        if upload.checksum_algorithm:
-            add(entry, "ChecksumAlgorithm", upload.checksum_algorithm.upper())
-            add(entry, "ChecksumType", upload.checksum_type or "COMPOSITE")
+    for entry in page.entries:
+        if isinstance(entry, str):
+            add(add(root, "CommonPrefixes"), "Prefix", encode_name(entry, encode))
+            continue
+        element = add(root, "Upload")
+        add(element, "Key", encode_name(entry.key, encode))
+        add(element, "UploadId", entry.upload_id)
+        add_owner(element, "Initiator", entry.owner or "root")
+        add_owner(element, "Owner", entry.owner or "root")
+        add(element, "StorageClass", "STANDARD")
+        add(element, "Initiated", iso_time(entry.created))
+        if entry.checksum_algorithm:
+            add(element, "ChecksumAlgorithm", entry.checksum_algorithm.upper())
+            add(element, "ChecksumType", entry.checksum_type or "COMPOSITE")
     return xml_response(root)
+
+
+@dataclass
+class _GroupedPage:
+    """Uploads and common prefixes (str) in key order, as ListMultipartUploads returns them."""
+
+    entries: list[MultipartUploadInfo | str]
+    truncated: bool
+    next_key_marker: str
+    next_upload_id_marker: str
+
+
+async def _grouped_uploads(
+    context: RequestContext,
+    prefix: str,
+    delimiter: str,
+    markers: tuple[str, str],
+    max_entries: int,
+) -> _GroupedPage:
+    """Return up to `max_entries` uploads after the markers (key, upload id).
+
+    Keys that contain `delimiter` after `prefix` roll up into common prefixes, as in
+    ListObjects.
+
+    A common prefix counts as one entry. The metaserver lists uploads only, so once a
+    prefix is emitted the next request starts after every key under it.
+    """
+    entries: list[MultipartUploadInfo | str] = []
+    # Prefixes at or before the request's key marker were on an earlier page.
+    floor = markers[0]
+    marker: str | bytes = markers[0]
+    upload_id_marker = markers[1]
+    while True:
+        page = await context.client.list_multipart_uploads(
+            context.bucket,
+            prefix=prefix,
+            key_marker=marker,
+            upload_id_marker=upload_id_marker,
+            # Without a delimiter each upload is one entry, so one page is enough.
+            max_uploads=MAX_LIST_KEYS if delimiter else max_entries,
+        )
+        rolled_up = None
+        for upload in page.uploads:
+            position = upload.key.find(delimiter, len(prefix)) if delimiter else -1
+            entry: MultipartUploadInfo | str = upload
+            if position >= 0:
+                entry = upload.key[: position + len(delimiter)]
+                if entry <= floor:
+                    continue
+            if len(entries) == max_entries:
+                return _cut(entries, truncated=True)
+            entries.append(entry)
+            if isinstance(entry, str):
+                rolled_up = floor = entry
+                break
+        if len(entries) == max_entries and page.truncated:
+            return _cut(entries, truncated=True)
+        if rolled_up is not None:
+            # No UTF-8 key has a 0xFF byte, so this sorts after every key under the prefix.
+            marker, upload_id_marker = rolled_up.encode() + b"\xff", ""
+        elif page.truncated:
+            marker, upload_id_marker = page.next_key_marker, page.next_upload_id_marker
+        else:
+            return _cut(entries, truncated=False)
+
+
+def _cut(entries: list[MultipartUploadInfo | str], *, truncated: bool) -> _GroupedPage:
+    if not truncated or not entries:
+        return _GroupedPage(entries, truncated, "", "")
+    last = entries[-1]
+    if isinstance(last, str):
+        return _GroupedPage(entries, truncated, last, "")
+    return _GroupedPage(entries, truncated, last.key, last.upload_id)

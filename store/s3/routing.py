@@ -66,7 +66,15 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
         }
     ),
     "ListMultipartUploads": frozenset(
-        {"uploads", "prefix", "key-marker", "upload-id-marker", "max-uploads", "encoding-type"}
+        {
+            "uploads",
+            "prefix",
+            "delimiter",
+            "key-marker",
+            "upload-id-marker",
+            "max-uploads",
+            "encoding-type",
+        }
     ),
     "GetBucketLocation": frozenset({"location"}),
     "GetBucketAcl": frozenset({"acl"}),
