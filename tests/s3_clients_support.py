@@ -1,8 +1,8 @@
 """Helpers for the tests that drive third-party S3 clients (rclone, s3cmd, s3fs, pyarrow).
 
 Each command-line client runs as a subprocess with a private config and HOME under the test's
-tmp_path, an environment stripped of AWS, rclone, s3cmd and proxy variables, and a timeout;
-the libraries that run inside the test process get the same environment (isolate_env). The
+tmp_path, an environment stripped of AWS, rclone, s3cmd and proxy variables, and a timeout.
+The libraries that run inside the test process get the same environment (isolate_env). The
 directory tree that the sync tests upload and compare lives here too, so every client syncs
 the same files.
 """
@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -102,6 +102,11 @@ def require_command(command: str) -> str:
         f"{command} is not installed; install it with `sudo apt-get install {command}` "
         f"or run `sudo {INSTALL_SCRIPT}`"
     )
+    skip_missing_client(message)
+
+
+def skip_missing_client(message: str) -> NoReturn:
+    """Skip the test for a missing client, or fail it under CI (the CI variable set)."""
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set, and `make test` should have installed it)")
     pytest.skip(message)

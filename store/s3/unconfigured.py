@@ -1,16 +1,15 @@
 """Bucket and object settings that the gateway never stores: reading one reports that it is
 not set, and deleting one succeeds.
 
-Clients that inspect a bucket ask for its tags, CORS rules, lifecycle, policy, encryption and
-the like, and treat S3's "not configured" reply as the usual case. Terraform's S3 bucket
-resource, Cyberduck, MinIO's mc and the SDKs' own test suites all do this. Setting any of
-these stays NotImplemented (routing.py rejects the PUTs), and PutObject rejects
-x-amz-tagging, so each reply here is true of every bucket and object.
+Clients that inspect a bucket read its tags, CORS rules, lifecycle, policy, encryption and
+the like, and treat S3's "not configured" reply as the usual case; the MinIO SDKs' test
+suites are two of them. Setting any of these stays NotImplemented (routing.py rejects the
+PUTs), and PutObject rejects x-amz-tagging, so each reply here is true of every bucket and
+object.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -32,10 +31,11 @@ class BucketSetting:
 
     parameter: str
     get_operation: str
-    # The S3 error (code, message) of a read, with 404; or None when S3 replies to a read with
-    # an empty document, whose root element is `empty_root`.
+    # The S3 error (code, message) that a read raises with 404. None when S3 returns a
+    # document instead: the element `empty_root` with the children `empty_fields`.
     missing: tuple[str, str] | None
     empty_root: str = ""
+    empty_fields: tuple[tuple[str, str], ...] = ()
     delete_operation: str = ""
 
 
@@ -122,7 +122,11 @@ SETTINGS = (
         "accelerate", "GetBucketAccelerateConfiguration", None, empty_root="AccelerateConfiguration"
     ),
     BucketSetting(
-        "requestPayment", "GetBucketRequestPayment", None, empty_root="RequestPaymentConfiguration"
+        "requestPayment",
+        "GetBucketRequestPayment",
+        None,
+        empty_root="RequestPaymentConfiguration",
+        empty_fields=(("Payer", "BucketOwner"),),
     ),
 )
 
@@ -140,16 +144,12 @@ def _read_handler(setting: BucketSetting) -> Handler:
         if setting.missing is not None:
             code, message = setting.missing
             raise S3Error(code, message, http_status=404)
-        return xml_response(_empty_document(setting.empty_root))
+        root = new_document(setting.empty_root)
+        for name, value in setting.empty_fields:
+            add(root, name, value)
+        return xml_response(root)
 
     return read
-
-
-def _empty_document(root_name: str) -> ET.Element:
-    root = new_document(root_name)
-    if root_name == "RequestPaymentConfiguration":
-        add(root, "Payer", "BucketOwner")
-    return root
 
 
 async def delete_bucket_setting(context: RequestContext) -> web.StreamResponse:
