@@ -368,13 +368,11 @@ def test_async_client(cluster: LocalCluster) -> None:
     asyncio.run(_async_round_trip(cluster.meta_address, new_bucket_name("async")))
 
 
-def test_close_ends_the_loops_tasks(
-    cluster: LocalCluster, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_close_cancels_loop_tasks(cluster: LocalCluster, caplog: pytest.LogCaptureFixture) -> None:
     """Client.close cancels what still runs on its loop instead of leaving it to be destroyed.
 
-    A grpc.aio call's status task can outlive its channel by a turn of the loop; storectl then
-    printed asyncio's "Task was destroyed but it is pending!" before its one-line error.
+    A grpc.aio call's status task can outlive its channel by a turn of the loop. If the loop
+    closes first, asyncio prints "Task was destroyed but it is pending!" into storectl's error.
     """
     client = store.Client(cluster.meta_address)
     loop = client._loop.loop

@@ -139,10 +139,10 @@ def test_bucket_create_and_delete(fs: pafs.S3FileSystem, s3: Any, s3_bucket: str
     fs.create_dir(name)
     with fs.open_output_stream(f"{name}/k") as stream:
         stream.write(b"value")
-    made = fs.get_file_info(name)
+    created = fs.get_file_info(name)
     fs.delete_dir(name)
 
-    assert made.type == pafs.FileType.Directory
+    assert created.type == pafs.FileType.Directory
     assert fs.get_file_info(name).type == pafs.FileType.NotFound
     buckets = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert name not in buckets

@@ -1,5 +1,8 @@
-"""Bucket and object settings the gateway never stores: reads answer "not set" as S3 does,
-deletes succeed, and both check the bucket and the caller first."""
+"""Bucket and object settings the gateway never stores.
+
+Reads return S3's "not set" error or empty document, deletes succeed, and both check the
+bucket and the caller first.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import store
 from .s3gw_support import GatewayInfo, s3_client
 from .support import new_bucket_name
 
-# boto3 method and the S3 error code a bucket without that setting answers, with 404.
+# boto3 method and the S3 error code (with 404) for a bucket without that setting.
 MISSING = [
     ("get_bucket_tagging", "NoSuchTagSet"),
     ("get_bucket_cors", "NoSuchCORSConfiguration"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the S3 clients that the gateway tests drive when they are missing: rclone and
 # s3cmd (Debian's packages), and the AWS SDK for JavaScript (npm, into tests/js). Debian's
-# packages install only as root or with passwordless sudo; otherwise the script prints one
+# packages install only as root or with passwordless sudo. Otherwise the script prints one
 # line naming what is missing and the command that installs it. Always exits 0, so that
 # `make test` still runs for a user who cannot install: those tests then skip, except under
 # CI (the CI variable set), where they fail.

@@ -345,6 +345,8 @@ async def _grouped_uploads(
                 rolled_up = floor = entry
                 break
         if len(entries) == max_entries and page.truncated:
+            # NOTE: the rest may all roll up into the last prefix listed, so the next page
+            # can come back empty, which S3 clients accept.
             return _cut(entries, truncated=True)
         if rolled_up is not None:
             # No UTF-8 key has a 0xFF byte, so this sorts after every key under the prefix.

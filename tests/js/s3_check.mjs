@@ -2,7 +2,7 @@
 //
 // tests/test_s3_js.py runs this script and checks the JSON it prints on stdout. Input comes
 // from the environment: S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION, S3_BUCKET (an
-// existing, empty bucket) and DATA_DIR, which holds small.bin and large.bin to upload. The
+// existing, empty bucket) and DATA_DIR, which contains small.bin and large.bin to upload. The
 // objects read back are written to DATA_DIR as *.out files for the test to compare.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
