@@ -97,7 +97,9 @@ class ObjectInfo:
             checksums=_dict(record.checksums),
             checksum_type=record.checksum_type,
             parts=[
-                PartRange(part.part_number, part.offset_bytes, part.size_bytes)
+                PartRange(
+                    part.part_number, part.offset_bytes, part.size_bytes, _dict(part.checksums)
+                )
                 for part in record.parts
             ]
             if record.parts
@@ -111,11 +113,13 @@ def _dict(entries: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PartRange:
-    """Where one part of a multipart object lies in it."""
+    """Where one part of a multipart object lies in it, and the part's own checksums."""
 
     part_number: int
     offset_bytes: int
     size_bytes: int
+    # Base64 checksums of the part's bytes by algorithm name, as its upload stored them.
+    checksums: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

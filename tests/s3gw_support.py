@@ -268,3 +268,32 @@ def rss_peak_bytes(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"/proc/{pid}/status has no VmHWM line")
+
+
+def upload_parts(
+    s3: Any,
+    bucket: str,
+    key: str,
+    parts: list[bytes],
+    *,
+    checksum_algorithm: str | None = None,
+    **create: Any,
+) -> tuple[str, list[dict[str, Any]]]:
+    """Start a multipart upload and upload `parts`; return its id and the parts to complete it.
+
+    With `checksum_algorithm` (SHA256, CRC32, ...), the upload and every part declare it, and
+    each listed part carries its checksum, as CompleteMultipartUpload then expects.
+    """
+    declared = {"ChecksumAlgorithm": checksum_algorithm} if checksum_algorithm else {}
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **declared, **create)["UploadId"]
+    done = []
+    for number, data in enumerate(parts, start=1):
+        reply = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data, **declared
+        )
+        part = {"PartNumber": number, "ETag": reply["ETag"]}
+        if checksum_algorithm:
+            name = f"Checksum{checksum_algorithm}"
+            part[name] = reply[name]
+        done.append(part)
+    return upload_id, done

@@ -109,7 +109,7 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
         ("GET", "retention", True, "GetObjectRetention"),
         ("POST", "select&select-type=2", True, "SelectObjectContent"),
         ("POST", "restore", True, "RestoreObject"),
-        ("GET", "attributes", True, "GetObjectAttributes"),
+        ("GET", "torrent", True, "GetObjectTorrent"),
     ],
 )
 def test_unsupported_subresources(

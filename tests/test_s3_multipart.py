@@ -14,7 +14,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from .s3gw_support import GatewayInfo, s3_client
+from .s3gw_support import GatewayInfo, s3_client, upload_parts
 from .support import MIB, make_data
 
 PART_BYTES = 5 * MIB
@@ -27,19 +27,6 @@ def error_code(error: pytest.ExceptionInfo[ClientError]) -> str:
 def multipart_etag(parts: list[bytes]) -> str:
     digests = b"".join(hashlib.md5(part).digest() for part in parts)
     return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
-
-
-def upload_parts(
-    s3: Any, bucket: str, key: str, parts: list[bytes], **create: Any
-) -> tuple[str, list[dict[str, Any]]]:
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **create)["UploadId"]
-    done = []
-    for number, data in enumerate(parts, start=1):
-        etag = s3.upload_part(
-            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
-        )["ETag"]
-        done.append({"PartNumber": number, "ETag": etag})
-    return upload_id, done
 
 
 def test_transfer_manager_round_trip(s3: Any, s3_bucket: str, tmp_path: Path) -> None:
@@ -101,22 +88,7 @@ def test_full_object_crc64nvme(s3: Any, s3_bucket: str) -> None:
 
 def test_composite_sha256_checked_on_complete(s3: Any, s3_bucket: str) -> None:
     parts = [make_data(PART_BYTES, 14), make_data(999, 15)]
-    upload_id = s3.create_multipart_upload(Bucket=s3_bucket, Key="sha", ChecksumAlgorithm="SHA256")[
-        "UploadId"
-    ]
-    listed = []
-    for number, data in enumerate(parts, start=1):
-        part = s3.upload_part(
-            Bucket=s3_bucket,
-            Key="sha",
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-            ChecksumAlgorithm="SHA256",
-        )
-        listed.append(
-            {"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]}
-        )
+    upload_id, listed = upload_parts(s3, s3_bucket, "sha", parts, checksum_algorithm="SHA256")
     digests = b"".join(hashlib.sha256(data).digest() for data in parts)
     composite = f"{base64.b64encode(hashlib.sha256(digests).digest()).decode()}-2"
     wrong = f"{base64.b64encode(hashlib.sha256(b'other').digest()).decode()}-2"

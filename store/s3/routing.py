@@ -87,6 +87,7 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     "GetObject": frozenset({"partNumber", "versionId"}) | _RESPONSE_OVERRIDES,
     "HeadObject": frozenset({"partNumber", "versionId"}) | _RESPONSE_OVERRIDES,
     "GetObjectAcl": frozenset({"acl", "versionId"}),
+    "GetObjectAttributes": frozenset({"attributes", "versionId"}),
     "PutObjectAcl": frozenset({"acl", "versionId"}),
     "PutObject": frozenset(),
     "CopyObject": frozenset(),
@@ -227,6 +228,8 @@ def _object_operation(method: str, names: Collection[str], headers: Mapping[str,
             return "ListParts"
         if unconfigured.OBJECT_TAGGING_PARAMETER in names:
             return "GetObjectTagging"
+        if "attributes" in names:
+            return "GetObjectAttributes"
         return "GetObjectAcl" if "acl" in names else "GetObject"
     if method == "HEAD":
         return "HeadObject"
