@@ -240,6 +240,36 @@ def delete_object(
     return run
 
 
+def update_object_metadata(
+    request: meta_pb2.UpdateObjectMetadataRequest,
+) -> Callable[[GroupView], pb.ObjectRecord]:
+    """Return a write that changes the current version's system metadata in place.
+
+    The version id, ETag, times and layout stay, so readers of the version see the
+    same bytes, and no chunk becomes garbage.
+    """
+    bucket, key = request.bucket, request.key
+    name = object_name(bucket, key)
+
+    def run(view: GroupView) -> pb.ObjectRecord:
+        current = load_object(view, bucket, key)
+        if current is None:
+            raise NoSuchKey(f"object {name} does not exist; check the key, or list the bucket")
+        if request.if_version_id and current.version_id != request.if_version_id:
+            raise PreconditionFailed(
+                f"{name} is now version {current.version_id}, not {request.if_version_id}; "
+                "read the object again and retry"
+            )
+        for entry in request.remove_system_metadata:
+            current.system_metadata.pop(entry, None)
+        current.system_metadata.update(request.set_system_metadata)
+        view.put(keys.object_key(bucket, key), keys.encode_object(current))
+        current.ClearField("inline_data")
+        return current
+
+    return run
+
+
 def abort_upload(
     shard: Shard, request: meta_pb2.AbortUploadRequest, now_unix_ns: int
 ) -> Callable[[GroupView], None]:

@@ -147,6 +147,13 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
 
     # Helpers.
 
+    async def _shard_in_bucket(self, bucket: str, key: bytes, shard_number: int) -> Shard:
+        """Return the local shard for (bucket, key) once the bucket is known to exist."""
+        shard = self._shard(bucket, key, shard_number)
+        await self._ensure_bucket(bucket)
+        self.buckets.get(bucket)
+        return shard
+
     def _shard(self, bucket: str, key: bytes, shard_number: int) -> Shard:
         """Return the local shard for (bucket, key), checking the caller's routing."""
         check_bucket_name(bucket)
@@ -566,15 +573,20 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
     async def DeleteObject(
         self, request: meta_pb2.DeleteObjectRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.DeleteObjectResponse:
-        shard = self._shard(request.bucket, request.key, request.shard)
-        await self._ensure_bucket(request.bucket)
-        self.buckets.get(request.bucket)
+        shard = await self._shard_in_bucket(request.bucket, request.key, request.shard)
         return await shard.submit(
             "delete_object",
             objects.delete_object(
                 shard, request, time.time_ns(), int(self.settings.gc_delay_s * 1e9)
             ),
         )
+
+    @unary_handler
+    async def UpdateObjectMetadata(
+        self, request: meta_pb2.UpdateObjectMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ObjectRecord:
+        shard = await self._shard_in_bucket(request.bucket, request.key, request.shard)
+        return await shard.submit("update_object_metadata", objects.update_object_metadata(request))
 
     @unary_handler
     async def ListObjects(

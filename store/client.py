@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from store._pb import common_pb2 as pb
@@ -43,7 +43,7 @@ from store.listing import (
 )
 from store.memory import tune_malloc
 from store.names import check_bucket_name, display_key, encode_key
-from store.put import WriteOptions, Writer
+from store.put import WriteOptions, Writer, check_system_metadata_names
 from store.reader import AsyncObjectReader
 from store.scheme import check as check_scheme
 from store.serving import split_address
@@ -334,6 +334,43 @@ class AsyncClient(MultipartMethods):
             idempotent=True,
         )
         return bool(reply.existed)
+
+    async def update_system_metadata(
+        self,
+        bucket: str,
+        key: Key,
+        *,
+        set_entries: Mapping[str, str] | None = None,
+        remove_entries: Iterable[str] = (),
+        if_version_id: str = "",
+        timeout_s: float | None = None,
+    ) -> ObjectInfo:
+        """Set and remove system metadata entries of an object in place, as one write.
+
+        The bytes, ETag, version id and modification time stay. With `if_version_id`,
+        PreconditionFailed unless that version is still the current one.
+        """
+        check_bucket_name(bucket)
+        check_system_metadata_names(set_entries or {})
+        raw_key = encode_key(key)
+        deadline = self._deadline(timeout_s, f"update {bucket}/{display_key(raw_key)}")
+        view = await self._connection.cluster_view(deadline)
+        shard = self._connection.shard_for(view, bucket, raw_key)
+        request = meta_pb2.UpdateObjectMetadataRequest(
+            bucket=bucket,
+            key=raw_key,
+            shard=shard,
+            set_system_metadata=dict(set_entries or {}),
+            remove_system_metadata=list(remove_entries),
+            if_version_id=if_version_id,
+        )
+        record = await self._connection.meta_call(
+            deadline,
+            shard,
+            lambda stub, _, t: stub.UpdateObjectMetadata(request, timeout=t),
+            idempotent=True,
+        )
+        return ObjectInfo.from_record(bucket, raw_key, record)
 
     # Reads.
 

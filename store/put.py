@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +35,28 @@ log = logging.getLogger(__name__)
 # Looks at the cluster map when too few dataservers are up for a new upload.
 PLACEMENT_ATTEMPTS = 5
 PLACEMENT_RETRY_S = 0.3
-# Names of the HTTP headers an object may keep (lowercase).
+# Names of the HTTP headers an object may keep (lowercase), and x-amz-tagging, whose value
+# is the object's tags in the URL-encoded form of that header.
 SYSTEM_METADATA_NAMES = frozenset(
-    {"content-encoding", "content-disposition", "content-language", "cache-control", "expires"}
+    {
+        "content-encoding",
+        "content-disposition",
+        "content-language",
+        "cache-control",
+        "expires",
+        "x-amz-tagging",
+    }
 )
+
+
+def check_system_metadata_names(names: Iterable[str]) -> None:
+    """Raise InvalidArgument for a system metadata name that is not stored."""
+    for name in names:
+        if name not in SYSTEM_METADATA_NAMES:
+            raise InvalidArgument(
+                f"system metadata {name!r} is not stored; use one of "
+                f"{', '.join(sorted(SYSTEM_METADATA_NAMES))}"
+            )
 
 
 @dataclass(slots=True)
@@ -65,12 +83,7 @@ class WriteOptions:
     def check(self) -> None:
         """Raise InvalidArgument for a bad option, before any byte is read."""
         check_user_metadata(self.metadata)
-        for name in self.system_metadata or {}:
-            if name not in SYSTEM_METADATA_NAMES:
-                raise InvalidArgument(
-                    f"system metadata {name!r} is not stored; use one of "
-                    f"{', '.join(sorted(SYSTEM_METADATA_NAMES))}"
-                )
+        check_system_metadata_names(self.system_metadata or {})
         for name in self.checksum_algorithms:
             check_algorithm(name)
 

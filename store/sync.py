@@ -341,6 +341,9 @@ class Client:
             self._async.delete(bucket, key, if_match=if_match, timeout_s=timeout_s)
         )
 
+    def update_system_metadata(self, bucket: str, key: Key, **options: Any) -> ObjectInfo:
+        return self._loop.run(self._async.update_system_metadata(bucket, key, **options))
+
     def list(
         self,
         bucket: str,

@@ -100,7 +100,7 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
         ("PUT", "versioning", False, "PutBucketVersioning"),
         ("PUT", "policy", False, "PutBucketPolicy"),
         ("PUT", "lifecycle", False, "PutBucketLifecycleConfiguration"),
-        ("PUT", "tagging", True, "PutObjectTagging"),
+        ("PUT", "retention", True, "PutObjectRetention"),
         ("PUT", "tagging", False, "PutBucketTagging"),
         ("PUT", "website", False, "PutBucketWebsite"),
         ("PUT", "cors", False, "PutBucketCors"),
@@ -191,7 +191,7 @@ def test_bucket_versioning_never_enabled(gateway: GatewayInfo, s3: Any, s3_bucke
 
 def test_unsupported_write_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
     for headers in (
-        {"x-amz-tagging": "a=b"},
+        {"x-amz-object-lock-mode": "GOVERNANCE"},
         {"x-amz-server-side-encryption": "AES256"},
         {"x-amz-storage-class": "GLACIER"},
         {"x-amz-acl": "public-read"},

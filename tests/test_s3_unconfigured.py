@@ -77,24 +77,6 @@ def test_delete_setting(s3: Any, s3_bucket: str, method: str) -> None:
     assert s3.get_object(Bucket=s3_bucket, Key="k")["Body"].read() == b"kept"
 
 
-def test_object_tagging(s3: Any, s3_bucket: str) -> None:
-    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
-
-    tags = s3.get_object_tagging(Bucket=s3_bucket, Key="k")
-    deleted = s3.delete_object_tagging(Bucket=s3_bucket, Key="k")
-
-    assert tags["TagSet"] == []
-    assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
-    assert error_of(lambda: s3.get_object_tagging(Bucket=s3_bucket, Key="none")) == (
-        404,
-        "NoSuchKey",
-    )
-    assert error_of(lambda: s3.delete_object_tagging(Bucket=s3_bucket, Key="none")) == (
-        404,
-        "NoSuchKey",
-    )
-
-
 def test_checks_bucket_and_caller(
     gateway: GatewayInfo, client: store.Client, s3: Any, s3_bucket: str
 ) -> None:

@@ -1215,6 +1215,67 @@ class DeleteObjectResponse(_message.Message):
 Global___DeleteObjectResponse: _TypeAlias = DeleteObjectResponse  # noqa: Y015
 
 @_typing.final
+class UpdateObjectMetadataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SetSystemMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SHARD_FIELD_NUMBER: _builtins.int
+    SET_SYSTEM_METADATA_FIELD_NUMBER: _builtins.int
+    REMOVE_SYSTEM_METADATA_FIELD_NUMBER: _builtins.int
+    IF_VERSION_ID_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.bytes
+    shard: _builtins.int
+    if_version_id: _builtins.str
+    """When set, the update applies only to this version (PreconditionFailed otherwise)."""
+    @_builtins.property
+    def set_system_metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Entries to set, replacing those of the same name."""
+
+    @_builtins.property
+    def remove_system_metadata(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of entries to remove; removing an absent entry is not an error."""
+
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.bytes = ...,
+        shard: _builtins.int = ...,
+        set_system_metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        remove_system_metadata: _abc.Iterable[_builtins.str] | None = ...,
+        if_version_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "if_version_id", b"if_version_id", "key", b"key", "remove_system_metadata", b"remove_system_metadata", "set_system_metadata", b"set_system_metadata", "shard", b"shard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateObjectMetadataRequest: _TypeAlias = UpdateObjectMetadataRequest  # noqa: Y015
+
+@_typing.final
 class ListObjectsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -116,6 +116,11 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.DeleteObjectRequest.SerializeToString,
                 response_deserializer=meta__pb2.DeleteObjectResponse.FromString,
                 _registered_method=True)
+        self.UpdateObjectMetadata = channel.unary_unary(
+                '/store.v1.MetaService/UpdateObjectMetadata',
+                request_serializer=meta__pb2.UpdateObjectMetadataRequest.SerializeToString,
+                response_deserializer=common__pb2.ObjectRecord.FromString,
+                _registered_method=True)
         self.ListObjects = channel.unary_unary(
                 '/store.v1.MetaService/ListObjects',
                 request_serializer=meta__pb2.ListObjectsRequest.SerializeToString,
@@ -333,6 +338,14 @@ class MetaServiceServicer:
 
     def DeleteObject(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateObjectMetadata(self, request, context):
+        """Sets or removes entries of the current version's system metadata (object
+        tags, for one) in place: the data, ETag and modification time stay.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -567,6 +580,11 @@ def add_MetaServiceServicer_to_server(servicer, server):
                     servicer.DeleteObject,
                     request_deserializer=meta__pb2.DeleteObjectRequest.FromString,
                     response_serializer=meta__pb2.DeleteObjectResponse.SerializeToString,
+            ),
+            'UpdateObjectMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateObjectMetadata,
+                    request_deserializer=meta__pb2.UpdateObjectMetadataRequest.FromString,
+                    response_serializer=common__pb2.ObjectRecord.SerializeToString,
             ),
             'ListObjects': grpc.unary_unary_rpc_method_handler(
                     servicer.ListObjects,
@@ -1106,6 +1124,33 @@ class MetaService:
             '/store.v1.MetaService/DeleteObject',
             meta__pb2.DeleteObjectRequest.SerializeToString,
             meta__pb2.DeleteObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateObjectMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/UpdateObjectMetadata',
+            meta__pb2.UpdateObjectMetadataRequest.SerializeToString,
+            common__pb2.ObjectRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,10 @@ class MetaServiceStub:
     StatObjects: _grpc.UnaryUnaryMultiCallable[_meta_pb2.StatObjectsRequest, _meta_pb2.StatObjectsResponse]
     """Several stats in one call, coalesced by the SDK like CommitObjects."""
     DeleteObject: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteObjectRequest, _meta_pb2.DeleteObjectResponse]
+    UpdateObjectMetadata: _grpc.UnaryUnaryMultiCallable[_meta_pb2.UpdateObjectMetadataRequest, _common_pb2.ObjectRecord]
+    """Sets or removes entries of the current version's system metadata (object
+    tags, for one) in place: the data, ETag and modification time stay.
+    """
     ListObjects: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListObjectsRequest, _meta_pb2.ListObjectsResponse]
     CreateMultipartUpload: _grpc.UnaryUnaryMultiCallable[_meta_pb2.CreateMultipartUploadRequest, _meta_pb2.MultipartUpload]
     """Multipart uploads. The session and its parts live in the key's shard;
@@ -155,6 +159,10 @@ class MetaServiceAsyncStub(MetaServiceStub):
     StatObjects: _aio.UnaryUnaryMultiCallable[_meta_pb2.StatObjectsRequest, _meta_pb2.StatObjectsResponse]  # type: ignore[assignment]
     """Several stats in one call, coalesced by the SDK like CommitObjects."""
     DeleteObject: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteObjectRequest, _meta_pb2.DeleteObjectResponse]  # type: ignore[assignment]
+    UpdateObjectMetadata: _aio.UnaryUnaryMultiCallable[_meta_pb2.UpdateObjectMetadataRequest, _common_pb2.ObjectRecord]  # type: ignore[assignment]
+    """Sets or removes entries of the current version's system metadata (object
+    tags, for one) in place: the data, ETag and modification time stay.
+    """
     ListObjects: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListObjectsRequest, _meta_pb2.ListObjectsResponse]  # type: ignore[assignment]
     CreateMultipartUpload: _aio.UnaryUnaryMultiCallable[_meta_pb2.CreateMultipartUploadRequest, _meta_pb2.MultipartUpload]  # type: ignore[assignment]
     """Multipart uploads. The session and its parts live in the key's shard;
@@ -335,6 +343,16 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meta_pb2.DeleteObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_meta_pb2.DeleteObjectResponse, _abc.Awaitable[_meta_pb2.DeleteObjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateObjectMetadata(
+        self,
+        request: _meta_pb2.UpdateObjectMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.ObjectRecord, _abc.Awaitable[_common_pb2.ObjectRecord]]:
+        """Sets or removes entries of the current version's system metadata (object
+        tags, for one) in place: the data, ETag and modification time stay.
+        """
 
     @_abc_1.abstractmethod
     def ListObjects(

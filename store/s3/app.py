@@ -25,6 +25,7 @@ from store.s3 import (
     object_attributes,
     object_handlers,
     object_reads,
+    tagging_handlers,
     unconfigured,
 )
 from store.s3.access import authenticate
@@ -63,6 +64,9 @@ HANDLERS: dict[str, Handler] = {
     "DeleteObject": object_handlers.delete_object,
     "GetObjectAcl": object_handlers.get_object_acl,
     "PutObjectAcl": acl.put_object_acl,
+    "GetObjectTagging": tagging_handlers.get_object_tagging,
+    "PutObjectTagging": tagging_handlers.put_object_tagging,
+    "DeleteObjectTagging": tagging_handlers.delete_object_tagging,
     "CreateMultipartUpload": multipart_handlers.create_multipart_upload,
     "UploadPart": multipart_handlers.upload_part,
     "UploadPartCopy": copy_handlers.upload_part_copy,

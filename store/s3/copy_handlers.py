@@ -17,6 +17,7 @@ from aiohttp import web
 from store.client_multipart import MAX_PART_NUMBER
 from store.digests import COMPOSITE
 from store.reader import AsyncObjectReader
+from store.s3 import tags
 from store.s3.access import authorize_bucket
 from store.s3.addressing import check_bucket, check_key
 from store.s3.api_errors import S3Error, not_implemented
@@ -126,7 +127,7 @@ async def copy_object(context: RequestContext) -> web.StreamResponse:
 
 
 def copied_headers(context: RequestContext, source: CopySource, info: ObjectInfo) -> StoredHeaders:
-    """Return the metadata of the copy, following x-amz-metadata-directive."""
+    """Return the metadata of the copy, following the metadata and tagging directives."""
     directive = context.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error(
@@ -143,8 +144,12 @@ def copied_headers(context: RequestContext, source: CopySource, info: ObjectInfo
             "location or encryption attributes; send x-amz-metadata-directive: REPLACE",
         )
     if directive == "REPLACE":
-        return stored_headers(context.headers)
-    return StoredHeaders(info.content_type, dict(info.metadata), dict(info.system_metadata))
+        stored = stored_headers(context.headers)
+    else:
+        stored = StoredHeaders(info.content_type, dict(info.metadata), dict(info.system_metadata))
+    stored.system_metadata.pop(tags.TAGS_ENTRY, None)
+    stored.system_metadata.update(tags.entry_of_copy(context.headers, info.system_metadata))
+    return stored
 
 
 def copy_algorithms(context: RequestContext, info: ObjectInfo) -> list[str]:

@@ -59,7 +59,7 @@ async def get_object_attributes(context: RequestContext) -> web.StreamResponse:
 
 
 def requested_attributes(headers: Mapping[str, str]) -> set[str]:
-    """Return the names in x-amz-object-attributes, raising InvalidArgument for none or an unknown one."""
+    """Return the names in x-amz-object-attributes (InvalidArgument if none or one is unknown)."""
     text = headers.get(ATTRIBUTES_HEADER, "")
     names = {name.strip() for name in text.split(",") if name.strip()}
     if not names:

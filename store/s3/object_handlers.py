@@ -44,7 +44,6 @@ DELETE_CONCURRENCY = 16
 # Features announced by request headers that this gateway does not store. A write
 # that requests one gets NotImplemented instead of silently losing it.
 _UNSUPPORTED_HEADERS = {
-    "x-amz-tagging": "Object tagging",
     "x-amz-object-lock-mode": "Object Lock",
     "x-amz-object-lock-retain-until-date": "Object Lock",
     "x-amz-object-lock-legal-hold": "Object Lock legal holds",

@@ -14,6 +14,7 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from store.limits import MAX_USER_METADATA_BYTES
+from store.s3 import tags
 from store.s3.api_errors import S3Error, not_implemented
 from store.types import ObjectInfo
 
@@ -52,7 +53,7 @@ def stored_headers(headers: Mapping[str, str]) -> StoredHeaders:
     return StoredHeaders(
         content_type=headers.get("content-type", ""),
         metadata=user_metadata(headers),
-        system_metadata=system_metadata(headers),
+        system_metadata=system_metadata(headers) | tags.entry_of_headers(headers),
     )
 
 
@@ -118,6 +119,7 @@ def object_headers(info: ObjectInfo, query: Mapping[str, str] | None = None) -> 
             headers[SYSTEM_HEADERS[name]] = value
     for name, value in info.metadata.items():
         headers[USER_METADATA_PREFIX + name] = value
+    headers.update(tags.count_header(info.system_metadata))
     for parameter, header in RESPONSE_OVERRIDES.items():
         if query and parameter in query:
             headers[header] = query[parameter]

@@ -102,6 +102,7 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     **{operation: frozenset({name}) for name, operation in unconfigured.BUCKET_GETS.items()},
     **{operation: frozenset({name}) for name, operation in unconfigured.BUCKET_DELETES.items()},
     "GetObjectTagging": frozenset({"tagging", "versionId"}),
+    "PutObjectTagging": frozenset({"tagging", "versionId"}),
     "DeleteObjectTagging": frozenset({"tagging", "versionId"}),
 }
 
@@ -226,7 +227,7 @@ def _object_operation(method: str, names: Collection[str], headers: Mapping[str,
     if method == "GET":
         if "uploadId" in names:
             return "ListParts"
-        if unconfigured.OBJECT_TAGGING_PARAMETER in names:
+        if "tagging" in names:
             return "GetObjectTagging"
         if "attributes" in names:
             return "GetObjectAttributes"
@@ -236,11 +237,13 @@ def _object_operation(method: str, names: Collection[str], headers: Mapping[str,
     if method == "PUT":
         if "acl" in names:
             return "PutObjectAcl"
+        if "tagging" in names:
+            return "PutObjectTagging"
         if "uploadId" in names or "partNumber" in names:
             return "UploadPartCopy" if copy else "UploadPart"
         return "CopyObject" if copy else "PutObject"
     if method == "DELETE":
-        if unconfigured.OBJECT_TAGGING_PARAMETER in names:
+        if "tagging" in names:
             return "DeleteObjectTagging"
         return "AbortMultipartUpload" if "uploadId" in names else "DeleteObject"
     if method == "POST":

@@ -1,11 +1,10 @@
-"""Bucket and object settings that the gateway never stores: reading one reports that it is
-not set, and deleting one succeeds.
+"""Bucket settings that the gateway never stores: reading one reports that it is not set,
+and deleting one succeeds.
 
 Clients that inspect a bucket read its tags, CORS rules, lifecycle, policy, encryption and
 the like, and treat S3's "not configured" reply as the usual case; the MinIO SDKs' test
 suites are two of them. Setting any of these stays NotImplemented (routing.py rejects the
-PUTs), and PutObject rejects x-amz-tagging, so each reply here is true of every bucket and
-object.
+PUTs), so each reply here is true of every bucket. Object tags are stored (tagging_handlers.py).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from aiohttp import web
 from store.s3.api_errors import S3Error
 from store.s3.bucket_handlers import bucket_info
 from store.s3.context import RequestContext
-from store.s3.object_reads import check_version
 from store.s3.responses import xml_response
 from store.s3.xmlcodec import add, new_document
 
@@ -135,7 +133,6 @@ BUCKET_GETS = {setting.parameter: setting.get_operation for setting in SETTINGS}
 BUCKET_DELETES = {
     setting.parameter: setting.delete_operation for setting in SETTINGS if setting.delete_operation
 }
-OBJECT_TAGGING_PARAMETER = "tagging"
 
 
 def _read_handler(setting: BucketSetting) -> Handler:
@@ -157,25 +154,7 @@ async def delete_bucket_setting(context: RequestContext) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-async def get_object_tagging(context: RequestContext) -> web.StreamResponse:
-    await bucket_info(context)
-    check_version(context.query)
-    await context.client.stat(context.bucket, context.key)
-    root = new_document("Tagging")
-    add(root, "TagSet")
-    return xml_response(root)
-
-
-async def delete_object_tagging(context: RequestContext) -> web.StreamResponse:
-    await bucket_info(context)
-    check_version(context.query)
-    await context.client.stat(context.bucket, context.key)
-    return web.Response(status=204)
-
-
 HANDLERS: dict[str, Handler] = {
     **{setting.get_operation: _read_handler(setting) for setting in SETTINGS},
     **{operation: delete_bucket_setting for operation in BUCKET_DELETES.values()},
-    "GetObjectTagging": get_object_tagging,
-    "DeleteObjectTagging": delete_object_tagging,
 }
