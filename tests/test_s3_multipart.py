@@ -327,6 +327,44 @@ def test_upload_part_copy(s3: Any, s3_bucket: str) -> None:
     assert error_code(error) == "InvalidRange"
 
 
+def test_upload_part_copy_checksum(s3: Any, s3_bucket: str) -> None:
+    """A copied part gets the checksum its upload was created with, so the upload completes."""
+    source = make_data(6 * MIB, seed=17)
+    s3.put_object(Bucket=s3_bucket, Key="source", Body=source)
+    upload_id = s3.create_multipart_upload(
+        Bucket=s3_bucket, Key="target", ChecksumAlgorithm="SHA256"
+    )["UploadId"]
+
+    copied = s3.upload_part_copy(
+        Bucket=s3_bucket,
+        Key="target",
+        UploadId=upload_id,
+        PartNumber=1,
+        CopySource={"Bucket": s3_bucket, "Key": "source"},
+    )["CopyPartResult"]
+    part = {"PartNumber": 1, "ETag": copied["ETag"], "ChecksumSHA256": copied["ChecksumSHA256"]}
+    s3.complete_multipart_upload(
+        Bucket=s3_bucket, Key="target", UploadId=upload_id, MultipartUpload={"Parts": [part]}
+    )
+    head = s3.head_object(Bucket=s3_bucket, Key="target", ChecksumMode="ENABLED")
+
+    part_sha256 = hashlib.sha256(source).digest()
+    assert copied["ChecksumSHA256"] == base64.b64encode(part_sha256).decode()
+    composite = base64.b64encode(hashlib.sha256(part_sha256).digest()).decode()
+    assert head["ChecksumSHA256"] == f"{composite}-1"
+    aborted = s3.create_multipart_upload(Bucket=s3_bucket, Key="target")["UploadId"]
+    s3.abort_multipart_upload(Bucket=s3_bucket, Key="target", UploadId=aborted)
+    with pytest.raises(ClientError) as error:
+        s3.upload_part_copy(
+            Bucket=s3_bucket,
+            Key="target",
+            UploadId=aborted,
+            PartNumber=1,
+            CopySource={"Bucket": s3_bucket, "Key": "source"},
+        )
+    assert error_code(error) == "NoSuchUpload"
+
+
 def test_metadata_of_multipart_object(s3: Any, s3_bucket: str) -> None:
     upload_id, done = upload_parts(
         s3,

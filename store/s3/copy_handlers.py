@@ -199,6 +199,7 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
     await authorize_bucket(context.client, context.user, context.bucket)
     part_number = parse_part_number(context.query.get("partNumber"))
     upload_id = context.query.get("uploadId", "")
+    algorithms = await upload_algorithms(context, upload_id)
     _source, reader, info = await open_source(context)
     try:
         selected = copy_range(context.headers.get("x-amz-copy-source-range"), info.size_bytes)
@@ -209,7 +210,12 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
                 f"of {MAX_PUT_BYTES} bytes; copy a smaller range",
             )
         part = await context.client.upload_part(
-            context.bucket, context.key, upload_id, part_number, read_source(reader, selected)
+            context.bucket,
+            context.key,
+            upload_id,
+            part_number,
+            read_source(reader, selected),
+            checksum_algorithms=algorithms,
         )
     finally:
         await reader.close()
@@ -225,6 +231,20 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
         ],
     )
     return xml_response(root, headers={"x-amz-copy-source-version-id": "null"})
+
+
+async def upload_algorithms(context: RequestContext, upload_id: str) -> list[str]:
+    """Return the checksum algorithm that the upload's parts need: the one it was created with.
+
+    A copied part gets that checksum computed here, since the client has no value to send,
+    and CompleteMultipartUpload requires it for every part. An unknown upload fails here,
+    before the source is read.
+    """
+    page = await context.client.list_parts(
+        context.bucket, context.key, upload_id, part_number_marker=MAX_PART_NUMBER, max_parts=1
+    )
+    algorithm = page.upload.checksum_algorithm
+    return [algorithm] if algorithm else []
 
 
 def parse_part_number(text: str | None) -> int:
