@@ -77,8 +77,8 @@ def add_address(parser: argparse.ArgumentParser) -> None:
         "--dir",
         type=Path,
         default=None,
-        help=f"cluster directory whose cluster.json names the metaserver "
-        f"(default: ${META_ENV_VAR}, else {DEFAULT_CLUSTER_DIR})",
+        help=f"cluster directory whose cluster.json names the metaserver (default: the "
+        f"metaserver in ${META_ENV_VAR} when it is set, else {DEFAULT_CLUSTER_DIR})",
     )
 
 
@@ -250,7 +250,7 @@ def add_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     user = commands.add_parser("user", help="add, list and remove S3 users and their keys")
     actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="create a user and print its new key pair once")
-    add.add_argument("name", metavar="NAME")
+    add.add_argument("name", metavar="NAME", help="user name: 1 to 64 letters, digits or _.@+=,-")
     listing = actions.add_parser("ls", help="list users and their access keys")
     remove = actions.add_parser(
         "rm",

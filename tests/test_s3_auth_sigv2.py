@@ -84,6 +84,21 @@ def test_default_client_presigned_metadata(gateway: GatewayInfo, s3: Any, s3_buc
     assert head["Metadata"] == {"color": "blue"}
 
 
+def test_presigned_v2_content_type_hint(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """A V2 URL signed without Content-Type fails with one, and the error names the header."""
+    client = default_s3_client(gateway)
+    params = {"Bucket": s3_bucket, "Key": "form"}
+    put_url = client.generate_presigned_url("put_object", Params=params, ExpiresIn=300)
+
+    form = http_get(put_url, data=b"body", method="PUT")
+    plain = send_unsigned(gateway, "PUT", put_url, b"body")
+
+    assert form.status == 403
+    assert form.code == "SignatureDoesNotMatch"
+    assert b"Content-Type ('application/x-www-form-urlencoded')" in form.body
+    assert plain.status == 200, plain.body
+
+
 def test_presigned_v2_expired(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
     s3.put_object(Bucket=s3_bucket, Key="k", Body=b"secret data")
     client = default_s3_client(gateway)

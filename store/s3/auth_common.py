@@ -172,12 +172,14 @@ def unknown_access_key(access_key: str) -> S3AuthError:
     )
 
 
-def signature_mismatch(string_to_sign: str, canonical_request: str | None = None) -> S3AuthError:
+def signature_mismatch(
+    string_to_sign: str, canonical_request: str | None = None, hint: str = ""
+) -> S3AuthError:
     """Build SignatureDoesNotMatch. The signed strings are for the server's debug log only."""
     return auth_error(
         SIGNATURE_DOES_NOT_MATCH,
         "The request signature we calculated does not match the signature you provided. "
-        "Check your key and signing method.",
+        "Check your key and signing method." + (f" {hint}" if hint else ""),
         canonical_request=canonical_request,
         string_to_sign=string_to_sign,
     )

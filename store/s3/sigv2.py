@@ -240,6 +240,19 @@ def _subresource_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{name}={value}" if value else name for name, value in kept)
 
 
+def _signed_headers_hint(request: ParsedRequest) -> str:
+    """Return a hint naming the headers that Signature Version 2 signs and clients often add."""
+    content_type = request.headers.get("content-type", "")
+    content_md5 = request.headers.get("content-md5", "")
+    return (
+        "Signature Version 2 signs Content-Type "
+        f"({repr(content_type[:80]) if content_type else 'none sent'}) and Content-MD5 "
+        f"({repr(content_md5[:40]) if content_md5 else 'none sent'}): send the values the URL "
+        "or request was signed with (curl --data adds application/x-www-form-urlencoded; "
+        "pass -H 'Content-Type:' to drop it)."
+    )
+
+
 def _check_signature(
     request: ParsedRequest,
     access_key: str,
@@ -253,7 +266,7 @@ def _check_signature(
         raise unknown_access_key(access_key)
     expected = sign(secret_key, expected_string_to_sign)
     if not signing.signatures_equal(expected, signature):
-        raise signature_mismatch(expected_string_to_sign)
+        raise signature_mismatch(expected_string_to_sign, hint=_signed_headers_hint(request))
     mode, sha256 = payload_mode_of_unsigned_request(request)
     return AuthResult(access_key, auth_type, mode, sha256)
 
