@@ -226,26 +226,34 @@ def test_encryption_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> No
     assert_error(send(gateway, sign(gateway, "GET", url, full)), 400, "InvalidRequest")
 
 
-def test_form_upload_denied(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
-    """A browser-based POST upload fails authentication with a message saying why."""
-    form = (
-        b'--xyz\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n'
-        b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\ndata\r\n--xyz--\r\n'
-    )
+def _post_form(
+    gateway: GatewayInfo, bucket: str, body: bytes, content_type: str
+) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
-    connection.request(
-        "POST",
-        f"/{s3_bucket}",
-        body=form,
-        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
-    )
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
+    try:
+        connection.request("POST", f"/{bucket}", body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
-    assert response.status == 403
-    assert b"<Code>AccessDenied</Code>" in body
-    assert b"browser-based uploads with POST" in body
+
+def test_malformed_form_uploads(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """Unsigned, incomplete and broken HTML form uploads get S3 errors and store nothing."""
+    key_field = b'--xyz\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n'
+    file_field = b'--xyz\r\nContent-Disposition: form-data; name="file"\r\n\r\ndata\r\n'
+    form_type = "multipart/form-data; boundary=xyz"
+    cases = {
+        "no policy": (key_field + file_field + b"--xyz--\r\n", form_type, 403, "AccessDenied"),
+        "no key": (file_field + b"--xyz--\r\n", form_type, 400, "InvalidArgument"),
+        "no file": (key_field + b"--xyz--\r\n", form_type, 400, "InvalidArgument"),
+        "no boundary": (key_field, "multipart/form-data", 400, "MalformedPOSTRequest"),
+        "cut short": (key_field[:30], form_type, 400, "MalformedPOSTRequest"),
+    }
+
+    for name, (body, content_type, status, code) in cases.items():
+        got_status, got_body = _post_form(gateway, s3_bucket, body, content_type)
+        assert (got_status, error_code(got_body)) == (status, code), (name, got_body)
     assert keys_of(s3, s3_bucket) == []
 
 

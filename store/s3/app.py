@@ -25,6 +25,7 @@ from store.s3 import (
     object_attributes,
     object_handlers,
     object_reads,
+    post_object,
     tagging_handlers,
     unconfigured,
 )
@@ -101,23 +102,27 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             query.setdefault(name, value)
         context = RequestContext(request, gateway, request_id, location, query)
         context.extra_headers = standard_headers(request_id)
-        # Authentication comes first, as in S3: an unsigned or badly signed request
-        # learns nothing about which operations or buckets exist.
-        context.caller, context.auth = await authenticate(
-            parsed, gateway.credentials, gateway.config.domain
-        )
-        if context.auth.auth_type is AuthType.PRESIGNED_URL:
-            _read_hoisted_headers(context, parsed)
-        context.operation = choose_operation(request.method, location, query, context.headers)
-        response = await HANDLERS[context.operation](context)
+        if is_form_upload(request, location):
+            # The credentials of an HTML form upload are fields of its body.
+            context.operation = "PostObject"
+            response = await post_object.post_object(context)
+        else:
+            # Authentication comes first, as in S3: an unsigned or badly signed request
+            # learns nothing about which operations or buckets exist.
+            context.caller, context.auth = await authenticate(
+                parsed, gateway.credentials, gateway.config.domain
+            )
+            if context.auth.auth_type is AuthType.PRESIGNED_URL:
+                _read_hoisted_headers(context, parsed)
+            context.operation = choose_operation(request.method, location, query, context.headers)
+            response = await HANDLERS[context.operation](context)
     except asyncio.CancelledError:
         raise
     except S3Error as error:
-        response = _error(request, _explain(request, location, error), location, request_id)
+        response = _error(request, error, location, request_id)
     except S3AuthError as error:
         _log_auth_failure(request_id, error)
-        auth_error = _explain(request, location, from_auth_error(error))
-        response = _error(request, auth_error, location, request_id)
+        response = _error(request, from_auth_error(error), location, request_id)
     except StoreError as error:
         response = _error(request, from_store_error(error), location, request_id, str(error))
     except RequestPayloadError as error:
@@ -159,22 +164,8 @@ def _read_hoisted_headers(context: RequestContext, parsed: ParsedRequest) -> Non
             context.query.pop(name, None)
 
 
-def _explain(request: web.BaseRequest, location: Location, error: S3Error) -> S3Error:
-    """Add to the error of a browser-based upload that the gateway does not implement them."""
-    if is_form_upload(request, location):
-        error.message += (
-            "; browser-based uploads with POST (HTML forms) are not implemented by this "
-            "gateway, so send a signed PutObject or use a presigned URL"
-        )
-    return error
-
-
 def is_form_upload(request: web.BaseRequest, location: Location) -> bool:
-    """Tell whether a request is a browser-based upload: an HTML form POSTed to a bucket.
-
-    Its credentials are fields of the form, which the gateway does not read, so
-    it fails authentication like any unsigned request, and the error message explains why.
-    """
+    """Tell whether a request is a browser-based upload: an HTML form POSTed to a bucket."""
     content_type = request.headers.get("Content-Type", "")
     return (
         request.method == "POST"
