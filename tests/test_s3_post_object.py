@@ -6,6 +6,7 @@ through urllib3 (no S3 client), so the gateway receives what an HTML form posts.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -91,6 +92,25 @@ def test_redirect_and_tags(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> Non
     assert s3.get_object_tagging(Bucket=s3_bucket, Key="tagged")["TagSet"] == [
         {"Key": "src", "Value": "form"}
     ]
+
+
+def test_checksum_field(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """An x-amz-checksum-* field needs no condition: the upload verifies and stores it."""
+    data = b"checked data"
+    good = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    bad = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    post = s3_client(gateway).generate_presigned_post(s3_bucket, "summed")
+
+    mismatch = _post(post, "f", data, **{"x-amz-checksum-sha256": bad})
+    listed_after_mismatch = _keys(s3, s3_bucket)
+    matched = _post(post, "f", data, **{"x-amz-checksum-sha256": good})
+    head = s3.head_object(Bucket=s3_bucket, Key="summed", ChecksumMode="ENABLED")
+
+    assert mismatch.status == 400
+    assert error_code(mismatch.data) == "BadDigest"
+    assert listed_after_mismatch == []
+    assert matched.status == 204, matched.data
+    assert head["ChecksumSHA256"] == good
 
 
 def test_policy_violations(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:

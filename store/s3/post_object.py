@@ -31,6 +31,7 @@ from store.s3.access import authorize_bucket
 from store.s3.addressing import check_key
 from store.s3.api_errors import S3Error
 from store.s3.auth_common import signature_mismatch, unknown_access_key
+from store.s3.checksums import parse_checksum_request
 from store.s3.context import RequestContext
 from store.s3.credentials import Caller
 from store.s3.object_handlers import reject_unsupported_object_headers
@@ -47,6 +48,7 @@ MAX_FIELD_BYTES = 64 * 1024
 FILE_PIECE_BYTES = 1024 * 1024
 FILENAME_VARIABLE = "${filename}"
 # Form fields that become the request headers of the same name.
+_HEADER_FIELD_PREFIXES = ("x-amz-meta-", "x-amz-server-side", "x-amz-checksum-")
 _HEADER_FIELDS = frozenset(
     {
         "content-type",
@@ -74,13 +76,16 @@ async def post_object(context: RequestContext) -> web.StreamResponse:
         raise S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'")
     if file_part is None:
         raise S3Error("InvalidArgument", "POST requires exactly one file upload per request")
-    policy = await _authorize(context, fields)
-    key = check_key(fields["key"].replace(FILENAME_VARIABLE, file_part.filename or ""))
-    if not key:
+    # The policy's conditions apply to the key with the file's name in place.
+    fields["key"] = check_key(fields["key"].replace(FILENAME_VARIABLE, file_part.filename or ""))
+    if not fields["key"]:
         raise S3Error("InvalidArgument", "The form's key field is empty; send the object's name")
+    policy = await _authorize(context, fields)
+    key = fields["key"]
     headers = _write_headers(fields)
     reject_unsupported_object_headers(headers)
     stored = stored_headers(headers)
+    checksums = parse_checksum_request(headers, default_algorithm=None)
 
     info = await context.client.put(
         context.bucket,
@@ -90,6 +95,8 @@ async def post_object(context: RequestContext) -> web.StreamResponse:
         metadata=stored.metadata,
         system_metadata=stored.system_metadata,
         compute_md5=True,
+        checksum_algorithms=checksums.algorithms,
+        expected_checksums=checksums.expected,
     )
     log.info(
         "request_id=%s form upload stored %s/%s size=%d user=%s",
@@ -155,7 +162,7 @@ def _write_headers(fields: dict[str, str]) -> CIMultiDict[str]:
     """Return the PutObject headers that the form's fields stand for."""
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in fields.items():
-        if name in _HEADER_FIELDS or name.startswith(("x-amz-meta-", "x-amz-server-side")):
+        if name in _HEADER_FIELDS or name.startswith(_HEADER_FIELD_PREFIXES):
             headers[name] = value
     if "acl" in fields:
         headers["x-amz-acl"] = fields["acl"]

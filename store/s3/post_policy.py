@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,11 @@ from store.s3.api_errors import S3Error
 _UNCONDITIONED_FIELDS = frozenset(
     {"file", "policy", "x-amz-signature", "signature", "awsaccesskeyid"}
 )
-_IGNORED_PREFIX = "x-ignore-"
+# Prefixes of fields that no condition needs to name: ignored ones, and the checksums of
+# the file, which the upload verifies instead.
+_UNCONDITIONED_PREFIXES = ("x-ignore-", "x-amz-checksum-")
+# ISO 8601 in UTC or with an offset, as S3 requires: 2026-12-01T12:00:00.000Z.
+_EXPIRATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 @dataclass
@@ -69,8 +74,11 @@ def parse_policy(encoded: str) -> Policy:
 
 
 def _parse_expiration(value: Any) -> datetime:
+    text = str(value)
     try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        if not _EXPIRATION.fullmatch(text):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _invalid_document(
             f"Invalid 'expiration' value {str(value)[:40]!r}; use an ISO 8601 time such as "
@@ -141,7 +149,7 @@ def check_fields(policy: Policy, fields: Mapping[str, str], now: datetime) -> No
         for name in fields
         if name not in named
         and name not in _UNCONDITIONED_FIELDS
-        and not name.startswith(_IGNORED_PREFIX)
+        and not name.startswith(_UNCONDITIONED_PREFIXES)
     )
     if extra:
         raise _policy_denied(f"Extra input fields: {', '.join(extra)}")
