@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import functools
 
+import grpc
+
 import store
+from store._pb import meta_pb2, meta_pb2_grpc
 from store.cluster import LocalCluster, ManagedProcess
+from store.rpc import CHANNEL_OPTIONS
+from store.shardmap import shard_of
 from store.status import fetch_metaserver_status
 
 from .support import (
@@ -59,15 +64,34 @@ def chunks_only_on(
     keys: list[str],
     live: list[ManagedProcess],
 ) -> bool:
-    """Return whether every chunk of the objects is on `live`, one file per chunk."""
+    """Return whether every chunk of the objects is on `live`, one file per chunk, and the
+    layouts name only `live` dataservers.
+
+    A repair writes the new chunk file before it commits the layout that names it, so
+    the files alone do not show that a read no longer needs the failed dataserver.
+    """
     names = {process.name for process in live}
+    live_ids = {process.server_id for process in live}
     for key in keys:
         info = client.stat(bucket, key)
         files = upload_chunk_files(cluster, info.version_id)
         on_live = [path.name for name, paths in files.items() if name in names for path in paths]
         if len(on_live) != info.chunk_count or len(set(on_live)) != info.chunk_count:
             return False
+        if not layout_targets(cluster, bucket, key) <= live_ids:
+            return False
     return True
+
+
+def layout_targets(cluster: LocalCluster, bucket: str, key: str) -> set[str]:
+    """Return the dataservers that the object's layout names, from the metaserver's record."""
+    raw_key = key.encode()
+    request = meta_pb2.StatObjectRequest(
+        bucket=bucket, key=raw_key, shard=shard_of(bucket, raw_key, cluster.shards)
+    )
+    with grpc.insecure_channel(cluster.meta_address, options=CHANNEL_OPTIONS) as channel:
+        record = meta_pb2_grpc.MetaServiceStub(channel).StatObject(request, timeout=5)
+    return {chunk.target for stripe in record.layout.stripes for chunk in stripe.chunks}
 
 
 def repair_counters(cluster: LocalCluster) -> tuple[int, int]:
