@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 
 import rocksdict
 
@@ -88,6 +89,20 @@ class BucketCatalog(Buckets):
         self._write(name, record)
         self.buckets[name] = record
         log.info("bucket created bucket=%s owner=%s scheme=%s", name, owner or "-", protection)
+        return record
+
+    def update_settings(
+        self, name: str, set_settings: Mapping[str, str], remove_settings: Iterable[str]
+    ) -> pb.BucketRecord:
+        """Set and remove settings of a bucket durably, and return the new record."""
+        record = pb.BucketRecord()
+        record.CopyFrom(self.get(name))
+        for setting in remove_settings:
+            record.settings.pop(setting, None)
+        record.settings.update(set_settings)
+        self._write(name, record)
+        self.buckets[name] = record
+        log.info("bucket settings updated bucket=%s settings=%s", name, sorted(record.settings))
         return record
 
     def begin_delete(self, name: str) -> None:

@@ -352,6 +352,22 @@ class MetaService(MultipartHandlers, ShardHandlers, meta_pb2_grpc.MetaServiceSer
                 )
 
     @unary_handler
+    async def UpdateBucketSettings(
+        self, request: meta_pb2.UpdateBucketSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BucketRecord:
+        if isinstance(self.buckets, BucketCatalog):
+            return self.buckets.update_settings(
+                request.name, request.set_settings, request.remove_settings
+            )
+        record = await self._forward(
+            "update bucket settings",
+            lambda stub: stub.UpdateBucketSettings(request, timeout=PEER_TIMEOUT_S),
+        )
+        assert isinstance(self.buckets, BucketMirror)
+        self.buckets.learn(record)
+        return record
+
+    @unary_handler
     async def HeadBucket(
         self, request: meta_pb2.HeadBucketRequest, context: grpc.aio.ServicerContext
     ) -> pb.BucketRecord:

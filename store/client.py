@@ -223,6 +223,27 @@ class AsyncClient(MultipartMethods):
         )
         return BucketInfo.from_record(record)
 
+    async def update_bucket_settings(
+        self,
+        name: str,
+        *,
+        set_entries: Mapping[str, str] | None = None,
+        remove_entries: Iterable[str] = (),
+        timeout_s: float | None = None,
+    ) -> BucketInfo:
+        """Set and remove settings of a bucket (its S3 CORS rules, for one) in one write."""
+        check_bucket_name(name)
+        request = meta_pb2.UpdateBucketSettingsRequest(
+            name=name, set_settings=dict(set_entries or {}), remove_settings=list(remove_entries)
+        )
+        record = await self._connection.meta_call(
+            self._deadline(timeout_s, f"update settings of bucket {name}"),
+            None,
+            lambda stub, _, t: stub.UpdateBucketSettings(request, timeout=t),
+            idempotent=True,
+        )
+        return BucketInfo.from_record(record)
+
     async def list_buckets(self, *, timeout_s: float | None = None) -> list[BucketInfo]:
         reply = await self._connection.meta_call(
             self._deadline(timeout_s, "list buckets"),

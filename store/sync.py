@@ -214,6 +214,9 @@ class Client:
     def head_bucket(self, name: str, *, timeout_s: float | None = None) -> BucketInfo:
         return self._loop.run(self._async.head_bucket(name, timeout_s=timeout_s))
 
+    def update_bucket_settings(self, name: str, **options: Any) -> BucketInfo:
+        return self._loop.run(self._async.update_bucket_settings(name, **options))
+
     def list_buckets(self, *, timeout_s: float | None = None) -> list[BucketInfo]:
         return self._loop.run(self._async.list_buckets(timeout_s=timeout_s))
 

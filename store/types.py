@@ -27,11 +27,17 @@ class BucketInfo:
     owner: str
     # "ec:K+M" or "rep:N"; buckets older than schemes keep one copy ("rep:1").
     scheme: str = "rep:1"
+    # Settings the S3 gateway keeps for the bucket, by name ("cors").
+    settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: pb.BucketRecord) -> BucketInfo:
         return cls(
-            record.name, _time(record.created_unix_ns), record.owner, record.scheme or "rep:1"
+            record.name,
+            _time(record.created_unix_ns),
+            record.owner,
+            record.scheme or "rep:1",
+            _dict(record.settings),
         )
 
 

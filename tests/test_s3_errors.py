@@ -103,7 +103,7 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
         ("PUT", "retention", True, "PutObjectRetention"),
         ("PUT", "tagging", False, "PutBucketTagging"),
         ("PUT", "website", False, "PutBucketWebsite"),
-        ("PUT", "cors", False, "PutBucketCors"),
+        ("PUT", "logging", False, "PutBucketLogging"),
         ("PUT", "encryption", False, "PutBucketEncryption"),
         ("PUT", "object-lock", False, "PutObjectLockConfiguration"),
         ("GET", "retention", True, "GetObjectRetention"),

@@ -1215,6 +1215,57 @@ class DeleteObjectResponse(_message.Message):
 Global___DeleteObjectResponse: _TypeAlias = DeleteObjectResponse  # noqa: Y015
 
 @_typing.final
+class UpdateBucketSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SetSettingsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SET_SETTINGS_FIELD_NUMBER: _builtins.int
+    REMOVE_SETTINGS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def set_settings(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Settings to set, replacing those of the same name."""
+
+    @_builtins.property
+    def remove_settings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of settings to remove; removing an absent one is not an error."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        set_settings: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        remove_settings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "remove_settings", b"remove_settings", "set_settings", b"set_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateBucketSettingsRequest: _TypeAlias = UpdateBucketSettingsRequest  # noqa: Y015
+
+@_typing.final
 class UpdateObjectMetadataRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

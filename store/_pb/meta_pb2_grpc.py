@@ -76,6 +76,11 @@ class MetaServiceStub:
                 request_serializer=meta__pb2.HeadBucketRequest.SerializeToString,
                 response_deserializer=common__pb2.BucketRecord.FromString,
                 _registered_method=True)
+        self.UpdateBucketSettings = channel.unary_unary(
+                '/store.v1.MetaService/UpdateBucketSettings',
+                request_serializer=meta__pb2.UpdateBucketSettingsRequest.SerializeToString,
+                response_deserializer=common__pb2.BucketRecord.FromString,
+                _registered_method=True)
         self.ListBuckets = channel.unary_unary(
                 '/store.v1.MetaService/ListBuckets',
                 request_serializer=meta__pb2.ListBucketsRequest.SerializeToString,
@@ -282,6 +287,14 @@ class MetaServiceServicer:
 
     def HeadBucket(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBucketSettings(self, request, context):
+        """Sets or removes bucket settings on the primary; secondaries learn the new
+        record at their next refresh of the catalog.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -539,6 +552,11 @@ def add_MetaServiceServicer_to_server(servicer, server):
             'HeadBucket': grpc.unary_unary_rpc_method_handler(
                     servicer.HeadBucket,
                     request_deserializer=meta__pb2.HeadBucketRequest.FromString,
+                    response_serializer=common__pb2.BucketRecord.SerializeToString,
+            ),
+            'UpdateBucketSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBucketSettings,
+                    request_deserializer=meta__pb2.UpdateBucketSettingsRequest.FromString,
                     response_serializer=common__pb2.BucketRecord.SerializeToString,
             ),
             'ListBuckets': grpc.unary_unary_rpc_method_handler(
@@ -907,6 +925,33 @@ class MetaService:
             target,
             '/store.v1.MetaService/HeadBucket',
             meta__pb2.HeadBucketRequest.SerializeToString,
+            common__pb2.BucketRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBucketSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/store.v1.MetaService/UpdateBucketSettings',
+            meta__pb2.UpdateBucketSettingsRequest.SerializeToString,
             common__pb2.BucketRecord.FromString,
             options,
             channel_credentials,

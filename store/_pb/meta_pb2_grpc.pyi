@@ -50,6 +50,10 @@ class MetaServiceStub:
     """Buckets."""
     DeleteBucket: _grpc.UnaryUnaryMultiCallable[_meta_pb2.DeleteBucketRequest, _meta_pb2.DeleteBucketResponse]
     HeadBucket: _grpc.UnaryUnaryMultiCallable[_meta_pb2.HeadBucketRequest, _common_pb2.BucketRecord]
+    UpdateBucketSettings: _grpc.UnaryUnaryMultiCallable[_meta_pb2.UpdateBucketSettingsRequest, _common_pb2.BucketRecord]
+    """Sets or removes bucket settings on the primary; secondaries learn the new
+    record at their next refresh of the catalog.
+    """
     ListBuckets: _grpc.UnaryUnaryMultiCallable[_meta_pb2.ListBucketsRequest, _meta_pb2.ListBucketsResponse]
     OpenUpload: _grpc.UnaryUnaryMultiCallable[_meta_pb2.OpenUploadRequest, _meta_pb2.OpenUploadResponse]
     """Objects. Point operations carry the shard the client computed and its
@@ -141,6 +145,10 @@ class MetaServiceAsyncStub(MetaServiceStub):
     """Buckets."""
     DeleteBucket: _aio.UnaryUnaryMultiCallable[_meta_pb2.DeleteBucketRequest, _meta_pb2.DeleteBucketResponse]  # type: ignore[assignment]
     HeadBucket: _aio.UnaryUnaryMultiCallable[_meta_pb2.HeadBucketRequest, _common_pb2.BucketRecord]  # type: ignore[assignment]
+    UpdateBucketSettings: _aio.UnaryUnaryMultiCallable[_meta_pb2.UpdateBucketSettingsRequest, _common_pb2.BucketRecord]  # type: ignore[assignment]
+    """Sets or removes bucket settings on the primary; secondaries learn the new
+    record at their next refresh of the catalog.
+    """
     ListBuckets: _aio.UnaryUnaryMultiCallable[_meta_pb2.ListBucketsRequest, _meta_pb2.ListBucketsResponse]  # type: ignore[assignment]
     OpenUpload: _aio.UnaryUnaryMultiCallable[_meta_pb2.OpenUploadRequest, _meta_pb2.OpenUploadResponse]  # type: ignore[assignment]
     """Objects. Point operations carry the shard the client computed and its
@@ -277,6 +285,16 @@ class MetaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meta_pb2.HeadBucketRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.BucketRecord, _abc.Awaitable[_common_pb2.BucketRecord]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateBucketSettings(
+        self,
+        request: _meta_pb2.UpdateBucketSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.BucketRecord, _abc.Awaitable[_common_pb2.BucketRecord]]:
+        """Sets or removes bucket settings on the primary; secondaries learn the new
+        record at their next refresh of the catalog.
+        """
 
     @_abc_1.abstractmethod
     def ListBuckets(

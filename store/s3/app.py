@@ -20,6 +20,7 @@ from store.s3 import (
     acl,
     bucket_handlers,
     copy_handlers,
+    cors,
     listing_handlers,
     multipart_handlers,
     object_attributes,
@@ -52,6 +53,9 @@ HANDLERS: dict[str, Handler] = {
     "GetBucketLocation": bucket_handlers.get_bucket_location,
     "GetBucketAcl": bucket_handlers.get_bucket_acl,
     "PutBucketAcl": acl.put_bucket_acl,
+    "GetBucketCors": cors.get_bucket_cors,
+    "PutBucketCors": cors.put_bucket_cors,
+    "DeleteBucketCors": cors.delete_bucket_cors,
     "GetBucketVersioning": bucket_handlers.get_bucket_versioning,
     "ListObjects": listing_handlers.list_objects,
     "ListObjectsV2": listing_handlers.list_objects_v2,
@@ -102,7 +106,11 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             query.setdefault(name, value)
         context = RequestContext(request, gateway, request_id, location, query)
         context.extra_headers = standard_headers(request_id)
-        if is_form_upload(request, location):
+        if request.method == "OPTIONS" and location.bucket is not None:
+            # A browser's CORS preflight, which is never signed.
+            context.operation = "PreflightRequest"
+            response = await cors.preflight(context)
+        elif is_form_upload(request, location):
             # The credentials of an HTML form upload are fields of its body.
             context.operation = "PostObject"
             response = await post_object.post_object(context)
@@ -115,6 +123,8 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
             if context.auth.auth_type is AuthType.PRESIGNED_URL:
                 _read_hoisted_headers(context, parsed)
             context.operation = choose_operation(request.method, location, query, context.headers)
+            if "Origin" in request.headers:
+                context.extra_headers.update(await cors.actual_request_headers(context))
             response = await HANDLERS[context.operation](context)
     except asyncio.CancelledError:
         raise
@@ -140,7 +150,9 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         internal = S3Error("InternalError", "We encountered an internal error; please try again.")
         response = _error(request, internal, location, request_id)
     if not response.prepared:
-        response.headers.update(standard_headers(request_id))
+        response.headers.update(
+            context.extra_headers if context is not None else standard_headers(request_id)
+        )
         if request.body_exists and not request.content.is_eof():
             # The body was not read: a client that sent Expect: 100-continue never sent
             # it, so the next bytes on this connection cannot be trusted to be a request.

@@ -79,6 +79,9 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     "GetBucketLocation": frozenset({"location"}),
     "GetBucketAcl": frozenset({"acl"}),
     "PutBucketAcl": frozenset({"acl"}),
+    "GetBucketCors": frozenset({"cors"}),
+    "PutBucketCors": frozenset({"cors"}),
+    "DeleteBucketCors": frozenset({"cors"}),
     "GetBucketVersioning": frozenset({"versioning"}),
     "CreateBucket": frozenset(),
     "HeadBucket": frozenset(),
@@ -199,6 +202,7 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
             ("location", "GetBucketLocation"),
             ("uploads", "ListMultipartUploads"),
             ("acl", "GetBucketAcl"),
+            ("cors", "GetBucketCors"),
             ("versioning", "GetBucketVersioning"),
             ("versions", "ListObjectVersions"),
         ):
@@ -209,10 +213,14 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
                 return operation
         return "ListObjectsV2" if "list-type" in names else "ListObjects"
     if method == "PUT":
+        if "cors" in names:
+            return "PutBucketCors"
         return "PutBucketAcl" if "acl" in names else "CreateBucket"
     if method == "HEAD":
         return "HeadBucket"
     if method == "DELETE":
+        if "cors" in names:
+            return "DeleteBucketCors"
         for parameter, operation in unconfigured.BUCKET_DELETES.items():
             if parameter in names:
                 return operation

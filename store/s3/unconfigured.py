@@ -1,10 +1,11 @@
 """Bucket settings that the gateway never stores: reading one reports that it is not set,
 and deleting one succeeds.
 
-Clients that inspect a bucket read its tags, CORS rules, lifecycle, policy, encryption and
-the like, and treat S3's "not configured" reply as the usual case; the MinIO SDKs' test
-suites are two of them. Setting any of these stays NotImplemented (routing.py rejects the
-PUTs), so each reply here is true of every bucket. Object tags are stored (tagging_handlers.py).
+Clients that inspect a bucket read its tags, lifecycle, policy, encryption and the like,
+and treat S3's "not configured" reply as the usual case; the MinIO SDKs' test suites are
+two of them. Setting any of these stays NotImplemented (routing.py rejects the PUTs), so
+each reply here is true of every bucket. Object tags (tagging_handlers.py) and CORS rules
+(cors.py) are stored.
 """
 
 from __future__ import annotations
@@ -43,12 +44,6 @@ SETTINGS = (
         "GetBucketTagging",
         ("NoSuchTagSet", "The TagSet does not exist"),
         delete_operation="DeleteBucketTagging",
-    ),
-    BucketSetting(
-        "cors",
-        "GetBucketCors",
-        ("NoSuchCORSConfiguration", "The CORS configuration does not exist"),
-        delete_operation="DeleteBucketCors",
     ),
     BucketSetting(
         "lifecycle",
