@@ -101,7 +101,7 @@ def test_garbage_request_line(gateway: GatewayInfo, s3: Any) -> None:
         ("PUT", "policy", False, "PutBucketPolicy"),
         ("PUT", "lifecycle", False, "PutBucketLifecycleConfiguration"),
         ("PUT", "retention", True, "PutObjectRetention"),
-        ("PUT", "tagging", False, "PutBucketTagging"),
+        ("PUT", "replication", False, "PutBucketReplication"),
         ("PUT", "website", False, "PutBucketWebsite"),
         ("PUT", "logging", False, "PutBucketLogging"),
         ("PUT", "encryption", False, "PutBucketEncryption"),

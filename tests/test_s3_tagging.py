@@ -163,6 +163,27 @@ def test_tagging_missing_object(s3: Any, s3_bucket: str) -> None:
     assert "Contents" not in s3.list_objects_v2(Bucket=s3_bucket)
 
 
+def test_bucket_tags(s3: Any, s3_bucket: str) -> None:
+    """A bucket's tags: up to 50, sorted by key, absent (NoSuchTagSet) until set."""
+    tags = {f"team-{n:02d}": f"value {n}" for n in range(50)}
+
+    before = _error(lambda: s3.get_bucket_tagging(Bucket=s3_bucket))
+    s3.put_bucket_tagging(Bucket=s3_bucket, Tagging=_tagging(dict(reversed(tags.items()))))
+    stored = s3.get_bucket_tagging(Bucket=s3_bucket)["TagSet"]
+    too_many = _error(
+        lambda: s3.put_bucket_tagging(Bucket=s3_bucket, Tagging=_tagging({**tags, "extra": "1"}))
+    )
+    kept = s3.get_bucket_tagging(Bucket=s3_bucket)["TagSet"]
+    s3.delete_bucket_tagging(Bucket=s3_bucket)
+    after = _error(lambda: s3.get_bucket_tagging(Bucket=s3_bucket))
+
+    assert before == ("NoSuchTagSet", 404)
+    assert stored == [{"Key": key, "Value": value} for key, value in tags.items()]
+    assert too_many == ("InvalidTag", 400)
+    assert kept == stored
+    assert after == ("NoSuchTagSet", 404)
+
+
 def test_update_checks_version(client: store.Client, bucket: str) -> None:
     """The SDK's in-place metadata update applies only to the version it names."""
     first = client.put(bucket, "k", b"one")

@@ -80,6 +80,9 @@ ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
     "GetBucketAcl": frozenset({"acl"}),
     "PutBucketAcl": frozenset({"acl"}),
     "GetBucketCors": frozenset({"cors"}),
+    "GetBucketTagging": frozenset({"tagging"}),
+    "PutBucketTagging": frozenset({"tagging"}),
+    "DeleteBucketTagging": frozenset({"tagging"}),
     "PutBucketCors": frozenset({"cors"}),
     "DeleteBucketCors": frozenset({"cors"}),
     "GetBucketVersioning": frozenset({"versioning"}),
@@ -203,6 +206,7 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
             ("uploads", "ListMultipartUploads"),
             ("acl", "GetBucketAcl"),
             ("cors", "GetBucketCors"),
+            ("tagging", "GetBucketTagging"),
             ("versioning", "GetBucketVersioning"),
             ("versions", "ListObjectVersions"),
         ):
@@ -215,12 +219,16 @@ def _bucket_operation(method: str, names: Collection[str]) -> str:
     if method == "PUT":
         if "cors" in names:
             return "PutBucketCors"
+        if "tagging" in names:
+            return "PutBucketTagging"
         return "PutBucketAcl" if "acl" in names else "CreateBucket"
     if method == "HEAD":
         return "HeadBucket"
     if method == "DELETE":
         if "cors" in names:
             return "DeleteBucketCors"
+        if "tagging" in names:
+            return "DeleteBucketTagging"
         for parameter, operation in unconfigured.BUCKET_DELETES.items():
             if parameter in names:
                 return operation

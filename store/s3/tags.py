@@ -17,8 +17,9 @@ TAGS_ENTRY = "x-amz-tagging"
 TAGGING_HEADER = "x-amz-tagging"
 TAGGING_COUNT_HEADER = "x-amz-tagging-count"
 TAGGING_DIRECTIVE_HEADER = "x-amz-tagging-directive"
-# Amazon S3's limits for object tags.
+# Amazon S3's limits for object and bucket tags.
 MAX_OBJECT_TAGS = 10
+MAX_BUCKET_TAGS = 50
 MAX_KEY_CHARS = 128
 MAX_VALUE_CHARS = 256
 
@@ -31,8 +32,8 @@ def parse_header(value: str) -> Tags:
     return checked(parse_qsl(value, keep_blank_values=True))
 
 
-def parse_document_tags(document: bytes) -> Tags:
-    """Return the tags of a Tagging document (PutObjectTagging), checked and sorted by key."""
+def parse_document_tags(document: bytes, max_tags: int = MAX_OBJECT_TAGS) -> Tags:
+    """Return the tags of a Tagging document (Put*Tagging), checked and sorted by key."""
     root = parse_document(document, "Tagging")
     tag_set = root.find("TagSet")
     if tag_set is None:
@@ -45,13 +46,14 @@ def parse_document_tags(document: bytes) -> Tags:
                 "MalformedXML", "A Tag of the Tagging document has no Key; give each Tag one"
             )
         pairs.append((key, child_text(tag, "Value") or ""))
-    return checked(pairs)
+    return checked(pairs, max_tags)
 
 
-def checked(pairs: Tags) -> Tags:
+def checked(pairs: Tags, max_tags: int = MAX_OBJECT_TAGS) -> Tags:
     """Return the tags sorted by key, or raise InvalidTag over S3's limits or for a repeated key."""
-    if len(pairs) > MAX_OBJECT_TAGS:
-        raise _invalid(f"Object tags cannot be greater than {MAX_OBJECT_TAGS}, got {len(pairs)}")
+    if len(pairs) > max_tags:
+        kind = "Object" if max_tags == MAX_OBJECT_TAGS else "Bucket"
+        raise _invalid(f"{kind} tags cannot be greater than {max_tags}, got {len(pairs)}")
     seen: set[str] = set()
     for key, value in pairs:
         if not 1 <= len(key) <= MAX_KEY_CHARS:
@@ -75,9 +77,9 @@ def entry_value(tags: Tags) -> str:
     return urlencode(tags, quote_via=quote)
 
 
-def stored_tags(system_metadata: Mapping[str, str]) -> Tags:
-    """Return an object's tags from its system metadata."""
-    value = system_metadata.get(TAGS_ENTRY, "")
+def stored_tags(entries: Mapping[str, str], name: str = TAGS_ENTRY) -> Tags:
+    """Return the tags stored under `name`: an object's system metadata or a bucket's settings."""
+    value = entries.get(name, "")
     return parse_qsl(value, keep_blank_values=True) if value else []
 
 

@@ -1,10 +1,10 @@
 """Bucket settings that the gateway never stores: reading one reports that it is not set,
 and deleting one succeeds.
 
-Clients that inspect a bucket read its tags, lifecycle, policy, encryption and the like,
+Clients that inspect a bucket read its lifecycle, policy, encryption and the like,
 and treat S3's "not configured" reply as the usual case; the MinIO SDKs' test suites are
 two of them. Setting any of these stays NotImplemented (routing.py rejects the PUTs), so
-each reply here is true of every bucket. Object tags (tagging_handlers.py) and CORS rules
+each reply here is true of every bucket. Tags (tagging_handlers.py) and CORS rules
 (cors.py) are stored.
 """
 
@@ -39,12 +39,6 @@ class BucketSetting:
 
 
 SETTINGS = (
-    BucketSetting(
-        "tagging",
-        "GetBucketTagging",
-        ("NoSuchTagSet", "The TagSet does not exist"),
-        delete_operation="DeleteBucketTagging",
-    ),
     BucketSetting(
         "lifecycle",
         "GetBucketLifecycleConfiguration",
