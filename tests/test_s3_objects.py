@@ -389,6 +389,7 @@ def test_copy_object(s3: Any, s3_bucket: str) -> None:
     )
 
     assert copied["CopyObjectResult"]["ETag"] == put["ETag"]
+    assert "CopySourceVersionId" not in copied, "the bucket never had versioning"
     assert replaced["CopyObjectResult"]["ETag"] == put["ETag"]
     copy_head = s3.head_object(Bucket=s3_bucket, Key="copy")
     assert copy_head["ContentType"] == "text/x"

@@ -121,9 +121,8 @@ async def copy_object(context: RequestContext) -> web.StreamResponse:
     add(root, "ETag", f'"{copied.etag}"')
     add(root, "LastModified", iso_time(copied.modified))
     add_fields(root, checksum_fields(copied))
-    headers = response_headers(copied.checksums, copied.checksum_type)
-    headers["x-amz-copy-source-version-id"] = "null"
-    return xml_response(root, headers=headers)
+    # No x-amz-copy-source-version-id: a bucket that never had versioning has none to name.
+    return xml_response(root, headers=response_headers(copied.checksums, copied.checksum_type))
 
 
 def copied_headers(context: RequestContext, source: CopySource, info: ObjectInfo) -> StoredHeaders:
@@ -230,7 +229,7 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
             if name in XML_NAMES
         ],
     )
-    return xml_response(root, headers={"x-amz-copy-source-version-id": "null"})
+    return xml_response(root)
 
 
 async def upload_algorithms(context: RequestContext, upload_id: str) -> list[str]:
