@@ -76,6 +76,29 @@ def test_signature_v2_form(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> Non
     assert s3.get_object(Bucket=s3_bucket, Key="v2.bin")["Body"].read() == b"version 2"
 
 
+def test_cors_headers_on_form_uploads(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """A page's script reads the reply of a form upload only with the bucket's CORS headers."""
+    page = "http://127.0.0.1:18080"
+    rules = {"CORSRules": [{"AllowedOrigins": [page], "AllowedMethods": ["POST"]}]}
+    s3.put_bucket_cors(Bucket=s3_bucket, CORSConfiguration=rules)
+    post = s3_client(gateway).generate_presigned_post(s3_bucket, "from-page")
+    fields = [*post["fields"].items(), ("file", ("f", b"from a page", "text/plain"))]
+    body, content_type = urllib3.encode_multipart_formdata(fields)
+
+    def send(origin: str) -> urllib3.BaseHTTPResponse:
+        headers = {"Content-Type": content_type, "Origin": origin}
+        return urllib3.request("POST", post["url"], body=body, headers=headers, timeout=60)
+
+    allowed = send(page)
+    other = send("http://127.0.0.1:18081")
+
+    assert allowed.status == 204, allowed.data
+    assert allowed.headers["Access-Control-Allow-Origin"] == page
+    assert other.status == 204
+    assert "Access-Control-Allow-Origin" not in other.headers
+    assert "Origin" in other.headers["Vary"]
+
+
 def test_redirect_and_tags(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
     redirect = "https://app.example/done"
     tagging = "<Tagging><TagSet><Tag><Key>src</Key><Value>form</Value></Tag></TagSet></Tagging>"

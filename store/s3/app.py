@@ -116,6 +116,8 @@ async def handle(gateway: Gateway, request: web.BaseRequest) -> web.StreamRespon
         elif is_form_upload(request, location):
             # The credentials of an HTML form upload are fields of its body.
             context.operation = "PostObject"
+            if "Origin" in request.headers:
+                context.extra_headers.update(await cors.actual_request_headers(context))
             response = await post_object.post_object(context)
         else:
             # Authentication comes first, as in S3: an unsigned or badly signed request

@@ -241,8 +241,9 @@ async def preflight(context: RequestContext) -> web.StreamResponse:
 async def actual_request_headers(context: RequestContext) -> dict[str, str]:
     """Return the Access-Control-* headers for a request that carries Origin.
 
-    They come from the first rule of the bucket that allows the origin and method. A
-    failed lookup of the bucket gives none.
+    They come from the first rule of the bucket that allows the origin and method. When
+    no rule does, only Vary is sent, since the reply depends on Origin. A failed lookup
+    of the bucket gives none.
     """
     origin = context.headers.get("Origin")
     if not origin or context.location.bucket is None:
@@ -253,8 +254,11 @@ async def actual_request_headers(context: RequestContext) -> dict[str, str]:
         # The request itself reports a missing bucket or an unreachable metaserver.
         log.info("request_id=%s CORS lookup failed: %s", context.request_id, error)
         return {}
-    rule = first_match(stored_rules(info.settings), origin, context.request.method, [])
-    return rule.response_headers(origin) if rule is not None else {}
+    rules = stored_rules(info.settings)
+    if not rules:
+        return {}
+    rule = first_match(rules, origin, context.request.method, [])
+    return rule.response_headers(origin) if rule is not None else {"Vary": _VARY}
 
 
 def _forbidden(message: str) -> S3Error:
