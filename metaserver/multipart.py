@@ -346,6 +346,7 @@ def _add_checksums(
 ) -> None:
     algorithm = upload.checksum_algorithm
     if not algorithm:
+        _add_default_checksum(record, parts)
         return
     values = [part.checksums.get(algorithm, "") for part in parts]
     if not all(values):
@@ -361,6 +362,23 @@ def _add_checksums(
         )
     else:
         record.checksums[algorithm] = digests.composite(algorithm, values)
+
+
+def _add_default_checksum(record: pb.ObjectRecord, parts: list[pb.PartInfo]) -> None:
+    """Give an upload created without a checksum algorithm S3's default object checksum.
+
+    That is the full-object CRC-64/NVME, combined from the parts' values. Parts stored
+    before the gateway computed it for every part have none, and then neither has the
+    object.
+    """
+    values = [part.checksums.get(digests.DEFAULT_ALGORITHM, "") for part in parts]
+    if not parts or not all(values):
+        return
+    sizes = [part.size_bytes for part in parts]
+    record.checksum_type = digests.FULL_OBJECT
+    record.checksums[digests.DEFAULT_ALGORITHM] = digests.full_object(
+        digests.DEFAULT_ALGORITHM, list(zip(values, sizes, strict=True))
+    )
 
 
 def abort_upload(

@@ -26,6 +26,8 @@ CRC_ALGORITHMS = ("crc32", "crc32c", "crc64nvme")
 HASH_ALGORITHMS = ("sha1", "sha256")
 ALGORITHMS = CRC_ALGORITHMS + HASH_ALGORITHMS
 FULL_OBJECT = "FULL_OBJECT"
+# The checksum S3 stores for content uploaded without one.
+DEFAULT_ALGORITHM = "crc64nvme"
 COMPOSITE = "COMPOSITE"
 
 _CRC_FUNCTIONS = {"crc32": crt.crc32, "crc32c": crt.crc32c, "crc64nvme": crt.crc64nvme}

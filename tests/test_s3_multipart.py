@@ -86,6 +86,64 @@ def test_full_object_crc64nvme(s3: Any, s3_bucket: str) -> None:
     assert head["ChecksumType"] == "FULL_OBJECT"
 
 
+def _crc64nvme(data: bytes) -> str:
+    return base64.b64encode(awscrt.checksums.crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+def test_default_checksum_without_algorithm(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:
+    """An upload created without an algorithm gets S3's default: full-object CRC-64/NVME.
+
+    This holds for parts sent without a checksum, parts with another one, and copied parts.
+    """
+    plain = s3_client(gateway, request_checksum_calculation="when_required")
+    source = make_data(PART_BYTES, 18)
+    s3.put_object(Bucket=s3_bucket, Key="source", Body=source)
+    parts = [make_data(PART_BYTES, 19), make_data(PART_BYTES, 20)]
+    upload_id = plain.create_multipart_upload(Bucket=s3_bucket, Key="default")["UploadId"]
+
+    unchecked = plain.upload_part(
+        Bucket=s3_bucket, Key="default", UploadId=upload_id, PartNumber=1, Body=parts[0]
+    )
+    with_crc32 = s3.upload_part(
+        Bucket=s3_bucket,
+        Key="default",
+        UploadId=upload_id,
+        PartNumber=2,
+        Body=parts[1],
+        ChecksumAlgorithm="CRC32",
+    )
+    copied = plain.upload_part_copy(
+        Bucket=s3_bucket,
+        Key="default",
+        UploadId=upload_id,
+        PartNumber=3,
+        CopySource={"Bucket": s3_bucket, "Key": "source"},
+    )["CopyPartResult"]
+    listed = plain.list_parts(Bucket=s3_bucket, Key="default", UploadId=upload_id)["Parts"]
+    etags = [unchecked["ETag"], with_crc32["ETag"], copied["ETag"]]
+    completed = plain.complete_multipart_upload(
+        Bucket=s3_bucket,
+        Key="default",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]},
+    )
+    head = s3.head_object(Bucket=s3_bucket, Key="default", ChecksumMode="ENABLED")
+    body = s3.get_object(Bucket=s3_bucket, Key="default", ChecksumMode="ENABLED")["Body"].read()
+
+    whole = b"".join([*parts, source])
+    assert unchecked["ChecksumCRC64NVME"] == _crc64nvme(parts[0])
+    assert "ChecksumCRC64NVME" not in with_crc32
+    assert copied["ChecksumCRC64NVME"] == _crc64nvme(source)
+    assert [part.get("ChecksumCRC64NVME") for part in listed] == [
+        _crc64nvme(data) for data in (*parts, source)
+    ]
+    assert completed["ChecksumCRC64NVME"] == _crc64nvme(whole)
+    assert completed["ChecksumType"] == "FULL_OBJECT"
+    assert head["ChecksumCRC64NVME"] == _crc64nvme(whole)
+    assert head["ChecksumType"] == "FULL_OBJECT"
+    assert body == whole
+
+
 def test_composite_sha256_checked_on_complete(s3: Any, s3_bucket: str) -> None:
     parts = [make_data(PART_BYTES, 14), make_data(999, 15)]
     upload_id, listed = upload_parts(s3, s3_bucket, "sha", parts, checksum_algorithm="SHA256")

@@ -27,6 +27,8 @@ from store.s3.checksums import (
     XML_NAMES,
     check_algorithm_name,
     response_headers,
+    shown_part_checksums,
+    with_default_algorithm,
 )
 from store.s3.conditions import check_copy_source_conditions, write_conditions
 from store.s3.context import RequestContext
@@ -198,7 +200,7 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
     await authorize_bucket(context.client, context.user, context.bucket)
     part_number = parse_part_number(context.query.get("partNumber"))
     upload_id = context.query.get("uploadId", "")
-    algorithms = await upload_algorithms(context, upload_id)
+    algorithm = await upload_algorithm(context, upload_id)
     _source, reader, info = await open_source(context)
     try:
         selected = copy_range(context.headers.get("x-amz-copy-source-range"), info.size_bytes)
@@ -214,36 +216,29 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
             upload_id,
             part_number,
             read_source(reader, selected),
-            checksum_algorithms=algorithms,
+            checksum_algorithms=with_default_algorithm([algorithm] if algorithm else []),
         )
     finally:
         await reader.close()
     root = new_document("CopyPartResult")
     add(root, "ETag", f'"{part.etag}"')
     add(root, "LastModified", iso_time(part.modified))
-    add_fields(
-        root,
-        [
-            (XML_NAMES[name], value)
-            for name, value in sorted(part.checksums.items())
-            if name in XML_NAMES
-        ],
-    )
+    shown = shown_part_checksums(part.checksums, algorithm)
+    add_fields(root, [(XML_NAMES[name], value) for name, value in shown.items()])
     return xml_response(root)
 
 
-async def upload_algorithms(context: RequestContext, upload_id: str) -> list[str]:
-    """Return the checksum algorithm that the upload's parts need: the one it was created with.
+async def upload_algorithm(context: RequestContext, upload_id: str) -> str:
+    """Return the checksum algorithm the upload was created with ("" for none).
 
-    A copied part gets that checksum computed here, since the client has no value to send,
-    and CompleteMultipartUpload requires it for every part. An unknown upload fails here,
-    before the source is read.
+    A copied part gets that checksum computed here, since the client has no value to
+    send, and CompleteMultipartUpload requires it for every part. An unknown upload
+    fails here, before the source is read.
     """
     page = await context.client.list_parts(
         context.bucket, context.key, upload_id, part_number_marker=MAX_PART_NUMBER, max_parts=1
     )
-    algorithm = page.upload.checksum_algorithm
-    return [algorithm] if algorithm else []
+    return page.upload.checksum_algorithm
 
 
 def parse_part_number(text: str | None) -> int:

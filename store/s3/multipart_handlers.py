@@ -22,6 +22,7 @@ from store.s3.api_errors import S3Error
 from store.s3.body import MAX_PUT_BYTES, RequestBody
 from store.s3.bucket_handlers import add_owner, bucket_info
 from store.s3.checksums import (
+    DEFAULT_ALGORITHM,
     XML_NAMES,
     check_checksum_type,
     check_value,
@@ -29,6 +30,8 @@ from store.s3.checksums import (
     expected_object_checksums,
     parse_checksum_request,
     response_headers,
+    shown_part_checksums,
+    with_default_algorithm,
 )
 from store.s3.conditions import write_conditions
 from store.s3.context import RequestContext
@@ -107,11 +110,16 @@ async def upload_part(context: RequestContext) -> web.StreamResponse:
         part_number,
         body.pieces(checksums),
         content_md5=checksums.content_md5,
-        checksum_algorithms=checksums.algorithms,
+        checksum_algorithms=with_default_algorithm(checksums.algorithms),
         expected_checksums=checksums.expected,
     )
     headers = {"ETag": quoted_etag(part.etag)}
-    headers.update(response_headers(part.checksums, ""))
+    shown = checksums.algorithms or [DEFAULT_ALGORITHM]
+    headers.update(
+        response_headers(
+            {name: part.checksums[name] for name in shown if name in part.checksums}, ""
+        )
+    )
     headers.pop("x-amz-checksum-type", None)
     return web.Response(status=200, headers=headers)
 
@@ -233,10 +241,8 @@ async def list_parts(context: RequestContext) -> web.StreamResponse:
         add(entry, "LastModified", iso_time(part.modified))
         add(entry, "ETag", quoted_etag(part.etag))
         add(entry, "Size", part.size_bytes)
-        add_fields(
-            entry,
-            [(XML_NAMES[n], v) for n, v in sorted(part.checksums.items()) if n in XML_NAMES],
-        )
+        shown = shown_part_checksums(part.checksums, upload.checksum_algorithm)
+        add_fields(entry, [(XML_NAMES[name], value) for name, value in shown.items()])
     return xml_response(root)
 
 

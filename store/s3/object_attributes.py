@@ -48,7 +48,7 @@ async def get_object_attributes(context: RequestContext) -> web.StreamResponse:
     if "Checksum" in requested and info.checksums:
         _add_checksum(root, info)
     if "ObjectParts" in requested and info.parts:
-        _add_parts(root, info.parts, min(max_parts, MAX_LIST_PARTS), marker)
+        _add_parts(root, info.parts, info.checksums, min(max_parts, MAX_LIST_PARTS), marker)
     if "StorageClass" in requested:
         add(root, "StorageClass", STORAGE_CLASS)
     if "ObjectSize" in requested:
@@ -100,8 +100,14 @@ def _checksum_fields(checksums: Mapping[str, str]) -> list[tuple[str, Value]]:
     ]
 
 
-def _add_parts(root: ET.Element, parts: list[PartRange], max_parts: int, marker: int) -> None:
-    """Append ObjectParts: the parts after `marker` that have checksums, `max_parts` at most."""
+def _add_parts(
+    root: ET.Element, parts: list[PartRange], shown: Mapping[str, str], max_parts: int, marker: int
+) -> None:
+    """Append ObjectParts: the parts after `marker`, `max_parts` at most.
+
+    Parts are listed with the checksums of the algorithms in `shown` (the object's), and a
+    part without one is only counted.
+    """
     element = add(root, "ObjectParts")
     after = [part for part in parts if part.part_number > marker]
     page = after[:max_parts]
@@ -113,7 +119,8 @@ def _add_parts(root: ET.Element, parts: list[PartRange], max_parts: int, marker:
     add(element, "MaxParts", max_parts)
     add(element, "IsTruncated", truncated)
     for part in page:
-        fields = _checksum_fields(part.checksums)
+        # Parts also carry CRC-64/NVME for S3's default; show the object's algorithm only.
+        fields = _checksum_fields({n: v for n, v in part.checksums.items() if n in shown})
         if not fields:
             continue
         entry = add(element, "Part")
