@@ -11,6 +11,7 @@ import hashlib
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import awscrt.checksums
 import urllib3
 
 import store
@@ -71,9 +72,13 @@ def test_signature_v2_form(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> Non
 
     reply = _post(post, "local-name.bin", b"version 2")
 
+    head = s3.head_object(Bucket=s3_bucket, Key="v2.bin", ChecksumMode="ENABLED")
+
     assert "signature" in post["fields"]
     assert reply.status == 204, reply.data
     assert s3.get_object(Bucket=s3_bucket, Key="v2.bin")["Body"].read() == b"version 2"
+    expected = awscrt.checksums.crc64nvme(b"version 2").to_bytes(8, "big")
+    assert head["ChecksumCRC64NVME"] == base64.b64encode(expected).decode()
 
 
 def test_cors_headers_on_form_uploads(gateway: GatewayInfo, s3: Any, s3_bucket: str) -> None:

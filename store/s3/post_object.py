@@ -85,7 +85,7 @@ async def post_object(context: RequestContext) -> web.StreamResponse:
     headers = _write_headers(fields)
     reject_unsupported_object_headers(headers)
     stored = stored_headers(headers)
-    checksums = parse_checksum_request(headers, default_algorithm=None)
+    checksums = parse_checksum_request(headers)
 
     info = await context.client.put(
         context.bucket,
