@@ -119,7 +119,7 @@ def _dict(entries: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class PartRange:
-    """Where one part of a multipart object lies in it, and the part's own checksums."""
+    """The byte range of one part of a multipart object, with the part's own checksums."""
 
     part_number: int
     offset_bytes: int

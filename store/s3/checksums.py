@@ -99,10 +99,12 @@ def with_default_algorithm(algorithms: list[str]) -> list[str]:
     return sorted({*algorithms, DEFAULT_ALGORITHM})
 
 
-def shown_part_checksums(checksums: Mapping[str, str], upload_algorithm: str) -> dict[str, str]:
-    """Return the checksums a part shows: its upload's algorithm, or S3's default if none."""
+def part_checksum_fields(
+    checksums: Mapping[str, str], upload_algorithm: str
+) -> list[tuple[str, str]]:
+    """Return the XML checksum element of a part: its upload's algorithm, or S3's default."""
     name = upload_algorithm or DEFAULT_ALGORITHM
-    return {name: checksums[name]} if name in checksums else {}
+    return [(XML_NAMES[name], checksums[name])] if name in checksums else []
 
 
 def declared_algorithm(headers: Mapping[str, str]) -> str | None:

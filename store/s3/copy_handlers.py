@@ -26,8 +26,8 @@ from store.s3.checksums import (
     DEFAULT_ALGORITHM,
     XML_NAMES,
     check_algorithm_name,
+    part_checksum_fields,
     response_headers,
-    shown_part_checksums,
     with_default_algorithm,
 )
 from store.s3.conditions import check_copy_source_conditions, write_conditions
@@ -223,8 +223,7 @@ async def upload_part_copy(context: RequestContext) -> web.StreamResponse:
     root = new_document("CopyPartResult")
     add(root, "ETag", f'"{part.etag}"')
     add(root, "LastModified", iso_time(part.modified))
-    shown = shown_part_checksums(part.checksums, algorithm)
-    add_fields(root, [(XML_NAMES[name], value) for name, value in shown.items()])
+    add_fields(root, part_checksum_fields(part.checksums, algorithm))
     return xml_response(root)
 
 

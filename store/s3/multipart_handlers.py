@@ -29,8 +29,8 @@ from store.s3.checksums import (
     declared_algorithm,
     expected_object_checksums,
     parse_checksum_request,
+    part_checksum_fields,
     response_headers,
-    shown_part_checksums,
     with_default_algorithm,
 )
 from store.s3.conditions import write_conditions
@@ -114,10 +114,11 @@ async def upload_part(context: RequestContext) -> web.StreamResponse:
         expected_checksums=checksums.expected,
     )
     headers = {"ETag": quoted_etag(part.etag)}
-    shown = checksums.algorithms or [DEFAULT_ALGORITHM]
+    # Parts also carry CRC-64/NVME, so return only what the client declared, or the default.
+    returned = checksums.algorithms or [DEFAULT_ALGORITHM]
     headers.update(
         response_headers(
-            {name: part.checksums[name] for name in shown if name in part.checksums}, ""
+            {name: part.checksums[name] for name in returned if name in part.checksums}, ""
         )
     )
     headers.pop("x-amz-checksum-type", None)
@@ -241,8 +242,7 @@ async def list_parts(context: RequestContext) -> web.StreamResponse:
         add(entry, "LastModified", iso_time(part.modified))
         add(entry, "ETag", quoted_etag(part.etag))
         add(entry, "Size", part.size_bytes)
-        shown = shown_part_checksums(part.checksums, upload.checksum_algorithm)
-        add_fields(entry, [(XML_NAMES[name], value) for name, value in shown.items()])
+        add_fields(entry, part_checksum_fields(part.checksums, upload.checksum_algorithm))
     return xml_response(root)
 
 

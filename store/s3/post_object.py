@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 MAX_FIELD_BYTES = 64 * 1024
 FILE_PIECE_BYTES = 1024 * 1024
 FILENAME_VARIABLE = "${filename}"
-# Form fields that become the request headers of the same name.
+# Form fields that become the request headers of the same name: these, and those with
+# one of these prefixes.
 _HEADER_FIELD_PREFIXES = ("x-amz-meta-", "x-amz-server-side", "x-amz-checksum-")
 _HEADER_FIELDS = frozenset(
     {

@@ -1,9 +1,9 @@
 """Bucket settings that the gateway never stores: reading one reports that it is not set,
 and deleting one succeeds.
 
-Clients that inspect a bucket read its lifecycle, policy, encryption and the like,
-and treat S3's "not configured" reply as the usual case; the MinIO SDKs' test suites are
-two of them. Setting any of these stays NotImplemented (routing.py rejects the PUTs), so
+Clients that inspect a bucket read its lifecycle, policy, encryption and the like, and
+treat S3's "not configured" reply as the usual case. The MinIO SDKs' test suites are two
+of them. Setting any of these stays NotImplemented (routing.py rejects the PUTs), so
 each reply here is true of every bucket. Tags (tagging_handlers.py) and CORS rules
 (cors.py) are stored.
 """
