@@ -168,7 +168,13 @@ def complete_upload(
         uploaded = _parts(view, request.upload_id)
         listed = _listed_parts(request, upload, uploaded, name)
         current = load_object(view, bucket, key)
-        check_conditions(current, request.if_match_etag, request.if_none_match_any, name)
+        check_conditions(
+            current,
+            request.if_match_etag,
+            request.if_none_match_any,
+            name,
+            request.if_none_match_etags,
+        )
 
         record = _assemble(upload, listed)
         _check_expected_checksums(request, upload, record, name)

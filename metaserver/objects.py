@@ -7,7 +7,7 @@ writes and returns its result; when it raises, none of its writes happen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from metaserver import keys
 from metaserver.catalog import Buckets
@@ -90,11 +90,24 @@ def queue_abandoned(
 
 
 def check_conditions(
-    current: pb.ObjectRecord | None, if_match_etag: str, if_none_match_any: bool, name: str
+    current: pb.ObjectRecord | None,
+    if_match_etag: str,
+    if_none_match_any: bool,
+    name: str,
+    if_none_match_etags: Sequence[str] = (),
 ) -> None:
+    """Raise unless the current record meets a write's conditions, as RFC 9110 defines them.
+
+    If-Match: * needs any current object. If-Match with an ETag on a missing
+    object raises NoSuchKey, as S3 does.
+    """
     if if_none_match_any and current is not None:
         raise PreconditionFailed(f"{name} already exists (If-None-Match: *)")
-    if if_match_etag:
+    if current is not None and current.etag in if_none_match_etags:
+        raise PreconditionFailed(f"{name} has ETag {current.etag} (If-None-Match)")
+    if if_match_etag == "*" and current is None:
+        raise PreconditionFailed(f"{name} does not exist (If-Match: *)")
+    if if_match_etag and if_match_etag != "*":
         if current is None:
             raise NoSuchKey(f"{name} does not exist (If-Match: {if_match_etag})")
         if current.etag != if_match_etag:
@@ -183,12 +196,13 @@ def commit_object(
         current = load_object(view, bucket, key)
         # Most commits carry no condition and replace no chunks, so the object's name,
         # which only messages use, is formatted only when one of them needs it.
-        if request.if_match_etag or request.if_none_match_any:
+        if request.if_match_etag or request.if_none_match_any or request.if_none_match_etags:
             check_conditions(
                 current,
                 request.if_match_etag,
                 request.if_none_match_any,
                 object_name(bucket, key),
+                request.if_none_match_etags,
             )
 
         record = pb.ObjectRecord()

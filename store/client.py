@@ -271,6 +271,7 @@ class AsyncClient(MultipartMethods):
         content_md5: str | None = None,
         if_match: str = "",
         if_none_match: bool = False,
+        if_none_match_etags: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> ObjectInfo:
         """Store an object from bytes, a binary file object or an (async) iterator of bytes.
@@ -281,8 +282,9 @@ class AsyncClient(MultipartMethods):
         `checksum_algorithms` names checksums to store (crc32, crc32c,
         crc64nvme, sha1, sha256); `expected_checksums` and `content_md5`
         (base64) are checked once the last byte is read, and a mismatch
-        raises BadDigest with nothing committed. `if_match` and
-        `if_none_match` make the commit conditional (PreconditionFailed).
+        raises BadDigest with nothing committed. `if_match` (an ETag, or "*"
+        for any object), `if_none_match` (no object) and `if_none_match_etags`
+        (none of these ETags) make the commit conditional (PreconditionFailed).
         """
         options = WriteOptions(
             content_type=content_type,
@@ -295,6 +297,7 @@ class AsyncClient(MultipartMethods):
             content_md5=content_md5,
             if_match=if_match,
             if_none_match=if_none_match,
+            if_none_match_etags=tuple(if_none_match_etags),
         )
         return await self._put(bucket, key, open_source(data), options, timeout_s)
 

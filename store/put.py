@@ -79,6 +79,7 @@ class WriteOptions:
     content_md5: str | None = None
     if_match: str = ""
     if_none_match: bool = False
+    if_none_match_etags: Sequence[str] = ()
 
     def check(self) -> None:
         """Raise InvalidArgument for a bad option, before any byte is read."""
@@ -129,6 +130,7 @@ class Writer:
                 upload_id=stored.upload_id,
                 if_match_etag=options.if_match,
                 if_none_match_any=options.if_none_match,
+                if_none_match_etags=options.if_none_match_etags,
                 abandoned_chunks=stored.abandoned,
             )
             fill_record(request.record, stored, options)
@@ -248,7 +250,9 @@ class Writer:
 
         # A conditional commit is not repeated after an unknown outcome: its retry could
         # fail the condition that its own first attempt made false.
-        conditional = bool(request.if_match_etag or request.if_none_match_any)
+        conditional = bool(
+            request.if_match_etag or request.if_none_match_any or request.if_none_match_etags
+        )
         try:
             committed: pb.ObjectRecord = await self.connection.meta_call(
                 deadline, shard, call, idempotent=not conditional

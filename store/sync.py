@@ -238,6 +238,7 @@ class Client:
         content_md5: str | None = None,
         if_match: str = "",
         if_none_match: bool = False,
+        if_none_match_etags: Sequence[str] = (),
         timeout_s: float | None = None,
     ) -> ObjectInfo:
         """Store an object from bytes, a binary file object or an iterator of bytes."""
@@ -256,6 +257,7 @@ class Client:
                 content_md5=content_md5,
                 if_match=if_match,
                 if_none_match=if_none_match,
+                if_none_match_etags=if_none_match_etags,
                 timeout_s=timeout_s,
             )
         )

@@ -195,7 +195,7 @@ def test_unsupported_write_headers(gateway: GatewayInfo, s3: Any, s3_bucket: str
         {"x-amz-server-side-encryption": "AES256"},
         {"x-amz-storage-class": "GLACIER"},
         {"x-amz-acl": "public-read"},
-        {"If-None-Match": '"abc"'},
+        {"If-Match": '"abc", "def"'},
     ):
         url = object_url(gateway, s3_bucket, "k")
         reply = send(gateway, sign(gateway, "PUT", url, headers, body=b"x"))

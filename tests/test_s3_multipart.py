@@ -474,3 +474,30 @@ def test_conditional_complete_race(gateway: GatewayInfo, s3: Any, s3_bucket: str
         thread.join(timeout=60)
 
     assert sorted(outcomes) == ["PreconditionFailed"] * 3 + ["won"]
+
+
+def test_conditional_complete_rfc_forms(s3: Any, s3_bucket: str) -> None:
+    upload_id, parts = upload_parts(s3, s3_bucket, "cond", [b"first"])
+
+    def complete(**condition: str) -> None:
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket,
+            Key="cond",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            **condition,
+        )
+
+    # If-Match: * fails while no object exists, and the upload stays open.
+    with pytest.raises(ClientError) as error:
+        complete(IfMatch="*")
+    assert error.value.response["Error"]["Code"] == "PreconditionFailed"
+
+    current = s3.put_object(Bucket=s3_bucket, Key="cond", Body=b"plain")
+    with pytest.raises(ClientError) as error:
+        complete(IfNoneMatch=current["ETag"])
+    assert error.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3.get_object(Bucket=s3_bucket, Key="cond")["Body"].read() == b"plain"
+
+    complete(IfMatch="*")
+    assert s3.get_object(Bucket=s3_bucket, Key="cond")["Body"].read() == b"first"

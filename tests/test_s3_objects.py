@@ -334,6 +334,32 @@ def test_conditional_put(s3: Any, s3_bucket: str) -> None:
     assert s3.get_object(Bucket=s3_bucket, Key="w")["Body"].read() == b"v3"
 
 
+def test_conditional_put_rfc_forms(s3: Any, s3_bucket: str) -> None:
+    # If-Match: * needs any object, and nothing is written when there is none.
+    with pytest.raises(ClientError) as error:
+        s3.put_object(Bucket=s3_bucket, Key="rfc", Body=b"v0", IfMatch="*")
+    assert status_of(error) == 412
+    assert error_code(error) == "PreconditionFailed"
+    with pytest.raises(ClientError) as error:
+        s3.head_object(Bucket=s3_bucket, Key="rfc")
+    assert status_of(error) == 404
+
+    first = s3.put_object(Bucket=s3_bucket, Key="rfc", Body=b"v1")
+    s3.put_object(Bucket=s3_bucket, Key="rfc", Body=b"v2", IfMatch="*")
+    second_etag = s3.head_object(Bucket=s3_bucket, Key="rfc")["ETag"]
+
+    # If-None-Match with ETags fails only when the current ETag is one of them.
+    with pytest.raises(ClientError) as error:
+        s3.put_object(Bucket=s3_bucket, Key="rfc", Body=b"v3", IfNoneMatch=f'"0", {second_etag}')
+    assert status_of(error) == 412
+    assert s3.get_object(Bucket=s3_bucket, Key="rfc")["Body"].read() == b"v2"
+    s3.put_object(Bucket=s3_bucket, Key="rfc", Body=b"v3", IfNoneMatch=first["ETag"])
+    s3.put_object(Bucket=s3_bucket, Key="new", Body=b"n", IfNoneMatch='"abc"')
+
+    assert s3.get_object(Bucket=s3_bucket, Key="rfc")["Body"].read() == b"v3"
+    assert s3.get_object(Bucket=s3_bucket, Key="new")["Body"].read() == b"n"
+
+
 def test_conditional_put_race_one_wins(gateway: Any, s3_bucket: str) -> None:
     from .s3gw_support import s3_client
 

@@ -930,6 +930,7 @@ class CommitObjectRequest(_message.Message):
     IF_MATCH_ETAG_FIELD_NUMBER: _builtins.int
     IF_NONE_MATCH_ANY_FIELD_NUMBER: _builtins.int
     ABANDONED_CHUNKS_FIELD_NUMBER: _builtins.int
+    IF_NONE_MATCH_ETAGS_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     key: _builtins.bytes
     shard: _builtins.int
@@ -938,7 +939,8 @@ class CommitObjectRequest(_message.Message):
     """Empty for an inline object, which carries its bytes in record."""
     if_match_etag: _builtins.str
     """Conditional commit, decided inside the shard's writer: fail with
-    FAILED_PRECONDITION unless the current ETag matches / no object exists.
+    FAILED_PRECONDITION unless the current ETag matches ("*": any object
+    exists), no object exists, or the current ETag is none of if_none_match_etags.
     """
     if_none_match_any: _builtins.bool
     @_builtins.property
@@ -953,6 +955,8 @@ class CommitObjectRequest(_message.Message):
         failed, before it wrote them elsewhere; they are queued for deletion.
         """
 
+    @_builtins.property
+    def if_none_match_etags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -965,10 +969,11 @@ class CommitObjectRequest(_message.Message):
         if_match_etag: _builtins.str = ...,
         if_none_match_any: _builtins.bool = ...,
         abandoned_chunks: _abc.Iterable[_common_pb2.ChunkRef] | None = ...,
+        if_none_match_etags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_chunks", b"abandoned_chunks", "bucket", b"bucket", "epoch", b"epoch", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "record", b"record", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abandoned_chunks", b"abandoned_chunks", "bucket", b"bucket", "epoch", b"epoch", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "if_none_match_etags", b"if_none_match_etags", "key", b"key", "record", b"record", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1641,6 +1646,7 @@ class CompleteMultipartUploadRequest(_message.Message):
     MIN_PART_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     EXPECTED_CHECKSUMS_FIELD_NUMBER: _builtins.int
     REQUIRE_PART_CHECKSUMS_FIELD_NUMBER: _builtins.int
+    IF_NONE_MATCH_ETAGS_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     key: _builtins.bytes
     shard: _builtins.int
@@ -1661,6 +1667,10 @@ class CompleteMultipartUploadRequest(_message.Message):
         composite one); the upload fails with BadDigest unless the result matches.
         """
 
+    @_builtins.property
+    def if_none_match_etags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """As in CommitObjectRequest."""
+
     def __init__(
         self,
         *,
@@ -1674,10 +1684,11 @@ class CompleteMultipartUploadRequest(_message.Message):
         min_part_size_bytes: _builtins.int = ...,
         expected_checksums: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         require_part_checksums: _builtins.bool = ...,
+        if_none_match_etags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "expected_checksums", b"expected_checksums", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "key", b"key", "min_part_size_bytes", b"min_part_size_bytes", "parts", b"parts", "require_part_checksums", b"require_part_checksums", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "expected_checksums", b"expected_checksums", "if_match_etag", b"if_match_etag", "if_none_match_any", b"if_none_match_any", "if_none_match_etags", b"if_none_match_etags", "key", b"key", "min_part_size_bytes", b"min_part_size_bytes", "parts", b"parts", "require_part_checksums", b"require_part_checksums", "shard", b"shard", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,8 +7,8 @@ If-Unmodified-Since is 412, and a failed If-None-Match or If-Modified-Since is 3
 GET and HEAD. The x-amz-copy-source-if-* headers of a copy follow the same order, and
 every failure is 412.
 
-Conditional writes (PutObject and CompleteMultipartUpload with If-None-Match: * or
-If-Match: ETAG) are not checked here: the SDK sends them with the commit, and the
+Conditional writes (PutObject, CopyObject and CompleteMultipartUpload with If-Match
+or If-None-Match) are not checked here: the SDK sends them with the commit, and the
 metadata shard decides them atomically.
 """
 
@@ -29,8 +29,12 @@ class NotModified(Exception):
 
 @dataclass(frozen=True, slots=True)
 class WriteConditions:
+    # An ETag the current object must have, "*" for any object, or "" for no condition.
     if_match: str = ""
+    # True for If-None-Match: *, which fails when any object exists.
     if_none_match: bool = False
+    # ETags the current object must not have.
+    if_none_match_etags: tuple[str, ...] = ()
 
 
 def check_read_conditions(headers: Mapping[str, str], info: ObjectInfo) -> None:
@@ -45,18 +49,22 @@ def check_copy_source_conditions(headers: Mapping[str, str], info: ObjectInfo) -
 
 
 def write_conditions(headers: Mapping[str, str]) -> WriteConditions:
-    """Read If-Match / If-None-Match of a PutObject or CompleteMultipartUpload."""
-    if_none_match = headers.get("if-none-match")
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise not_implemented(
-            f"If-None-Match: {if_none_match[:60]} on a write (only If-None-Match: * is)"
-        )
+    """Read If-Match / If-None-Match of a PutObject, CopyObject or CompleteMultipartUpload.
+
+    S3 takes If-None-Match: * and If-Match with one ETag. The other forms that
+    RFC 9110 defines (If-Match: *, If-None-Match with ETags) have its meaning.
+    """
     if_match = headers.get("if-match")
-    if if_match is not None and if_match.strip() == "*":
-        raise not_implemented("If-Match: * on a write (send the ETag to match)")
+    if if_match is not None and "," in if_match:
+        raise not_implemented(f"If-Match: {if_match[:60]} on a write (send one ETag or *)")
+    if_none_match = (headers.get("if-none-match") or "").strip()
+    etags: tuple[str, ...] = ()
+    if if_none_match and if_none_match != "*":
+        etags = tuple(_strip_etag(value) for value in if_none_match.split(",") if value.strip())
     return WriteConditions(
         if_match=_strip_etag(if_match) if if_match else "",
-        if_none_match=if_none_match is not None,
+        if_none_match=if_none_match == "*",
+        if_none_match_etags=etags,
     )
 
 

@@ -116,6 +116,7 @@ async def copy_object(context: RequestContext) -> web.StreamResponse:
             checksum_algorithms=algorithms,
             if_match=conditions.if_match,
             if_none_match=conditions.if_none_match,
+            if_none_match_etags=conditions.if_none_match_etags,
         )
     finally:
         await reader.close()

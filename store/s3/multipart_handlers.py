@@ -139,6 +139,7 @@ async def complete_multipart_upload(context: RequestContext) -> web.StreamRespon
         [(part.number, part.etag) for part in parts],
         if_match=conditions.if_match,
         if_none_match=conditions.if_none_match,
+        if_none_match_etags=conditions.if_none_match_etags,
         part_checksums={part.number: part.checksums for part in parts},
         require_part_checksums=True,
         expected_checksums=expected,

@@ -97,6 +97,7 @@ async def put_object(context: RequestContext) -> web.StreamResponse:
         content_md5=checksums.content_md5,
         if_match=conditions.if_match,
         if_none_match=conditions.if_none_match,
+        if_none_match_etags=conditions.if_none_match_etags,
     )
     headers = {"ETag": quoted_etag(info.etag)}
     headers.update(response_headers(info.checksums, info.checksum_type))
