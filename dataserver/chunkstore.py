@@ -25,14 +25,14 @@ import os
 import struct
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
-from store.checksum import combine, crc32c
+from store.checksum import Buffer, combine, crc32c
 from store.durable import fsync_directory
 from store.errors import (
     ChecksumMismatch,
@@ -85,7 +85,7 @@ class Checksummer:
         self._block_crc = 0
         self._block_filled = 0
 
-    def update(self, data: bytes | memoryview) -> None:
+    def update(self, data: Buffer) -> None:
         view = memoryview(data)
         while view:
             piece = view[: self.block_size_bytes - self._block_filled]
@@ -125,7 +125,7 @@ class _AlignedBuffer(threading.local):
 _aligned = _AlignedBuffer()
 
 
-def _write_direct(path: Path, buffers: list[bytes], total_bytes: int) -> None:
+def _write_direct(path: Path, buffers: Sequence[Buffer], total_bytes: int) -> None:
     """Write a new file with O_DIRECT from a reused aligned buffer, then fsync it.
 
     O_DIRECT skips the page cache: writing through it cost 0.25 CPU-seconds per
@@ -155,7 +155,7 @@ def _write_direct(path: Path, buffers: list[bytes], total_bytes: int) -> None:
         os.close(fd)
 
 
-def _write_buffered(path: Path, buffers: list[bytes], total_bytes: int) -> None:
+def _write_buffered(path: Path, buffers: Sequence[Buffer], total_bytes: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         written = os.pwritev(fd, buffers, 0)
@@ -312,7 +312,7 @@ class ChunkStore:
             free = min(free, max(self._capacity_limit_bytes - used, 0))
         return Usage(capacity, free, used, count)
 
-    def write_chunk(self, header: pb.ChunkFileHeader, parts: list[bytes]) -> Path:
+    def write_chunk(self, header: pb.ChunkFileHeader, parts: Sequence[Buffer]) -> Path:
         """Verify and durably store one chunk whose data arrived as `parts`.
 
         1. Check the header, the received length and the free space.
@@ -376,7 +376,7 @@ class ChunkStore:
                 f"chunk {header.chunk_id.hex()} does not belong to upload {header.upload_id}"
             )
 
-    def _write_file(self, path: Path, buffers: list[bytes], total_bytes: int) -> None:
+    def _write_file(self, path: Path, buffers: Sequence[Buffer], total_bytes: int) -> None:
         if self.direct_io:
             try:
                 _write_direct(path, buffers, total_bytes)

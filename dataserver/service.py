@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -16,7 +16,8 @@ from dataserver.chunkstore import ChunkStore, aligned_range
 from dataserver.scrub import Scrubber
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2, data_pb2_grpc
-from store.datapath import READ_DATA_FIELD, with_bytes_field
+from store.checksum import Buffer
+from store.datapath import READ_DATA_FIELD, WholeChunkRequest, with_bytes_field
 from store.errors import ChecksumMismatch, ChunkNotFound, InvalidArgument, StoreError
 from store.layout import CHUNK_ID_BYTES
 from store.limits import CHECKSUM_BLOCK_BYTES, MESSAGE_BYTES, SMALL_READ_BYTES
@@ -99,19 +100,20 @@ class DataService(data_pb2_grpc.DataServiceServicer):
 
     @unary_handler
     async def write_whole(
-        self, request: data_pb2.WriteChunkHeader, context: grpc.aio.ServicerContext
+        self, request: WholeChunkRequest, context: grpc.aio.ServicerContext
     ) -> data_pb2.WriteChunkResponse:
         """ChunkStreamCalls/Write: a WriteChunkHeader whose data field contains the whole chunk."""
-        header = self._accept_header(request)
-        if len(request.data) != header.length_bytes:
+        message, data = request
+        header = self._accept_header(message)
+        if len(data) != header.length_bytes:
             raise InvalidArgument(
-                f"chunk {header.chunk_id.hex()}: the request carries {len(request.data)} bytes "
+                f"chunk {header.chunk_id.hex()}: the request carries {len(data)} bytes "
                 f"of data, not the declared {header.length_bytes}"
             )
-        return await self._store_chunk(header, [request.data])
+        return await self._store_chunk(header, [data])
 
     async def _store_chunk(
-        self, header: pb.ChunkFileHeader, parts: list[bytes]
+        self, header: pb.ChunkFileHeader, parts: Sequence[Buffer]
     ) -> data_pb2.WriteChunkResponse:
         try:
             await self._run(self.store.write_chunk, header, parts)

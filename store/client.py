@@ -448,7 +448,9 @@ class AsyncClient(MultipartMethods):
         if target.record.is_inline:
             return target.record.inline_data[start : start + size]
         pieces = await self._reader.read_range(target, start, size, deadline)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]
+        return b"".join(pieces)
 
     async def get_into(
         self,

@@ -3,7 +3,8 @@
 The data messages of Write and Read skip protobuf, so that a megabyte of
 payload is copied once by gRPC and never parsed. ReadBlocks replies and
 whole-chunk writes, at most about 1 MiB each, carry their data in a bytes
-field appended by hand. The framing is described in proto/data.proto.
+field appended by hand, and the receiver takes that field out as a view
+before it parses the rest. The framing is described in proto/data.proto.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
 
 from store._pb import data_pb2
 from store.callstream import StreamedHandlers, StreamedMethod, streamed_service
@@ -35,6 +37,11 @@ MAX_STREAMED_WRITE_BYTES = MESSAGE_BYTES
 # Field numbers of the `data` fields of WriteChunkHeader and ReadChunkHeader.
 WRITE_DATA_FIELD = data_pb2.WriteChunkHeader.DESCRIPTOR.fields_by_name["data"].number
 READ_DATA_FIELD = data_pb2.ReadChunkHeader.DESCRIPTOR.fields_by_name["data"].number
+
+
+# A streamed Write request as the dataserver receives it: the header without its
+# data, and a view of the data in the received message.
+WholeChunkRequest = tuple[data_pb2.WriteChunkHeader, memoryview]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,70 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def split_bytes_field(message: bytes, field_number: int) -> tuple[bytes, memoryview]:
+    """Split a serialized message into its other fields and a view of one bytes field.
+
+    The view shares the message's memory, so the field's data is never copied, and
+    only the other fields, a few dozen bytes, are. When the field occurs more than
+    once the last one counts, as in protobuf. A message without it gives an empty
+    view. Raises DecodeError for a truncated message or a group.
+    """
+    view = memoryview(message)
+    others: list[memoryview] = []
+    data = memoryview(b"")
+    position = 0
+    while position < len(message):
+        start = position
+        tag, position = _read_varint(message, position)
+        wire_type = tag & 7
+        value_start = position
+        if wire_type == 0:
+            _, position = _read_varint(message, position)
+        elif wire_type == 1:
+            position += 8
+        elif wire_type == 2:
+            length, value_start = _read_varint(message, position)
+            position = value_start + length
+        elif wire_type == 5:
+            position += 4
+        else:
+            raise DecodeError(f"unsupported wire type {wire_type} at byte {start}")
+        if position > len(message):
+            raise DecodeError(f"field at byte {start} runs past the end of the message")
+        if tag >> 3 == field_number and wire_type == 2:
+            data = view[value_start:position]
+        else:
+            others.append(view[start:position])
+    return b"".join(others), data
+
+
+def _read_varint(message: bytes, position: int) -> tuple[int, int]:
+    """Decode the varint at `position`; return its value and the position after it."""
+    value = 0
+    shift = 0
+    while True:
+        if position >= len(message) or shift > 63:
+            raise DecodeError(f"truncated or overlong varint at byte {position}")
+        byte = message[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
+def parse_read_blocks_reply(message: bytes) -> tuple[data_pb2.ReadChunkHeader, memoryview]:
+    """Parse a ReadBlocks reply into its header, without data, and a view of its data."""
+    header, data = split_bytes_field(message, READ_DATA_FIELD)
+    return data_pb2.ReadChunkHeader.FromString(header), data
+
+
+def parse_whole_chunk(message: bytes) -> tuple[data_pb2.WriteChunkHeader, memoryview]:
+    """Parse a streamed Write request into its header, without data, and a view of its data."""
+    header, data = split_bytes_field(message, WRITE_DATA_FIELD)
+    return data_pb2.WriteChunkHeader.FromString(header), data
+
+
 def _raw(message: bytes) -> bytes:
     return message
 
@@ -93,11 +164,11 @@ def read_callable(channel: grpc.aio.Channel) -> Any:
 
 
 def read_blocks_callable(channel: grpc.aio.Channel) -> Any:
-    """Return the unary ReadBlocks call of a channel: ReadChunkRequest in, ReadChunkHeader out."""
+    """Return the unary ReadBlocks call of a channel: ReadChunkRequest in, header and data out."""
     return channel.unary_unary(
         READ_BLOCKS_METHOD,
         request_serializer=data_pb2.ReadChunkRequest.SerializeToString,
-        response_deserializer=data_pb2.ReadChunkHeader.FromString,
+        response_deserializer=parse_read_blocks_reply,
     )
 
 
@@ -123,7 +194,7 @@ def streamed_read_blocks(channel: grpc.aio.Channel) -> StreamedMethod:
         channel,
         STREAMED_READ_BLOCKS_METHOD,
         request_serializer=data_pb2.ReadChunkRequest.SerializeToString,
-        response_deserializer=data_pb2.ReadChunkHeader.FromString,
+        response_deserializer=parse_read_blocks_reply,
         fallback=read_blocks_callable(channel),
     )
 
@@ -132,7 +203,7 @@ def register(
     server: grpc.aio.Server,
     streams: StreamedHandlers,
     write: Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], Awaitable[Any]],
-    write_whole: Callable[[data_pb2.WriteChunkHeader, grpc.aio.ServicerContext], Awaitable[Any]],
+    write_whole: Callable[[WholeChunkRequest, grpc.aio.ServicerContext], Awaitable[Any]],
     read: Callable[[data_pb2.ReadChunkRequest, grpc.aio.ServicerContext], AsyncIterator[bytes]],
     read_blocks: Callable[[data_pb2.ReadChunkRequest, grpc.aio.ServicerContext], Awaitable[bytes]],
 ) -> None:
@@ -160,7 +231,7 @@ def register(
     streamed = {
         "Write": streams.method_handler(
             write_whole,
-            request_deserializer=data_pb2.WriteChunkHeader.FromString,
+            request_deserializer=parse_whole_chunk,
             response_serializer=data_pb2.WriteChunkResponse.SerializeToString,
         ),
         "ReadBlocks": streams.method_handler(

@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from store._pb import common_pb2 as pb
 from store._pb import data_pb2, meta_pb2
-from store.checksum import verify_blocks
+from store.checksum import Buffer, verify_blocks
 from store.clustermap import ClusterView
 from store.connection import Connection, Deadline
 from store.erasure import codec
@@ -80,7 +80,7 @@ class Reader:
         piece: StripeSlice,
         deadline: Deadline,
         out: memoryview | None = None,
-    ) -> list[bytes]:
+    ) -> list[Buffer]:
         """Return the bytes of one stripe slice.
 
         With `out` (exactly the slice's length), the bytes are copied there as they
@@ -110,7 +110,7 @@ class Reader:
         protection: Scheme,
         deadline: Deadline,
         out: memoryview | None,
-    ) -> list[bytes]:
+    ) -> list[Buffer]:
         """Read the data chunks a slice covers in parallel, decoding any that fail."""
         view = await self.connection.cluster_view(deadline)
         if any(chunk.target not in view.dataservers for chunk in piece.stripe.chunks):
@@ -126,7 +126,7 @@ class Reader:
         skipped = [s for s in spans if not self._usable(view, piece.stripe.chunks[s.position])]
         parity = self._parity_reads(view, target, piece, protection, skipped, deadline)
 
-        async def healthy(span: ChunkSpan, region: memoryview | None) -> list[bytes] | None:
+        async def healthy(span: ChunkSpan, region: memoryview | None) -> list[Buffer] | None:
             chunk = piece.stripe.chunks[span.position]
             if span in skipped:
                 failures[span.position] = Unavailable(
@@ -322,7 +322,7 @@ class Reader:
         piece: StripeSlice,
         deadline: Deadline,
         out: memoryview | None,
-    ) -> list[bytes]:
+    ) -> list[Buffer]:
         """Read a replicated stripe slice, trying each copy in turn."""
         view = await self.connection.cluster_view(deadline)
         errors: list[StoreError] = []
@@ -367,7 +367,7 @@ class Reader:
         chunk: pb.ChunkRef,
         deadline: Deadline,
         out: memoryview | None,
-    ) -> list[bytes]:
+    ) -> list[Buffer]:
         address = view.dataserver_address(chunk.target)
         where = (
             f"chunk {chunk.chunk_id.hex()} (stripe {piece.stripe_index}) of {target.name()} on "
@@ -385,9 +385,9 @@ class Reader:
         channels = self.connection.channels
         try:
             if length_bytes <= SMALL_READ_BYTES:
-                header = await channels.block_reader(address)(request, timeout=timeout_s)
+                header, data = await channels.block_reader(address)(request, timeout=timeout_s)
                 receiver.start(header)
-                receiver.add(header.data)
+                receiver.add(data)
             else:
                 async for message in channels.chunk_reader(address)(request, timeout=timeout_s):
                     receiver.add(message)
@@ -398,12 +398,12 @@ class Reader:
 
     async def read_range(
         self, target: ReadTarget, offset_bytes: int, length_bytes: int, deadline: Deadline
-    ) -> list[bytes]:
+    ) -> list[Buffer]:
         """Return the pieces of [offset, offset + length), reading `window` stripes at once."""
         slices = stripes_for_range(target.record.layout, offset_bytes, length_bytes)
         slots = asyncio.Semaphore(self.window_for(target.record.layout))
 
-        async def bounded(piece: StripeSlice) -> list[bytes]:
+        async def bounded(piece: StripeSlice) -> list[Buffer]:
             async with slots:
                 return await self.read_slice(target, piece, deadline)
 
@@ -446,7 +446,7 @@ class Reader:
     ) -> AsyncIterator[bytes]:
         """Yield the bytes of a range in order, with up to `window` stripes read ahead."""
         slices = deque(stripes_for_range(target.record.layout, offset_bytes, length_bytes))
-        pending: deque[asyncio.Task[list[bytes]]] = deque()
+        pending: deque[asyncio.Task[list[Buffer]]] = deque()
         window = self.window_for(target.record.layout)
         try:
             while slices or pending:
@@ -455,7 +455,7 @@ class Reader:
                         asyncio.create_task(self.read_slice(target, slices.popleft(), deadline))
                     )
                 for part in await pending.popleft():
-                    yield part
+                    yield part if isinstance(part, bytes) else bytes(part)
         finally:
             for task in pending:
                 task.cancel()
@@ -471,7 +471,7 @@ class _Receiver:
         self.chunk = chunk
         self.where = where
         self.out = out
-        self.pieces: list[bytes] = []
+        self.pieces: list[Buffer] = []
         self.header: data_pb2.ReadChunkHeader | None = None
         self.position = 0
         self.end = 0
@@ -483,7 +483,7 @@ class _Receiver:
         self.position = header.offset_bytes
         self.end = header.offset_bytes + header.length_bytes
 
-    def add(self, message: bytes) -> None:
+    def add(self, message: Buffer) -> None:
         if self.header is None:
             self.start(_parse_read_header(message, self.where))
             return
@@ -512,9 +512,9 @@ class _Receiver:
             )
 
 
-def _parse_read_header(message: bytes, where: str) -> data_pb2.ReadChunkHeader:
+def _parse_read_header(message: Buffer, where: str) -> data_pb2.ReadChunkHeader:
     try:
-        return data_pb2.ReadChunkHeader.FromString(message)
+        return data_pb2.ReadChunkHeader.FromString(bytes(message))
     except DecodeError:
         raise InternalError(f"{where}: the reply's first message is not a header") from None
 
@@ -535,7 +535,7 @@ def check_read_header(header: data_pb2.ReadChunkHeader, chunk: pb.ChunkRef, wher
         raise InternalError(f"{where}: the reply's header has block size 0")
 
 
-def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:
+def _trim(data: Buffer, offset: int, start: int, end: int) -> Buffer:
     """Return the part of `data` (which starts at `offset`) inside [start, end)."""
     low = max(start - offset, 0)
     high = min(end - offset, len(data))
@@ -544,7 +544,7 @@ def _trim(data: bytes, offset: int, start: int, end: int) -> bytes:
     return data[low:high]
 
 
-def _span_bytes(parts: list[bytes] | None, region: memoryview | None) -> bytes:
+def _span_bytes(parts: list[Buffer] | None, region: memoryview | None) -> bytes:
     """Return the bytes a span's read produced: its parts, or what it copied into its region."""
     if region is not None:
         return bytes(region)

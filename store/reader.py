@@ -14,12 +14,13 @@ import asyncio
 import bisect
 import io
 
+from store.checksum import Buffer
 from store.connection import Deadline
 from store.download import Reader, ReadTarget
 from store.errors import InvalidArgument
 from store.layout import StripeSlice, stripes_for_range
 
-Piece = bytes | memoryview
+Piece = Buffer
 
 
 class AsyncObjectReader:
@@ -32,7 +33,7 @@ class AsyncObjectReader:
         # End of the previous read; a read starting here counts as sequential.
         self._sequential_from = 0
         self._stripes = list(target.record.layout.stripes)
-        self._prefetched: dict[int, asyncio.Task[list[bytes]]] = {}
+        self._prefetched: dict[int, asyncio.Task[list[Buffer]]] = {}
         # Prefetching reads no byte at or past `_limit_bytes`, so no stripe from
         # `_limit_stripe` on.
         self._limit_bytes = self.size_bytes
@@ -143,7 +144,7 @@ class AsyncObjectReader:
             if index not in self._prefetched:
                 self._prefetched[index] = asyncio.ensure_future(self._fetch_stripe(index))
 
-    async def _fetch_stripe(self, index: int) -> list[bytes]:
+    async def _fetch_stripe(self, index: int) -> list[Buffer]:
         stripe = self._stripes[index]
         length_bytes = min(stripe.length_bytes, self._limit_bytes - stripe.offset_bytes)
         piece = StripeSlice(index, stripe, 0, length_bytes)
@@ -163,7 +164,7 @@ class AsyncObjectReader:
         await self.close()
 
 
-def slice_pieces(pieces: list[bytes], start: int, end: int) -> list[Piece]:
+def slice_pieces(pieces: list[Buffer], start: int, end: int) -> list[Piece]:
     """Return bytes [start, end) of the pieces joined, as the pieces themselves or views of them."""
     result: list[Piece] = []
     offset = 0

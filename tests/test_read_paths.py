@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError
 
 import store
 from dataserver.chunkstore import ChunkStore
@@ -151,7 +152,7 @@ def test_read_blocks_grpc(cluster: LocalCluster, client: store.Client) -> None:
     [process] = [process for process in cluster.dataservers if files[process.name]]
     chunk_id = bytes.fromhex(files[process.name][0].name)
 
-    async def call(offset: int, length: int) -> data_pb2.ReadChunkHeader:
+    async def call(offset: int, length: int) -> tuple[data_pb2.ReadChunkHeader, memoryview]:
         request = data_pb2.ReadChunkRequest(
             chunk_id=chunk_id,
             offset_bytes=offset,
@@ -159,15 +160,15 @@ def test_read_blocks_grpc(cluster: LocalCluster, client: store.Client) -> None:
             dataserver_id=process.server_id,
         )
         async with grpc.aio.insecure_channel(process.address, options=CHANNEL_OPTIONS) as channel:
-            reply: data_pb2.ReadChunkHeader = await datapath.read_blocks_callable(channel)(
-                request, timeout=10
-            )
+            reply: tuple[data_pb2.ReadChunkHeader, memoryview]
+            reply = await datapath.read_blocks_callable(channel)(request, timeout=10)
             return reply
 
-    reply = asyncio.run(call(BLOCK + 1, 10))
+    reply, reply_data = asyncio.run(call(BLOCK + 1, 10))
     assert (reply.offset_bytes, reply.length_bytes) == (BLOCK, BLOCK), f"reply {reply.offset_bytes}"
-    assert reply.data == data[BLOCK : 2 * BLOCK], "ReadBlocks returned other bytes"
-    assert list(reply.block_crc32c) == [crc32c(reply.data)], "ReadBlocks block CRCs"
+    assert reply_data == data[BLOCK : 2 * BLOCK], "ReadBlocks returned other bytes"
+    assert reply.data == b"", "the parsed header keeps a copy of the data"
+    assert list(reply.block_crc32c) == [crc32c(reply_data)], "ReadBlocks block CRCs"
     assert (reply.chunk_length_bytes, reply.chunk_crc32c) == (CHUNK, crc32c(data))
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -186,3 +187,30 @@ def test_slice_pieces_matches_join() -> None:
             assert all(len(piece) > 0 for piece in sliced), (start, end)
     whole = slice_pieces(pieces, 0, len(joined))
     assert all(got is want for got, want in zip(whole, [p for p in pieces if p], strict=True))
+
+
+def test_split_bytes_field_matches_protobuf() -> None:
+    header = data_pb2.ReadChunkHeader(
+        offset_bytes=300,
+        block_size_bytes=65536,
+        length_bytes=2**40,
+        block_crc32c=[1, 2**32 - 1],
+        chunk_crc32c=7,
+    )
+    data = os.urandom(1000)
+    appended = datapath.with_bytes_field(header.SerializeToString(), datapath.READ_DATA_FIELD, data)
+    # The same message as protobuf writes it, with the data field among the others.
+    header.data = data
+    for message in (appended, header.SerializeToString()):
+        rest, view = datapath.split_bytes_field(message, datapath.READ_DATA_FIELD)
+        parsed = data_pb2.ReadChunkHeader.FromString(rest)
+        assert view == data
+        assert parsed.data == b""
+        parsed.data = data
+        assert parsed == header
+
+    _, view = datapath.split_bytes_field(b"", datapath.READ_DATA_FIELD)
+    assert view == b""
+    for truncated in (appended[:-1], b"\x08", b"\x08\xff", b"\x0b"):
+        with pytest.raises(DecodeError):
+            datapath.split_bytes_field(truncated, datapath.READ_DATA_FIELD)
