@@ -76,10 +76,10 @@ def _varint(value: int) -> bytes:
 def split_bytes_field(message: bytes, field_number: int) -> tuple[bytes, memoryview]:
     """Split a serialized message into its other fields and a view of one bytes field.
 
-    The view shares the message's memory, so the field's data is never copied, and
-    only the other fields, a few dozen bytes, are. When the field occurs more than
-    once the last one counts, as in protobuf. A message without it gives an empty
-    view. Raises DecodeError for a truncated message or a group.
+    The view shares the message's memory, so only the other fields (a few dozen
+    bytes) are copied. When the field occurs more than once, the last one counts,
+    as in protobuf. A message without the field gives an empty view. Raises
+    DecodeError for a truncated message or a group.
     """
     view = memoryview(message)
     others: list[memoryview] = []

@@ -956,7 +956,11 @@ class CommitObjectRequest(_message.Message):
         """
 
     @_builtins.property
-    def if_none_match_etags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def if_none_match_etags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """NOTE: a metaserver built before this field ignores it, so the condition
+        is checked only once every metaserver is upgraded.
+        """
+
     def __init__(
         self,
         *,
