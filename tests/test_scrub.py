@@ -242,6 +242,12 @@ def test_scrub_resumes_after_kill(cluster_factory: ClusterFactory) -> None:
     )
     wait_until(lambda: finished in log_text(process), 15.0, f"log line {finished!r}")
     assert resumed in log_text(process), f"no log line {resumed!r}"
+    # The pass logs its end before it saves the cleared state to scrub.json.
+    wait_until(
+        lambda: scrub_state(process).get("pass_started_unix_ms", 0) == 0,
+        10.0,
+        "scrub.json to record the end of the pass",
+    )
     state = scrub_state(process)
     assert state["pass_started_unix_ms"] == 0, state
     assert state["scrubbed_chunks"] == object_count, state
